@@ -1,0 +1,7 @@
+//! The AMQP (RabbitMQ) emitter: outbox relay and subscribers (issue 5) for [`event_store`].
+//!
+//! **Not implemented yet.** This crate reserves its place in the workspace; its adapter lands
+//! with the issue named above and will implement the core's backend traits and pass the
+//! conformance kit (`event_store::testkit`).
+
+pub use event_store;

@@ -1,0 +1,295 @@
+//! Derive macros for [`event-store`](https://docs.rs/event-store): `#[derive(Event)]` for event
+//! structs and `#[derive(Events)]` for enums of them. Use them through `event_store`, which
+//! re-exports both.
+//!
+//! Misuse is reported as a compile error at the offending span; the macros never panic.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields, LitStr, Path, parse_macro_input};
+
+const MAX_NAME_LEN: usize = 64;
+
+/// Derives `event_store::Event` for a struct with named fields.
+///
+/// ```text
+/// #[derive(Event, Serialize, Deserialize)]
+/// #[event(namespace = "cmp-inventory", rename = "ItemAdded")]
+/// struct Added { sku: String }
+/// ```
+///
+/// Keys of `#[event(...)]` (several may share one attribute):
+/// - `namespace = "…"` (required): `A–Z a–z 0–9 _ -`, starting with a letter or digit.
+/// - `rename = "…"` (or `type = "…"`): the type name; the struct's name by default.
+/// - `crate = "path"`: where `event_store` is, when it is re-exported under another name.
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand_event(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives `event_store::Events` for an enum whose variants each wrap one `Event` type:
+/// encoding and decoding dispatch on namespace and type, an unknown type is an
+/// `Error::UnknownEventType`, and each variant gets a `From` impl.
+///
+/// ```text
+/// #[derive(Events)]
+/// enum CounterEvent { Incremented(Incremented), Decremented(Decremented) }
+/// ```
+#[proc_macro_derive(Events, attributes(event))]
+pub fn derive_events(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand_events(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+#[derive(Default)]
+struct Attrs {
+    namespace: Option<LitStr>,
+    rename: Option<LitStr>,
+    krate: Option<Path>,
+}
+
+fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
+    let mut out = Attrs::default();
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
+        attr.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match key.as_str() {
+                "namespace" | "rename" | "type" if !allow_names => Err(meta.error(format!(
+                    "`{key}` belongs on the event structs, not on an enum of events"
+                ))),
+                "namespace" => set(&mut out.namespace, meta.value()?.parse()?, &meta.path),
+                "rename" | "type" => set(&mut out.rename, meta.value()?.parse()?, &meta.path),
+                "crate" => {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    set(&mut out.krate, lit.parse()?, &meta.path)
+                }
+                _ => Err(meta.error(
+                    "unknown key; expected `namespace = \"…\"`, `rename = \"…\"` or `crate = \"…\"`",
+                )),
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+fn set<T>(slot: &mut Option<T>, value: T, path: &Path) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(path.span(), "this key is given twice"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn check_name(what: &str, name: &str, span: Span) -> syn::Result<()> {
+    let first_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let rest_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !first_ok || !rest_ok {
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "invalid {what} `{}`: use 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 _ -, starting with a letter or digit",
+                name.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn crate_path(attrs: &Attrs) -> TokenStream2 {
+    match &attrs.krate {
+        Some(p) => quote!(#p),
+        None => quote!(::event_store),
+    }
+}
+
+fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let attrs = parse_attrs(input, true)?;
+    let ident = &input.ident;
+    let fields = match &input.data {
+        Data::Struct(s) => &s.fields,
+        Data::Enum(_) => {
+            return Err(syn::Error::new(
+                ident.span(),
+                "#[derive(Event)] is for structs; for an enum of events use #[derive(Events)]",
+            ));
+        }
+        Data::Union(_) => {
+            return Err(syn::Error::new(ident.span(), "an event cannot be a union"));
+        }
+    };
+    match fields {
+        Fields::Named(named) => {
+            for f in &named.named {
+                if let Some(name) = &f.ident {
+                    if name == "event_namespace" || name == "event_type" {
+                        return Err(syn::Error::new(
+                            name.span(),
+                            format!("`{name}` is reserved: the store writes it beside the fields"),
+                        ));
+                    }
+                }
+            }
+        }
+        Fields::Unit => {
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("an event's JSON is an object: write `struct {ident} {{}}` instead of a unit struct"),
+            ));
+        }
+        Fields::Unnamed(_) => {
+            return Err(syn::Error::new(
+                fields.span(),
+                "an event's JSON is an object: use named fields",
+            ));
+        }
+    }
+    let Some(namespace) = &attrs.namespace else {
+        return Err(syn::Error::new(
+            ident.span(),
+            "missing namespace: add #[event(namespace = \"…\")]",
+        ));
+    };
+    check_name("namespace", &namespace.value(), namespace.span())?;
+    let ty = match &attrs.rename {
+        Some(lit) => {
+            check_name("type", &lit.value(), lit.span())?;
+            lit.value()
+        }
+        None => {
+            let name = ident.to_string();
+            let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+            check_name("type", &name, ident.span())?;
+            name
+        }
+    };
+    let krate = crate_path(&attrs);
+    let ns = namespace.value();
+    let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
+    Ok(quote! {
+        #[automatically_derived]
+        impl #impl_g #krate::Event for #ident #ty_g #where_c {
+            const NAMESPACE: &'static str = #ns;
+            const TYPE: &'static str = #ty;
+        }
+    })
+}
+
+fn expand_events(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let attrs = parse_attrs(input, false)?;
+    let ident = &input.ident;
+    let Data::Enum(data) = &input.data else {
+        return Err(syn::Error::new(
+            ident.span(),
+            "#[derive(Events)] is for enums whose variants wrap event structs; derive `Event` on a struct",
+        ));
+    };
+    if data.variants.is_empty() {
+        return Err(syn::Error::new(
+            ident.span(),
+            "an enum of events needs at least one variant",
+        ));
+    }
+    let krate = crate_path(&attrs);
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    for v in &data.variants {
+        match &v.fields {
+            Fields::Unnamed(f) if f.unnamed.len() == 1 => {
+                names.push(&v.ident);
+                types.push(&f.unnamed[0].ty);
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    v.span(),
+                    format!(
+                        "each variant wraps one event struct, like `{0}({0})`",
+                        v.ident
+                    ),
+                ));
+            }
+        }
+    }
+    let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
+    // Checks that need no generic parameter: each variant wraps an `Event`, and no two share a
+    // namespace and type.
+    let checks = if input.generics.params.is_empty() {
+        let asserts = types.iter().map(|t| {
+            quote_spanned! {t.span()=>
+                const _: fn() = || { fn event<T: #krate::Event>() {} event::<#t>(); };
+            }
+        });
+        quote! {
+            #(#asserts)*
+            const _: () = {
+                if !#krate::__private::distinct(&[#(<#types as #krate::Event>::EVENT_TYPE),*]) {
+                    panic!("two variants of this enum have the same namespace and type");
+                }
+            };
+        }
+    } else {
+        TokenStream2::new()
+    };
+    let from_impls = names.iter().zip(&types).map(|(n, t)| {
+        quote! {
+            #[automatically_derived]
+            impl #impl_g ::core::convert::From<#t> for #ident #ty_g #where_c {
+                fn from(e: #t) -> Self { Self::#n(e) }
+            }
+        }
+    });
+    Ok(quote! {
+        #checks
+
+        #[automatically_derived]
+        impl #impl_g #krate::Events for #ident #ty_g #where_c {
+            fn event_types() -> &'static [#krate::EventType] {
+                const { &[#(<#types as #krate::Event>::EVENT_TYPE),*] }
+            }
+
+            fn namespace(&self) -> &'static str {
+                match self { #(Self::#names(_) => <#types as #krate::Event>::NAMESPACE,)* }
+            }
+
+            fn event_type(&self) -> &'static str {
+                match self { #(Self::#names(_) => <#types as #krate::Event>::TYPE,)* }
+            }
+
+            fn encode(&self) -> #krate::Result<#krate::__private::Value> {
+                match self { #(Self::#names(e) => <#types as #krate::Events>::encode(e),)* }
+            }
+
+            fn decode(
+                namespace: &str,
+                event_type: &str,
+                data: &#krate::__private::Value,
+            ) -> #krate::Result<Self> {
+                #(
+                    if namespace == <#types as #krate::Event>::NAMESPACE
+                        && event_type == <#types as #krate::Event>::TYPE
+                    {
+                        return #krate::decode_event::<#types>(data, namespace, event_type).map(Self::#names);
+                    }
+                )*
+                ::core::result::Result::Err(#krate::Error::UnknownEventType {
+                    namespace: ::std::borrow::ToOwned::to_owned(namespace),
+                    event_type: ::std::borrow::ToOwned::to_owned(event_type),
+                })
+            }
+        }
+
+        #(#from_impls)*
+    })
+}

@@ -1,0 +1,249 @@
+//! The traits the adapters implement: [`Store`], [`Cache`] and [`Emitter`].
+//!
+//! Every method returns a `Send` future, so the traits work on a multi-threaded runtime without
+//! boxing; none is object-safe (`dyn`), on purpose: backends are chosen at compile time, and the
+//! CLI, which picks one at run time, has its own boxed layer.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::error::{BoxError, Error, Result};
+use crate::limits::AppendBatch;
+use crate::model::{Direction, Position, RecordedEvent, StreamId};
+use crate::query::{Query, TypeFilter};
+
+/// What an append stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// The batch's events as recorded, in order.
+    pub events: Vec<RecordedEvent>,
+    /// `false` when every event was already stored with the same content (an idempotent retry):
+    /// `events` are then the originals and nothing new was stored or should be emitted.
+    pub stored: bool,
+}
+
+impl Appended {
+    /// The stream's version after the append (the last event's version).
+    pub fn last_version(&self) -> Option<u64> {
+        self.events.last().map(|e| e.version)
+    }
+
+    /// The last event's position.
+    pub fn last_position(&self) -> Option<Position> {
+        self.events.last().map(|e| e.position)
+    }
+}
+
+/// An event log: the store adapter's trait.
+///
+/// # Contract (checked by [`testkit`](crate#conformance-kit))
+/// - An append stores all of its events or none, with consecutive versions from the stream's
+///   next version, after checking the batch's [`ExpectedVersion`](crate::ExpectedVersion) against
+///   the stream atomically (a mismatch is [`Error::Conflict`] with the actual version).
+/// - An append whose events' ids are all stored with the same content returns the originals
+///   with `stored: false`; any other clash of ids is [`Error::DuplicateId`].
+/// - Positions grow in commit order of each stream: a stream's versions and positions agree.
+/// - [`Store::read_all`] returns only *final* events: once it has returned an event, no event
+///   with a lower position can appear later. It never skips an event, however writers interleave.
+pub trait Store: Send + Sync + 'static {
+    /// Appends a validated batch to one stream.
+    fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send;
+
+    /// Reads up to `limit` events of a stream: forward, the versions from `from` up; backward,
+    /// the versions from `from` down (`u64::MAX`: from the last).
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// Reads up to `limit` events of the global log after `after`, in position order, returning
+    /// only final events (see the trait docs).
+    fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// Reads up to `limit` committed events matching `query` after `after`, in position order.
+    ///
+    /// Unlike [`Store::read_all`], this includes committed events that are not final yet (so an
+    /// aggregate sees the writes that came before it); callers that keep a checkpoint must only
+    /// keep one below [`Store::watermark`].
+    fn read_query(
+        &self,
+        query: &Query,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// The version of a stream's last event (`None`: no such stream).
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    /// A position below which every event is final: no event with a lower position can be
+    /// committed after this call returns.
+    fn watermark(&self) -> impl Future<Output = Result<Position>> + Send;
+
+    /// A receiver that changes after appends commit, for live tails to wake on. Backends that
+    /// cannot notify return one that never changes; tails then poll.
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// The key of a cached aggregate: its name, its version (bumped when its fold changes) and the
+/// canonical text of its query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CacheKey {
+    /// The aggregate's name.
+    pub aggregate: String,
+    /// The aggregate's version.
+    pub version: u32,
+    /// The canonical query (see [`Query::canonical`]).
+    pub query: String,
+}
+
+/// A cached aggregate state and the checkpoint of the last event folded into it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedState {
+    /// The state, as JSON.
+    pub state: Value,
+    /// The position of the last event folded into `state`.
+    pub checkpoint: Position,
+}
+
+/// An aggregate cache: the cache adapter's trait.
+///
+/// # Contract
+/// [`Cache::put`] never replaces an entry with one of a lower checkpoint, even when concurrent
+/// callers race: the entry only moves forward.
+pub trait Cache: Send + Sync + 'static {
+    /// The entry for `key`, if any.
+    fn get(&self, key: &CacheKey) -> impl Future<Output = Result<Option<CachedState>>> + Send;
+
+    /// Stores `entry` for `key`, unless the stored entry's checkpoint is later.
+    fn put(&self, key: &CacheKey, entry: CachedState) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// No cache: every aggregate folds the whole query.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCache;
+
+impl Cache for NoCache {
+    async fn get(&self, _key: &CacheKey) -> Result<Option<CachedState>> {
+        Ok(None)
+    }
+
+    async fn put(&self, _key: &CacheKey, _entry: CachedState) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An async handler of delivered events: `Ok` acknowledges, `Err` asks for a retry.
+pub type Handler =
+    Arc<dyn Fn(RecordedEvent) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
+
+/// What a subscription asks for: a group and the event types it handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// The group (a service name). Instances of a group share its events; each group receives
+    /// every matching event.
+    pub group: String,
+    /// The types the group handles (empty: every event).
+    pub types: Vec<TypeFilter>,
+}
+
+/// A running subscription: a future that delivers events to the handler until it fails for
+/// good or the emitter closes. Events are queued from the moment [`Emitter::subscribe`] returns;
+/// run it with `tokio::spawn(subscription.into_future())`, and abort the task to stop it.
+#[must_use = "a subscription does nothing until it is run"]
+pub struct Subscription {
+    group: String,
+    run: BoxFuture<'static, Result<()>>,
+}
+
+impl Subscription {
+    /// A subscription of `group` driven by `run`.
+    pub fn new(
+        group: impl Into<String>,
+        run: impl Future<Output = Result<()>> + Send + 'static,
+    ) -> Self {
+        Self {
+            group: group.into(),
+            run: Box::pin(run),
+        }
+    }
+
+    /// The subscription's group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntoFuture for Subscription {
+    type Output = Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        self.run
+    }
+}
+
+/// Delivers recorded events to subscribers: the emitter adapter's trait.
+pub trait Emitter: Send + Sync + 'static {
+    /// Whether the [`EventStore`](crate::EventStore) facade hands each save's events to
+    /// [`Emitter::publish`]. Emitters that publish from the log themselves (an outbox relay) set
+    /// it to `false`.
+    const PUBLISHES_ON_SAVE: bool = true;
+
+    /// Publishes newly stored events. The facade calls it after each append that stored
+    /// something, in each stream's version order.
+    fn publish(&self, events: &[RecordedEvent]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Subscribes `handler` for a group.
+    fn subscribe(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Handler,
+    ) -> impl Future<Output = Result<Subscription>> + Send;
+}
+
+/// No emitter: saves publish nothing and subscribing is an error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEmitter;
+
+impl Emitter for NoEmitter {
+    const PUBLISHES_ON_SAVE: bool = false;
+
+    async fn publish(&self, _events: &[RecordedEvent]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, spec: SubscriptionSpec, _handler: Handler) -> Result<Subscription> {
+        Err(Error::invalid(
+            "group",
+            format!(
+                "cannot subscribe `{}`: this event store has no emitter",
+                spec.group
+            ),
+        ))
+    }
+}

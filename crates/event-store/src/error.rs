@@ -1,0 +1,201 @@
+//! The one error type of the core and of every backend trait.
+
+use std::borrow::Cow;
+
+use uuid::Uuid;
+
+use crate::model::ExpectedVersion;
+
+/// A boxed error from a driver, a handler or any other source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in the event store.
+///
+/// The variants are *portable kinds*: every backend maps its own failures onto them, so callers can
+/// branch on what happened (retry a [`Error::Conflict`], report an [`Error::InvalidInput`] to a
+/// user) without knowing which backend is in use. The driver's own error is kept as the
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An append's [`ExpectedVersion`] did not hold; nothing was stored.
+    #[error("version conflict on stream `{stream}`: expected {expected}, actual {}", display_actual(*.actual))]
+    Conflict {
+        /// The stream that was appended to.
+        stream: String,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was refused (`None`: the stream does not exist).
+        actual: Option<u64>,
+    },
+
+    /// An input was refused before anything was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field that was refused, as a path (`stream`, `events[2].data`, `position`, …).
+        field: Cow<'static, str>,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// An event id is already stored with other content (or in a batch that differs from the one
+    /// being appended); nothing was stored.
+    #[error("event id {id} is already stored with other content")]
+    DuplicateId {
+        /// The id that clashed.
+        id: Uuid,
+    },
+
+    /// An event's namespace and type are not among those a type of events can decode.
+    #[error("unknown event type `{namespace}.{event_type}`")]
+    UnknownEventType {
+        /// The event's namespace.
+        namespace: String,
+        /// The event's type.
+        event_type: String,
+    },
+
+    /// A value could not be encoded to or decoded from JSON.
+    #[error("could not {what}")]
+    Codec {
+        /// What was being encoded or decoded.
+        what: Cow<'static, str>,
+        /// The underlying serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A backend failed (connection lost, I/O error, constraint the store did not expect, …).
+    /// After a failed append the outcome may be unknown; appends are idempotent by event id, so
+    /// retrying with the same ids is safe.
+    #[error("{backend} backend failed: {message}")]
+    Backend {
+        /// The backend: `memory`, `postgres`, `sqlite`, `amqp`, ….
+        backend: &'static str,
+        /// What the backend was doing.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A subscription handler failed.
+    #[error("handler of group `{group}` failed on event {event_id}")]
+    Handler {
+        /// The subscriber group.
+        group: String,
+        /// The event being handled.
+        event_id: Uuid,
+        /// What the handler returned.
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn display_actual(actual: Option<u64>) -> String {
+    match actual {
+        Some(v) => format!("version {v}"),
+        None => "no stream".to_owned(),
+    }
+}
+
+impl Error {
+    /// An [`Error::InvalidInput`] for `field`.
+    pub fn invalid(field: impl Into<Cow<'static, str>>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Backend`] without a driver error.
+    pub fn backend(backend: &'static str, message: impl Into<String>) -> Self {
+        Self::Backend {
+            backend,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Backend`] wrapping a driver error.
+    pub fn backend_with(
+        backend: &'static str,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Backend {
+            backend,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// An [`Error::Codec`].
+    pub fn codec(what: impl Into<Cow<'static, str>>, source: serde_json::Error) -> Self {
+        Self::Codec {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Whether this is an optimistic-concurrency conflict (retrying after re-reading may succeed).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+
+    /// Whether the input was refused (retrying the same call will fail again).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::InvalidInput { .. })
+    }
+
+    /// Whether an event id clashed with a stored event of other content.
+    pub fn is_duplicate_id(&self) -> bool {
+        matches!(self, Self::DuplicateId { .. })
+    }
+
+    /// The refused field, for [`Error::InvalidInput`].
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::InvalidInput { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// The result type of the event store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names_both_versions() {
+        let e = Error::Conflict {
+            stream: "s".into(),
+            expected: ExpectedVersion::Exact(3),
+            actual: Some(5),
+        };
+        assert_eq!(
+            e.to_string(),
+            "version conflict on stream `s`: expected version 3, actual version 5"
+        );
+        assert!(e.is_conflict());
+        let e = Error::Conflict {
+            stream: "s".into(),
+            expected: ExpectedVersion::StreamExists,
+            actual: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "version conflict on stream `s`: expected an existing stream, actual no stream"
+        );
+    }
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let e = Error::invalid("events[1].data", "must be a JSON object");
+        assert_eq!(e.field(), Some("events[1].data"));
+        assert_eq!(e.to_string(), "invalid events[1].data: must be a JSON object");
+    }
+}

@@ -1,0 +1,473 @@
+//! In-memory adapters: a [`MemoryStore`], a [`MemoryCache`] and an in-process
+//! [`InProcessEmitter`]. They keep every invariant of the other backends, under concurrent
+//! callers too, and are the reference the conformance kit is written against.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::backend::{
+    Appended, Cache, CacheKey, CachedState, Emitter, Handler, Store, Subscription,
+    SubscriptionSpec,
+};
+use crate::error::{Error, Result};
+use crate::limits::AppendBatch;
+use crate::model::{Direction, Position, RecordedEvent, StreamId};
+use crate::query::{Query, TypeFilter};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section below checks before it mutates, so a panic cannot leave the data
+    // half-changed: a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<RecordedEvent>,
+    streams: HashMap<String, Vec<usize>>,
+    ids: HashMap<Uuid, usize>,
+}
+
+struct MemoryInner {
+    log: RwLock<Log>,
+    changes: watch::Sender<u64>,
+}
+
+/// An event log in memory. Cheap to clone (clones share the log).
+///
+/// Positions are `1, 2, 3, …` in commit order; every committed event is final.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<MemoryInner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("events", &self.len())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(MemoryInner {
+                log: RwLock::new(Log::default()),
+                changes: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// The number of stored events.
+    pub fn len(&self) -> usize {
+        self.read().events.len()
+    }
+
+    /// Whether the store holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
+        self.inner.log.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
+        self.inner.log.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn append_now(&self, batch: &AppendBatch) -> Result<Appended> {
+        let stream = batch.stream();
+        let mut log = self.write();
+        // Idempotency: a batch whose events are all stored with the same content is a retry.
+        let mut known = 0;
+        for e in batch.events() {
+            if let Some(&i) = log.ids.get(&e.id) {
+                if !e.same_content(stream, &log.events[i]) {
+                    return Err(Error::DuplicateId { id: e.id });
+                }
+                known += 1;
+            }
+        }
+        if known == batch.len() {
+            let events = batch
+                .events()
+                .iter()
+                .filter_map(|e| log.ids.get(&e.id).map(|&i| log.events[i].clone()))
+                .collect();
+            return Ok(Appended {
+                events,
+                stored: false,
+            });
+        }
+        if known > 0 {
+            // Part of the batch is stored: this is not a retry of one append.
+            let id = batch
+                .events()
+                .iter()
+                .find(|e| log.ids.contains_key(&e.id))
+                .map_or_else(Uuid::nil, |e| e.id);
+            return Err(Error::DuplicateId { id });
+        }
+        let actual = log
+            .streams
+            .get(stream.as_str())
+            .map(|v| v.len() as u64 - 1);
+        if !batch.expected().admits(actual) {
+            return Err(Error::Conflict {
+                stream: stream.to_string(),
+                expected: batch.expected(),
+                actual,
+            });
+        }
+        let first_version = actual.map_or(0, |a| a + 1);
+        let mut recorded = Vec::with_capacity(batch.len());
+        for (i, e) in batch.events().iter().enumerate() {
+            let index = log.events.len();
+            let r = e.record(
+                stream,
+                first_version + i as u64,
+                Position::from_offset(index as u64 + 1),
+            );
+            log.ids.insert(r.id, index);
+            log.streams
+                .entry(r.stream.clone())
+                .or_default()
+                .push(index);
+            log.events.push(r.clone());
+            recorded.push(r);
+        }
+        drop(log);
+        self.inner.changes.send_modify(|n| *n += 1);
+        Ok(Appended {
+            events: recorded,
+            stored: true,
+        })
+    }
+}
+
+fn offset(p: Position) -> usize {
+    // Memory positions have a zero high part; a foreign position (high part set) sorts after
+    // every memory position.
+    match p.parts() {
+        (0, low) => usize::try_from(low).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    }
+}
+
+impl Store for MemoryStore {
+    async fn append(&self, batch: AppendBatch) -> Result<Appended> {
+        self.append_now(&batch)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let log = self.read();
+        let Some(indexes) = log.streams.get(stream.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
+        let picked: Vec<RecordedEvent> = match direction {
+            Direction::Forward => indexes
+                .iter()
+                .skip(from)
+                .take(limit)
+                .map(|&i| log.events[i].clone())
+                .collect(),
+            Direction::Backward => {
+                let end = from.saturating_add(1).min(indexes.len());
+                indexes[..end]
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|&i| log.events[i].clone())
+                    .collect()
+            }
+        };
+        Ok(picked)
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let log = self.read();
+        let start = offset(after).min(log.events.len());
+        Ok(log.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn read_query(
+        &self,
+        query: &Query,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        query.validate()?;
+        let log = self.read();
+        let start = offset(after).min(log.events.len());
+        let out = if let Some(stream) = query.stream_id() {
+            let Some(indexes) = log.streams.get(stream) else {
+                return Ok(Vec::new());
+            };
+            let first = indexes.partition_point(|&i| i < start);
+            indexes[first..]
+                .iter()
+                .map(|&i| &log.events[i])
+                .filter(|e| query.matches(e))
+                .take(limit)
+                .cloned()
+                .collect()
+        } else {
+            log.events[start..]
+                .iter()
+                .filter(|e| query.matches(e))
+                .take(limit)
+                .cloned()
+                .collect()
+        };
+        Ok(out)
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
+        Ok(self
+            .read()
+            .streams
+            .get(stream.as_str())
+            .map(|v| v.len() as u64 - 1))
+    }
+
+    async fn watermark(&self) -> Result<Position> {
+        Ok(Position::from_offset(self.read().events.len() as u64 + 1))
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+}
+
+/// An aggregate cache in memory. Cheap to clone (clones share the entries).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCache {
+    entries: Arc<Mutex<HashMap<CacheKey, CachedState>>>,
+}
+
+impl MemoryCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Cache for MemoryCache {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CachedState>> {
+        Ok(lock(&self.entries).get(key).cloned())
+    }
+
+    async fn put(&self, key: &CacheKey, entry: CachedState) -> Result<()> {
+        let mut entries = lock(&self.entries);
+        match entries.get(key) {
+            Some(old) if old.checkpoint > entry.checkpoint => {}
+            _ => {
+                entries.insert(key.clone(), entry);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event that a group's handler kept failing on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The group whose handler failed.
+    pub group: String,
+    /// The event.
+    pub event: RecordedEvent,
+    /// The last error the handler returned.
+    pub reason: String,
+    /// How many times the handler was called.
+    pub attempts: u32,
+}
+
+struct Group {
+    types: Vec<TypeFilter>,
+    tx: mpsc::UnboundedSender<RecordedEvent>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<RecordedEvent>>>,
+}
+
+fn type_matches(types: &[TypeFilter], e: &RecordedEvent) -> bool {
+    types.is_empty()
+        || types.iter().any(|t| {
+            t.namespace == e.namespace
+                && t.event_type.as_deref().is_none_or(|ty| ty == e.event_type)
+        })
+}
+
+/// Delivers events to subscribers in the same process.
+///
+/// A group owns one queue that receives every published event of the types its subscriptions
+/// handle, from the moment the group's first subscription is made; the group's subscriptions
+/// compete for the queue's events (one handler call per event). A failing handler is retried with
+/// exponential backoff; after the last attempt the event is kept in [`Self::dead_letters`] and the
+/// subscription moves on.
+#[derive(Clone)]
+pub struct InProcessEmitter {
+    groups: Arc<Mutex<HashMap<String, Group>>>,
+    dead: Arc<Mutex<Vec<DeadLetter>>>,
+    max_attempts: u32,
+    backoff: Duration,
+}
+
+impl Default for InProcessEmitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InProcessEmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessEmitter")
+            .field("groups", &lock(&self.groups).len())
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcessEmitter {
+    /// An emitter that tries a handler 5 times, waiting 10 ms, 20 ms, 40 ms and 80 ms between
+    /// attempts.
+    pub fn new() -> Self {
+        Self {
+            groups: Arc::default(),
+            dead: Arc::default(),
+            max_attempts: 5,
+            backoff: Duration::from_millis(10),
+        }
+    }
+
+    /// Sets how many times a handler is called for one event (at least 1) and the first wait
+    /// between attempts (doubled after each).
+    #[must_use]
+    pub fn with_retry(mut self, max_attempts: u32, first_backoff: Duration) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self.backoff = first_backoff;
+        self
+    }
+
+    /// The events that handlers failed on for good, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        lock(&self.dead).clone()
+    }
+}
+
+impl Emitter for InProcessEmitter {
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<()> {
+        let groups = lock(&self.groups);
+        for g in groups.values() {
+            for e in events.iter().filter(|e| type_matches(&g.types, e)) {
+                // The receiver lives as long as the group entry: sending cannot fail.
+                let _ = g.tx.send(e.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, spec: SubscriptionSpec, handler: Handler) -> Result<Subscription> {
+        crate::limits::check_name("group", &spec.group)?;
+        for t in &spec.types {
+            crate::limits::check_name("types.namespace", &t.namespace)?;
+        }
+        let rx = {
+            let mut groups = lock(&self.groups);
+            let group = groups.entry(spec.group.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                Group {
+                    types: Vec::new(),
+                    tx,
+                    rx: Arc::new(tokio::sync::Mutex::new(rx)),
+                }
+            });
+            // The group receives the union of its subscriptions' types; empty types mean
+            // every event, and stay so once any subscription asked for everything.
+            let first = Arc::strong_count(&group.rx) == 1;
+            if spec.types.is_empty() {
+                group.types.clear();
+            } else if first || !group.types.is_empty() {
+                group.types.extend(spec.types.iter().cloned());
+            }
+            Arc::clone(&group.rx)
+        };
+        let dead = Arc::clone(&self.dead);
+        let (max_attempts, backoff) = (self.max_attempts, self.backoff);
+        let group = spec.group;
+        let run = {
+            let group = group.clone();
+            async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(event) = next else { return Ok(()) };
+                    deliver(&group, &handler, event, max_attempts, backoff, &dead).await;
+                }
+            }
+        };
+        Ok(Subscription::new(group, run))
+    }
+}
+
+async fn deliver(
+    group: &str,
+    handler: &Handler,
+    event: RecordedEvent,
+    max_attempts: u32,
+    backoff: Duration,
+    dead: &Mutex<Vec<DeadLetter>>,
+) {
+    let mut wait = backoff;
+    for attempt in 1..=max_attempts {
+        let outcome = std::panic::AssertUnwindSafe(handler(event.clone()))
+            .catch_unwind()
+            .await;
+        let reason = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the handler panicked".to_owned(),
+        };
+        if attempt == max_attempts {
+            tracing::warn!(group, event_id = %event.id, %reason, attempts = attempt, "dead-lettered");
+            lock(dead).push(DeadLetter {
+                group: group.to_owned(),
+                event,
+                reason,
+                attempts: attempt,
+            });
+            return;
+        }
+        tracing::debug!(group, event_id = %event.id, %reason, attempt, "handler failed; retrying");
+        tokio::time::sleep(wait).await;
+        wait = wait.saturating_mul(2);
+    }
+}

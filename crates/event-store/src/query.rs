@@ -1,0 +1,268 @@
+//! Typed queries: which events an aggregate folds.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::event::Events;
+use crate::limits::{check_field_name, check_json, check_name, check_stream_id};
+use crate::model::RecordedEvent;
+
+/// A namespace, optionally narrowed to one type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TypeFilter {
+    /// The namespace.
+    pub namespace: String,
+    /// The type; `None` matches every type of the namespace.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+}
+
+/// Which events to read: every condition given must hold (an empty query matches every event).
+///
+/// Backends turn a query into bound parameters, never into SQL text built from its values.
+///
+/// ```
+/// use event_store::Query;
+/// use serde_json::json;
+///
+/// let q = Query::stream("order-42")
+///     .namespace("shop")
+///     .event_type("shop", "ItemAdded")
+///     .subject_eq("user_id", json!(7));
+/// assert_eq!(q.stream_id(), Some("order-42"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream: Option<String>,
+    /// Any of these namespace/type filters (empty: every type).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    types: Vec<TypeFilter>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    subject: Vec<(String, Value)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    data: Vec<(String, Value)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<DateTime<Utc>>,
+}
+
+impl Query {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// The events of one stream.
+    pub fn stream(stream: impl Into<String>) -> Self {
+        Self {
+            stream: Some(stream.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Every event of the types an [`Events`] set decodes.
+    pub fn events<E: Events>() -> Self {
+        Self::all().of::<E>()
+    }
+
+    /// Narrows to the types an [`Events`] set decodes.
+    #[must_use]
+    pub fn of<E: Events>(mut self) -> Self {
+        for t in E::event_types() {
+            self = self.event_type(t.namespace, t.name);
+        }
+        self
+    }
+
+    /// Also matches every event of `namespace`.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.types.push(TypeFilter {
+            namespace: namespace.into(),
+            event_type: None,
+        });
+        self.normalize();
+        self
+    }
+
+    /// Also matches events of `namespace.event_type`.
+    #[must_use]
+    pub fn event_type(mut self, namespace: impl Into<String>, event_type: impl Into<String>) -> Self {
+        self.types.push(TypeFilter {
+            namespace: namespace.into(),
+            event_type: Some(event_type.into()),
+        });
+        self.normalize();
+        self
+    }
+
+    /// Requires the context's `subject.{field}` to equal `value`.
+    #[must_use]
+    pub fn subject_eq(mut self, field: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.subject.push((field.into(), value.into()));
+        self.normalize();
+        self
+    }
+
+    /// Requires the data's top-level `field` to equal `value`.
+    #[must_use]
+    pub fn data_eq(mut self, field: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.data.push((field.into(), value.into()));
+        self.normalize();
+        self
+    }
+
+    /// Requires the event's time to be at or after `time`.
+    #[must_use]
+    pub fn since(mut self, time: DateTime<Utc>) -> Self {
+        self.since = Some(time);
+        self
+    }
+
+    /// Requires the event's time to be before `time`.
+    #[must_use]
+    pub fn until(mut self, time: DateTime<Utc>) -> Self {
+        self.until = Some(time);
+        self
+    }
+
+    /// The stream, if the query is limited to one.
+    pub fn stream_id(&self) -> Option<&str> {
+        self.stream.as_deref()
+    }
+
+    /// The namespace/type filters (any of them matches; none: every type).
+    pub fn types(&self) -> &[TypeFilter] {
+        &self.types
+    }
+
+    /// The `subject` equalities.
+    pub fn subject_fields(&self) -> &[(String, Value)] {
+        &self.subject
+    }
+
+    /// The `data` equalities.
+    pub fn data_fields(&self) -> &[(String, Value)] {
+        &self.data
+    }
+
+    /// The time range `[since, until)`.
+    pub fn time_range(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (self.since, self.until)
+    }
+
+    /// Checks every part of the query against the input rules of [`crate::limits`].
+    pub fn validate(&self) -> Result<()> {
+        if let Some(s) = &self.stream {
+            check_stream_id("query.stream", s)?;
+        }
+        for t in &self.types {
+            check_name("query.namespace", &t.namespace)?;
+            if let Some(ty) = &t.event_type {
+                check_name("query.type", ty)?;
+            }
+        }
+        for (k, v) in &self.subject {
+            check_field_name("query.subject", k)?;
+            check_json(&|| "query.subject".to_owned(), v)?;
+        }
+        for (k, v) in &self.data {
+            check_field_name("query.data", k)?;
+            check_json(&|| "query.data".to_owned(), v)?;
+        }
+        Ok(())
+    }
+
+    /// The canonical text of the query: equal queries, however built, give the same text (used
+    /// in cache keys).
+    pub fn canonical(&self) -> String {
+        let mut q = self.clone();
+        q.normalize();
+        // A query is strings, JSON values and times: encoding it cannot fail.
+        serde_json::to_string(&q).unwrap_or_default()
+    }
+
+    fn normalize(&mut self) {
+        self.types.sort();
+        self.types.dedup();
+        // A namespace-wide filter covers the type filters of the same namespace.
+        let wide: Vec<String> = self
+            .types
+            .iter()
+            .filter(|t| t.event_type.is_none())
+            .map(|t| t.namespace.clone())
+            .collect();
+        self.types
+            .retain(|t| t.event_type.is_none() || !wide.contains(&t.namespace));
+        for fields in [&mut self.subject, &mut self.data] {
+            fields.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
+            fields.dedup();
+        }
+    }
+
+    /// Whether `event` matches the query (the memory backend's implementation, and the reference
+    /// the other backends are tested against).
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        if self.stream.as_deref().is_some_and(|s| s != event.stream) {
+            return false;
+        }
+        if !self.types.is_empty()
+            && !self.types.iter().any(|t| {
+                t.namespace == event.namespace
+                    && t.event_type.as_deref().is_none_or(|ty| ty == event.event_type)
+            })
+        {
+            return false;
+        }
+        if !self
+            .subject
+            .iter()
+            .all(|(k, v)| event.context.subject.get(k) == Some(v))
+        {
+            return false;
+        }
+        if !self.data.iter().all(|(k, v)| event.data.get(k) == Some(v)) {
+            return false;
+        }
+        let t = event.context.time;
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn canonical_ignores_build_order() {
+        let a = Query::stream("s")
+            .event_type("b", "T")
+            .namespace("a")
+            .subject_eq("u", 1)
+            .data_eq("x", "y");
+        let b = Query::stream("s")
+            .data_eq("x", "y")
+            .namespace("a")
+            .subject_eq("u", 1)
+            .event_type("b", "T")
+            .event_type("a", "Covered");
+        assert_eq!(a.canonical(), b.canonical());
+        assert_ne!(a.canonical(), Query::stream("s").canonical());
+        assert_eq!(Query::all().canonical(), "{}");
+    }
+
+    #[test]
+    fn validate_refuses_bad_parts() {
+        assert!(Query::stream("a b").validate().is_err());
+        assert!(Query::all().namespace("a.b").validate().is_err());
+        assert!(Query::all().subject_eq("", 1).validate().is_err());
+        assert!(Query::all().data_eq("k", json!("\u{0}")).validate().is_err());
+        assert!(Query::stream("ok").namespace("ns").data_eq("k", 1).validate().is_ok());
+    }
+}

@@ -1,0 +1,16 @@
+//! The whole conformance kit against the in-memory adapters.
+#![cfg(feature = "testkit")]
+
+use event_store::{MemoryCache, MemoryStore};
+
+event_store::store_conformance_tests!(|| async { MemoryStore::new() });
+event_store::cache_conformance_tests!(|| async { (MemoryStore::new(), MemoryCache::new()) });
+
+/// The sequential runners run every check on one shared store, as an adapter without the
+/// macros would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_suite_on_one_store() {
+    let store = MemoryStore::new();
+    event_store::testkit::run_store_suite(&store).await;
+    event_store::testkit::run_cache_suite(&store, &MemoryCache::new()).await;
+}
