@@ -92,7 +92,10 @@ fn set<T>(slot: &mut Option<T>, value: T, path: &Path) -> syn::Result<()> {
 }
 
 fn check_name(what: &str, name: &str, span: Span) -> syn::Result<()> {
-    let first_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let first_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
     let rest_ok = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -146,7 +149,9 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
         Fields::Unit => {
             return Err(syn::Error::new(
                 ident.span(),
-                format!("an event's JSON is an object: write `struct {ident} {{}}` instead of a unit struct"),
+                format!(
+                    "an event's JSON is an object: write `struct {ident} {{}}` instead of a unit struct"
+                ),
             ));
         }
         Fields::Unnamed(_) => {

@@ -16,7 +16,9 @@ use crate::query::Query;
 ///
 /// Events the query returns but [`Aggregate::Event`] does not handle are skipped; when the
 /// query names no types, it is narrowed to the types of `Aggregate::Event`.
-pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Aggregate:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The aggregate's name (part of the cache key).
     const NAME: &'static str;
     /// The fold's version (part of the cache key).

@@ -87,10 +87,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
 
     /// The version of a stream's last event (`None`: no such stream).
-    fn stream_version(
-        &self,
-        stream: &StreamId,
-    ) -> impl Future<Output = Result<Option<u64>>> + Send;
+    fn stream_version(&self, stream: &StreamId)
+    -> impl Future<Output = Result<Option<u64>>> + Send;
 
     /// A position below which every event is final: no event with a lower position can be
     /// committed after this call returns.

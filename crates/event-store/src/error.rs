@@ -196,6 +196,9 @@ mod tests {
     fn invalid_input_names_the_field() {
         let e = Error::invalid("events[1].data", "must be a JSON object");
         assert_eq!(e.field(), Some("events[1].data"));
-        assert_eq!(e.to_string(), "invalid events[1].data: must be a JSON object");
+        assert_eq!(
+            e.to_string(),
+            "invalid events[1].data: must be a JSON object"
+        );
     }
 }

@@ -141,7 +141,10 @@ pub fn encode_event<T: Serialize + ?Sized>(
             ));
         }
     };
-    map.insert(NAMESPACE_KEY.to_owned(), Value::String(namespace.to_owned()));
+    map.insert(
+        NAMESPACE_KEY.to_owned(),
+        Value::String(namespace.to_owned()),
+    );
     map.insert(TYPE_KEY.to_owned(), Value::String(event_type.to_owned()));
     Ok(Value::Object(map))
 }

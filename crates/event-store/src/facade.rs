@@ -77,7 +77,11 @@ impl<S, C, E> std::fmt::Debug for EventStore<S, C, E> {
 impl EventStore<MemoryStore, MemoryCache, InProcessEmitter> {
     /// Everything in memory: a [`MemoryStore`], a [`MemoryCache`] and an [`InProcessEmitter`].
     pub fn memory() -> Self {
-        Self::new(MemoryStore::new(), MemoryCache::new(), InProcessEmitter::new())
+        Self::new(
+            MemoryStore::new(),
+            MemoryCache::new(),
+            InProcessEmitter::new(),
+        )
     }
 }
 
@@ -186,7 +190,8 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
 
     /// Saves one typed event at the end of `stream`, whatever its version.
     pub async fn save<Ev: Events>(&self, stream: &str, event: &Ev) -> Result<RecordedEvent> {
-        self.save_expecting(stream, ExpectedVersion::Any, event).await
+        self.save_expecting(stream, ExpectedVersion::Any, event)
+            .await
     }
 
     /// Saves one typed event, expecting `expected` of the stream.
@@ -372,7 +377,10 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
 
     /// The version of a stream's last event (`None`: no such stream).
     pub async fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
-        self.inner.store.stream_version(&StreamId::new(stream)?).await
+        self.inner
+            .store
+            .stream_version(&StreamId::new(stream)?)
+            .await
     }
 
     /// Reads up to `limit` events of a stream forward from version `from`.

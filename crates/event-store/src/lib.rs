@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 // Lets the derives, which name `::event_store`, work inside this crate (the test kit).
+#[cfg(feature = "testkit")]
 extern crate self as event_store;
 
 mod aggregate;
@@ -61,7 +62,8 @@ pub mod __private {
         while i < types.len() {
             let mut j = i + 1;
             while j < types.len() {
-                if same(types[i].namespace, types[j].namespace) && same(types[i].name, types[j].name)
+                if same(types[i].namespace, types[j].namespace)
+                    && same(types[i].name, types[j].name)
                 {
                     return false;
                 }

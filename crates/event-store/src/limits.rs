@@ -52,13 +52,18 @@ pub(crate) fn check_stream_id(field: &'static str, id: &str) -> Result<()> {
     if id.len() > MAX_STREAM_ID_BYTES {
         return Err(Error::invalid(
             field,
-            format!("is {} bytes long; the limit is {MAX_STREAM_ID_BYTES}", id.len()),
+            format!(
+                "is {} bytes long; the limit is {MAX_STREAM_ID_BYTES}",
+                id.len()
+            ),
         ));
     }
     if let Some(c) = id.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::invalid(
             field,
-            format!("contains the character {c:?}; control and white-space characters are not allowed"),
+            format!(
+                "contains the character {c:?}; control and white-space characters are not allowed"
+            ),
         ));
     }
     Ok(())
@@ -71,7 +76,10 @@ pub fn check_name(field: impl Into<Cow<'static, str>>, name: &str) -> Result<()>
     } else if name.len() > MAX_NAME_LEN {
         Some(format!("is longer than {MAX_NAME_LEN} characters"))
     } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
-        Some(format!("`{}` must start with a letter or a digit", name.escape_debug()))
+        Some(format!(
+            "`{}` must start with a letter or a digit",
+            name.escape_debug()
+        ))
     } else {
         name.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
@@ -97,7 +105,10 @@ pub(crate) fn check_field_name(field: &'static str, name: &str) -> Result<()> {
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "field names contain no control character"));
+        return Err(Error::invalid(
+            field,
+            "field names contain no control character",
+        ));
     }
     Ok(())
 }
@@ -108,7 +119,10 @@ pub(crate) fn check_json(field: &dyn Fn() -> String, value: &Value) -> Result<()
     while let Some((v, depth)) = stack.pop() {
         match v {
             Value::String(s) if s.contains('\0') => {
-                return Err(Error::invalid(field(), "strings must not contain NUL (\\u0000)"));
+                return Err(Error::invalid(
+                    field(),
+                    "strings must not contain NUL (\\u0000)",
+                ));
             }
             Value::Array(items) => {
                 if depth >= MAX_JSON_DEPTH {
@@ -127,7 +141,10 @@ pub(crate) fn check_json(field: &dyn Fn() -> String, value: &Value) -> Result<()
                     ));
                 }
                 if map.keys().any(|k| k.contains('\0')) {
-                    return Err(Error::invalid(field(), "keys must not contain NUL (\\u0000)"));
+                    return Err(Error::invalid(
+                        field(),
+                        "keys must not contain NUL (\\u0000)",
+                    ));
                 }
                 stack.extend(map.values().map(|i| (i, depth + 1)));
             }
@@ -221,12 +238,18 @@ impl AppendBatch {
     ) -> Result<Self> {
         let stream = StreamId::new(stream.as_ref())?;
         if events.is_empty() {
-            return Err(Error::invalid("events", "an append needs at least one event"));
+            return Err(Error::invalid(
+                "events",
+                "an append needs at least one event",
+            ));
         }
         if events.len() > MAX_BATCH_EVENTS {
             return Err(Error::invalid(
                 "events",
-                format!("{} events in one append; the limit is {MAX_BATCH_EVENTS}", events.len()),
+                format!(
+                    "{} events in one append; the limit is {MAX_BATCH_EVENTS}",
+                    events.len()
+                ),
             ));
         }
         let mut ids = HashSet::with_capacity(events.len());
@@ -350,7 +373,10 @@ fn validate_event(i: usize, event: NewEvent) -> Result<PendingEvent> {
 
 fn check_object(field: &dyn Fn() -> String, map: &Map<String, Value>) -> Result<()> {
     if map.keys().any(|k| k.contains('\0')) {
-        return Err(Error::invalid(field(), "keys must not contain NUL (\\u0000)"));
+        return Err(Error::invalid(
+            field(),
+            "keys must not contain NUL (\\u0000)",
+        ));
     }
     for v in map.values() {
         check_json(field, v)?;
@@ -398,19 +424,39 @@ mod tests {
     #[test]
     fn refuses_bad_streams() {
         for s in ["", "a b", "a\0b", "tab\there", &"x".repeat(256)] {
-            assert_eq!(field_of(AppendBatch::new(s, ExpectedVersion::Any, vec![ev(json!({}))])), "stream", "{s:?}");
+            assert_eq!(
+                field_of(AppendBatch::new(
+                    s,
+                    ExpectedVersion::Any,
+                    vec![ev(json!({}))]
+                )),
+                "stream",
+                "{s:?}"
+            );
         }
-        assert!(AppendBatch::new("x".repeat(255), ExpectedVersion::Any, vec![ev(json!({}))]).is_ok());
-        assert!(AppendBatch::new("ünïcødé:ok/1", ExpectedVersion::Any, vec![ev(json!({}))]).is_ok());
+        assert!(
+            AppendBatch::new("x".repeat(255), ExpectedVersion::Any, vec![ev(json!({}))]).is_ok()
+        );
+        assert!(
+            AppendBatch::new("ünïcødé:ok/1", ExpectedVersion::Any, vec![ev(json!({}))]).is_ok()
+        );
     }
 
     #[test]
     fn refuses_bad_names() {
         for n in ["", "a.b", "a b", "-a", "a*", "é", &"n".repeat(65)] {
             let e = NewEvent::new(n, "T", json!({}));
-            assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])), "events[0].namespace", "{n:?}");
+            assert_eq!(
+                field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])),
+                "events[0].namespace",
+                "{n:?}"
+            );
             let e = NewEvent::new("ns", n, json!({}));
-            assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])), "events[0].type", "{n:?}");
+            assert_eq!(
+                field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])),
+                "events[0].type",
+                "{n:?}"
+            );
         }
         for ok in ["cmp-inventory", "a", "A_1", "9lives"] {
             check_name("namespace", ok).unwrap();
@@ -436,34 +482,64 @@ mod tests {
         ];
         for (i, data) in cases.into_iter().enumerate() {
             let batch = vec![ev(json!({})), ev(data)];
-            assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, batch)), "events[1].data", "case {i}");
+            assert_eq!(
+                field_of(AppendBatch::new("s", ExpectedVersion::Any, batch)),
+                "events[1].data",
+                "case {i}"
+            );
         }
     }
 
     #[test]
     fn refuses_bad_batches() {
-        assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![])), "events");
+        assert_eq!(
+            field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![])),
+            "events"
+        );
         let many = (0..=MAX_BATCH_EVENTS).map(|_| ev(json!({}))).collect();
-        assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, many)), "events");
-        let big = (0..20).map(|_| ev(json!({"x": "y".repeat(MAX_EVENT_BYTES - 200)}))).collect();
-        assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, big)), "events");
+        assert_eq!(
+            field_of(AppendBatch::new("s", ExpectedVersion::Any, many)),
+            "events"
+        );
+        let big = (0..20)
+            .map(|_| ev(json!({"x": "y".repeat(MAX_EVENT_BYTES - 200)})))
+            .collect();
+        assert_eq!(
+            field_of(AppendBatch::new("s", ExpectedVersion::Any, big)),
+            "events"
+        );
         let id = Uuid::now_v7();
         let twice = vec![ev(json!({})).with_id(id), ev(json!({})).with_id(id)];
-        assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, twice)), "events[1].id");
+        assert_eq!(
+            field_of(AppendBatch::new("s", ExpectedVersion::Any, twice)),
+            "events[1].id"
+        );
     }
 
     #[test]
     fn refuses_bad_context() {
         let e = ev(json!({})).with_action("a\nb");
-        assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])), "events[0].context.action");
+        assert_eq!(
+            field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])),
+            "events[0].context.action"
+        );
         let e = ev(json!({})).with_subject("k", "nul\u{0}");
-        assert_eq!(field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])), "events[0].context.subject");
+        assert_eq!(
+            field_of(AppendBatch::new("s", ExpectedVersion::Any, vec![e])),
+            "events[0].context.subject"
+        );
     }
 
     #[test]
     fn time_is_kept_to_the_microsecond() {
-        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456789Z").unwrap().with_timezone(&Utc);
-        let b = AppendBatch::new("s", ExpectedVersion::Any, vec![ev(json!({})).with_time(t)]).unwrap();
-        assert_eq!(b.events()[0].time().to_rfc3339(), "2026-01-02T03:04:05.123456+00:00");
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b =
+            AppendBatch::new("s", ExpectedVersion::Any, vec![ev(json!({})).with_time(t)]).unwrap();
+        assert_eq!(
+            b.events()[0].time().to_rfc3339(),
+            "2026-01-02T03:04:05.123456+00:00"
+        );
     }
 }

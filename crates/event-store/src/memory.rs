@@ -11,8 +11,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::backend::{
-    Appended, Cache, CacheKey, CachedState, Emitter, Handler, Store, Subscription,
-    SubscriptionSpec,
+    Appended, Cache, CacheKey, CachedState, Emitter, Handler, Store, Subscription, SubscriptionSpec,
 };
 use crate::error::{Error, Result};
 use crate::limits::AppendBatch;
@@ -81,11 +80,17 @@ impl MemoryStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
-        self.inner.log.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .log
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
-        self.inner.log.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .log
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn append_now(&self, batch: &AppendBatch) -> Result<Appended> {
@@ -121,10 +126,7 @@ impl MemoryStore {
                 .map_or_else(Uuid::nil, |e| e.id);
             return Err(Error::DuplicateId { id });
         }
-        let actual = log
-            .streams
-            .get(stream.as_str())
-            .map(|v| v.len() as u64 - 1);
+        let actual = log.streams.get(stream.as_str()).map(|v| v.len() as u64 - 1);
         if !batch.expected().admits(actual) {
             return Err(Error::Conflict {
                 stream: stream.to_string(),
@@ -142,10 +144,7 @@ impl MemoryStore {
                 Position::from_offset(index as u64 + 1),
             );
             log.ids.insert(r.id, index);
-            log.streams
-                .entry(r.stream.clone())
-                .or_default()
-                .push(index);
+            log.streams.entry(r.stream.clone()).or_default().push(index);
             log.events.push(r.clone());
             recorded.push(r);
         }

@@ -198,11 +198,16 @@ impl FromStr for Position {
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Error::invalid(
                     "position",
-                    format!("`{whole}` is not a checkpoint (a number, or two numbers as `high:low`)"),
+                    format!(
+                        "`{whole}` is not a checkpoint (a number, or two numbers as `high:low`)"
+                    ),
                 ));
             }
             s.parse().map_err(|_| {
-                Error::invalid("position", format!("`{whole}` is out of range for a checkpoint"))
+                Error::invalid(
+                    "position",
+                    format!("`{whole}` is out of range for a checkpoint"),
+                )
             })
         }
         match s.split_once(':') {
@@ -476,9 +481,23 @@ mod tests {
 
     #[test]
     fn position_parse_refuses_garbage() {
-        for bad in ["", "-1", "+1", "1:", ":1", "a", "1:2:3", " 1", "99999999999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1:",
+            ":1",
+            "a",
+            "1:2:3",
+            " 1",
+            "99999999999999999999",
+        ] {
             let err = bad.parse::<Position>().err();
-            assert_eq!(err.as_ref().and_then(Error::field), Some("position"), "{bad:?}");
+            assert_eq!(
+                err.as_ref().and_then(Error::field),
+                Some("position"),
+                "{bad:?}"
+            );
         }
     }
 

@@ -91,7 +91,11 @@ impl Query {
 
     /// Also matches events of `namespace.event_type`.
     #[must_use]
-    pub fn event_type(mut self, namespace: impl Into<String>, event_type: impl Into<String>) -> Self {
+    pub fn event_type(
+        mut self,
+        namespace: impl Into<String>,
+        event_type: impl Into<String>,
+    ) -> Self {
         self.types.push(TypeFilter {
             namespace: namespace.into(),
             event_type: Some(event_type.into()),
@@ -199,7 +203,10 @@ impl Query {
         self.types
             .retain(|t| t.event_type.is_none() || !wide.contains(&t.namespace));
         for fields in [&mut self.subject, &mut self.data] {
-            fields.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
+            fields.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.1.to_string().cmp(&b.1.to_string()))
+            });
             fields.dedup();
         }
     }
@@ -213,7 +220,9 @@ impl Query {
         if !self.types.is_empty()
             && !self.types.iter().any(|t| {
                 t.namespace == event.namespace
-                    && t.event_type.as_deref().is_none_or(|ty| ty == event.event_type)
+                    && t.event_type
+                        .as_deref()
+                        .is_none_or(|ty| ty == event.event_type)
             })
         {
             return false;
@@ -262,7 +271,18 @@ mod tests {
         assert!(Query::stream("a b").validate().is_err());
         assert!(Query::all().namespace("a.b").validate().is_err());
         assert!(Query::all().subject_eq("", 1).validate().is_err());
-        assert!(Query::all().data_eq("k", json!("\u{0}")).validate().is_err());
-        assert!(Query::stream("ok").namespace("ns").data_eq("k", 1).validate().is_ok());
+        assert!(
+            Query::all()
+                .data_eq("k", json!("\u{0}"))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Query::stream("ok")
+                .namespace("ns")
+                .data_eq("k", 1)
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -7,13 +7,25 @@
 //!
 //! An adapter's test file runs the whole kit with two macros:
 //!
-//! ```ignore
+//! ```text
 //! event_store::store_conformance_tests!(|| async { MyStore::connect_fresh().await });
 //! event_store::cache_conformance_tests!(|| async { (MyStore::fresh().await, MyCache::fresh().await) });
 //! ```
 //!
 //! They expand to one `#[tokio::test]` per check, so the test crate needs `tokio` with the
 //! `macros` and `rt-multi-thread` features as a dev-dependency.
+
+// The kit is test code: a failed expectation is a panic with a message, by design.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::many_single_char_names,
+    clippy::too_many_lines,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::match_wild_err_arm
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,8 +38,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::backend::{
-    Cache, CacheKey, CachedState, Emitter, Handler, NoCache, Store, Subscription,
-    SubscriptionSpec,
+    Cache, CacheKey, CachedState, Emitter, Handler, NoCache, Store, Subscription, SubscriptionSpec,
 };
 use crate::error::{Error, Result};
 use crate::facade::EventStore;
@@ -153,8 +164,13 @@ async fn log_after<S: Store>(
     let mut cursor = after;
     loop {
         let events = store.read_all(cursor, page).await.expect("read_all");
-        let Some(last) = events.last() else { return out };
-        assert!(last.position > cursor, "read_all returned events at or before its checkpoint");
+        let Some(last) = events.last() else {
+            return out;
+        };
+        assert!(
+            last.position > cursor,
+            "read_all returned events at or before its checkpoint"
+        );
         cursor = last.position;
         out.extend(events.into_iter().filter(&keep));
     }
@@ -211,7 +227,10 @@ fn assert_conflict(r: Result<Vec<RecordedEvent>>, expected: ExpectedVersion, act
 /// metacharacters stored verbatim.
 pub async fn round_trip<S: Store>(store: &S) {
     let stream = format!("order:{}/é'\";--", suffix());
-    let time = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("valid date")
+    let time = Utc
+        .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+        .single()
+        .expect("valid date")
         + chrono::Duration::microseconds(123_456);
     let corr = Uuid::now_v7();
     let events = vec![
@@ -231,36 +250,72 @@ pub async fn round_trip<S: Store>(store: &S) {
         .expect("append");
     assert_eq!(written.len(), 3);
     let read = stream_events(store, &stream).await;
-    assert_eq!(read, written, "events read back differ from the append's result");
+    assert_eq!(
+        read, written,
+        "events read back differ from the append's result"
+    );
     for (i, (r, n)) in read.iter().zip(&events).enumerate() {
-        assert_eq!(r.version, i as u64, "versions start at 0 and are consecutive");
+        assert_eq!(
+            r.version, i as u64,
+            "versions start at 0 and are consecutive"
+        );
         assert_eq!(r.stream, stream);
         assert_eq!(r.namespace, n.namespace);
         assert_eq!(r.event_type, n.event_type);
         let mut data = n.data.clone();
         data["event_namespace"] = json!(n.namespace);
         data["event_type"] = json!(n.event_type);
-        assert_eq!(r.data, data, "data is stored verbatim, with event_namespace/event_type");
+        assert_eq!(
+            r.data, data,
+            "data is stored verbatim, with event_namespace/event_type"
+        );
         if let Some(id) = n.id {
             assert_eq!(r.id, id, "a given id is kept");
         } else {
             assert_eq!(r.id.get_version_num(), 7, "ids default to UUID v7");
         }
     }
-    assert_eq!(read[0].context.time, time, "time is kept to the microsecond");
+    assert_eq!(
+        read[0].context.time, time,
+        "time is kept to the microsecond"
+    );
     assert_eq!(read[0].context.action.as_deref(), Some("place-order"));
     assert_eq!(read[0].context.subject.get("user_id"), Some(&json!(7)));
     assert_eq!(read[0].context.correlation_id, Some(corr));
     assert_eq!(read[1].context.causation_id, Some(corr));
-    assert_eq!(read[0].context.metadata.get("ip"), Some(&json!("127.0.0.1")));
-    assert!(read.windows(2).all(|w| w[0].position < w[1].position), "positions grow with versions");
-    assert_eq!(store.stream_version(&sid(&stream)).await.expect("version"), Some(2));
-    assert_eq!(store.stream_version(&sid(&format!("none-{}", suffix()))).await.expect("version"), None);
+    assert_eq!(
+        read[0].context.metadata.get("ip"),
+        Some(&json!("127.0.0.1"))
+    );
+    assert!(
+        read.windows(2).all(|w| w[0].position < w[1].position),
+        "positions grow with versions"
+    );
+    assert_eq!(
+        store.stream_version(&sid(&stream)).await.expect("version"),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .stream_version(&sid(&format!("none-{}", suffix())))
+            .await
+            .expect("version"),
+        None
+    );
     let own = |e: &RecordedEvent| e.stream == stream;
     let log = wait_for_log(store, Position::START, 3, own).await;
     assert_eq!(log, read, "the global log holds the same events");
     let json_line = serde_json::to_value(&read[0]).expect("encode");
-    for key in ["id", "stream", "version", "position", "namespace", "type", "data", "context"] {
+    for key in [
+        "id",
+        "stream",
+        "version",
+        "position",
+        "namespace",
+        "type",
+        "data",
+        "context",
+    ] {
         assert!(json_line.get(key).is_some(), "recorded JSON has `{key}`");
     }
     let back: RecordedEvent = serde_json::from_value(json_line).expect("decode");
@@ -272,23 +327,48 @@ pub async fn round_trip<S: Store>(store: &S) {
 pub async fn batch_atomicity<S: Store>(store: &S) {
     let stream = format!("atomic-{}", suffix());
     let other = format!("atomic-other-{}", suffix());
-    let taken = append(store, &other, ExpectedVersion::Any, vec![ev("kit", "Taken", json!({"n": 0}))])
-        .await
-        .expect("append")[0]
+    let taken = append(
+        store,
+        &other,
+        ExpectedVersion::Any,
+        vec![ev("kit", "Taken", json!({"n": 0}))],
+    )
+    .await
+    .expect("append")[0]
         .id;
     let mut events: Vec<NewEvent> = (0..5).map(|i| ev("kit", "Item", json!({"i": i}))).collect();
     events[3] = ev("kit", "Item", json!({"i": "clash"})).with_id(taken);
     let r = append(store, &stream, ExpectedVersion::Any, events).await;
-    assert!(matches!(r, Err(Error::DuplicateId { id }) if id == taken), "a clashing id is DuplicateId, got {r:?}");
-    assert_eq!(store.stream_version(&sid(&stream)).await.expect("version"), None, "nothing of a refused batch is stored");
+    assert!(
+        matches!(r, Err(Error::DuplicateId { id }) if id == taken),
+        "a clashing id is DuplicateId, got {r:?}"
+    );
+    assert_eq!(
+        store.stream_version(&sid(&stream)).await.expect("version"),
+        None,
+        "nothing of a refused batch is stored"
+    );
 
-    let events: Vec<NewEvent> = (0..100).map(|i| ev("kit", "Item", json!({"i": i}))).collect();
-    let stored = append(store, &stream, ExpectedVersion::NoStream, events).await.expect("append");
-    assert_eq!(stored.iter().map(|e| e.version).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
-    let conflicting: Vec<NewEvent> = (0..10).map(|i| ev("kit", "Late", json!({"i": i}))).collect();
+    let events: Vec<NewEvent> = (0..100)
+        .map(|i| ev("kit", "Item", json!({"i": i})))
+        .collect();
+    let stored = append(store, &stream, ExpectedVersion::NoStream, events)
+        .await
+        .expect("append");
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+    let conflicting: Vec<NewEvent> = (0..10)
+        .map(|i| ev("kit", "Late", json!({"i": i})))
+        .collect();
     let r = append(store, &stream, ExpectedVersion::Exact(50), conflicting).await;
     assert_conflict(r, ExpectedVersion::Exact(50), Some(99));
-    assert_eq!(stream_events(store, &stream).await, stored, "a conflicting batch stores nothing");
+    assert_eq!(
+        stream_events(store, &stream).await,
+        stored,
+        "a conflicting batch stores nothing"
+    );
 }
 
 /// Every [`ExpectedVersion`] case, and the versions a conflict reports.
@@ -296,19 +376,51 @@ pub async fn expected_versions<S: Store>(store: &S) {
     use ExpectedVersion::{Any, Exact, NoStream, StreamExists};
     let s = format!("ev-{}", suffix());
     let one = || vec![ev("kit", "E", json!({}))];
-    assert_conflict(append(store, &s, StreamExists, one()).await, StreamExists, None);
+    assert_conflict(
+        append(store, &s, StreamExists, one()).await,
+        StreamExists,
+        None,
+    );
     assert_conflict(append(store, &s, Exact(0), one()).await, Exact(0), None);
     assert_eq!(store.stream_version(&sid(&s)).await.expect("version"), None);
-    assert_eq!(append(store, &s, NoStream, one()).await.expect("NoStream on a new stream")[0].version, 0);
+    assert_eq!(
+        append(store, &s, NoStream, one())
+            .await
+            .expect("NoStream on a new stream")[0]
+            .version,
+        0
+    );
     assert_conflict(append(store, &s, NoStream, one()).await, NoStream, Some(0));
-    assert_eq!(append(store, &s, StreamExists, one()).await.expect("StreamExists")[0].version, 1);
-    assert_eq!(append(store, &s, Exact(1), one()).await.expect("Exact(1)")[0].version, 2);
+    assert_eq!(
+        append(store, &s, StreamExists, one())
+            .await
+            .expect("StreamExists")[0]
+            .version,
+        1
+    );
+    assert_eq!(
+        append(store, &s, Exact(1), one()).await.expect("Exact(1)")[0].version,
+        2
+    );
     assert_conflict(append(store, &s, Exact(1), one()).await, Exact(1), Some(2));
     assert_conflict(append(store, &s, Exact(3), one()).await, Exact(3), Some(2));
-    assert_eq!(append(store, &s, Any, one()).await.expect("Any")[0].version, 3);
+    assert_eq!(
+        append(store, &s, Any, one()).await.expect("Any")[0].version,
+        3
+    );
     let fresh = format!("ev-any-{}", suffix());
-    assert_eq!(append(store, &fresh, Any, one()).await.expect("Any on a new stream")[0].version, 0);
-    assert_eq!(store.stream_version(&sid(&s)).await.expect("version"), Some(3), "conflicts stored nothing");
+    assert_eq!(
+        append(store, &fresh, Any, one())
+            .await
+            .expect("Any on a new stream")[0]
+            .version,
+        0
+    );
+    assert_eq!(
+        store.stream_version(&sid(&s)).await.expect("version"),
+        Some(3),
+        "conflicts stored nothing"
+    );
 }
 
 /// 16 concurrent appenders expecting the same version: exactly one wins, every other one gets a
@@ -316,13 +428,29 @@ pub async fn expected_versions<S: Store>(store: &S) {
 pub async fn concurrent_appenders<S: Store + Clone>(store: &S) {
     const N: usize = 16;
     let s = format!("race-{}", suffix());
-    append(store, &s, ExpectedVersion::NoStream, vec![ev("kit", "Start", json!({}))]).await.expect("append");
+    append(
+        store,
+        &s,
+        ExpectedVersion::NoStream,
+        vec![ev("kit", "Start", json!({}))],
+    )
+    .await
+    .expect("append");
     for expected in [ExpectedVersion::Exact(0), ExpectedVersion::Exact(2)] {
         let tasks: Vec<_> = (0..N)
             .map(|i| {
                 let (store, s) = (store.clone(), s.clone());
                 tokio::spawn(async move {
-                    append(&store, &s, expected, vec![ev("kit", "Racer", json!({"i": i})), ev("kit", "Racer2", json!({"i": i}))]).await
+                    append(
+                        &store,
+                        &s,
+                        expected,
+                        vec![
+                            ev("kit", "Racer", json!({"i": i})),
+                            ev("kit", "Racer2", json!({"i": i})),
+                        ],
+                    )
+                    .await
                 })
             })
             .collect();
@@ -330,24 +458,48 @@ pub async fn concurrent_appenders<S: Store + Clone>(store: &S) {
         for t in tasks {
             match t.await.expect("task") {
                 Ok(events) => winners.push(events),
-                Err(Error::Conflict { expected: e, actual, .. }) => {
+                Err(Error::Conflict {
+                    expected: e,
+                    actual,
+                    ..
+                }) => {
                     assert_eq!(e, expected);
-                    assert_eq!(actual, Some(expected_version_after(expected)), "conflict reports the actual version");
+                    assert_eq!(
+                        actual,
+                        Some(expected_version_after(expected)),
+                        "conflict reports the actual version"
+                    );
                 }
                 Err(e) => panic!("a racer failed with {e}"),
             }
         }
-        assert_eq!(winners.len(), 1, "exactly one of {N} racers expecting {expected} wins");
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one of {N} racers expecting {expected} wins"
+        );
     }
     let all = stream_events(store, &s).await;
-    assert_eq!(all.len(), 5, "one start event and two winning batches of two");
+    assert_eq!(
+        all.len(),
+        5,
+        "one start event and two winning batches of two"
+    );
     assert!(all.iter().enumerate().all(|(i, e)| e.version == i as u64));
 
     let fresh = format!("race-new-{}", suffix());
     let tasks: Vec<_> = (0..N)
         .map(|i| {
             let (store, s) = (store.clone(), fresh.clone());
-            tokio::spawn(async move { append(&store, &s, ExpectedVersion::NoStream, vec![ev("kit", "Create", json!({"i": i}))]).await })
+            tokio::spawn(async move {
+                append(
+                    &store,
+                    &s,
+                    ExpectedVersion::NoStream,
+                    vec![ev("kit", "Create", json!({"i": i}))],
+                )
+                .await
+            })
         })
         .collect();
     let mut wins = 0;
@@ -379,29 +531,70 @@ pub async fn idempotent_reappend<S: Store>(store: &S) {
         ev("kit", "A", json!({"x": 1})).with_id(a),
         ev("kit", "B", json!({"x": 2})).with_id(b),
     ];
-    let first = store.append(batch(&s, ExpectedVersion::NoStream, events.clone())).await.expect("append");
+    let first = store
+        .append(batch(&s, ExpectedVersion::NoStream, events.clone()))
+        .await
+        .expect("append");
     assert!(first.stored);
     // A retry, even with a stale expectation and a new time, returns the originals.
-    let retry_events: Vec<NewEvent> = events.iter().cloned().map(|e| e.with_time(Utc::now() + chrono::Duration::seconds(5))).collect();
-    let again = store.append(batch(&s, ExpectedVersion::NoStream, retry_events)).await.expect("idempotent retry");
+    let retry_events: Vec<NewEvent> = events
+        .iter()
+        .cloned()
+        .map(|e| e.with_time(Utc::now() + chrono::Duration::seconds(5)))
+        .collect();
+    let again = store
+        .append(batch(&s, ExpectedVersion::NoStream, retry_events))
+        .await
+        .expect("idempotent retry");
     assert!(!again.stored, "a retry stores nothing");
-    assert_eq!(again.events, first.events, "a retry reports the original versions and positions");
-    let single = store.append(batch(&s, ExpectedVersion::Any, vec![events[1].clone()])).await.expect("retry of one event");
+    assert_eq!(
+        again.events, first.events,
+        "a retry reports the original versions and positions"
+    );
+    let single = store
+        .append(batch(&s, ExpectedVersion::Any, vec![events[1].clone()]))
+        .await
+        .expect("retry of one event");
     assert!(!single.stored);
     assert_eq!(single.events, first.events[1..].to_vec());
 
     let changed = vec![ev("kit", "A", json!({"x": 999})).with_id(a)];
     let r = store.append(batch(&s, ExpectedVersion::Any, changed)).await;
-    assert!(matches!(r, Err(Error::DuplicateId { id }) if id == a), "same id, other data: {r:?}");
+    assert!(
+        matches!(r, Err(Error::DuplicateId { id }) if id == a),
+        "same id, other data: {r:?}"
+    );
     let elsewhere = vec![ev("kit", "A", json!({"x": 1})).with_id(a)];
-    let r = store.append(batch(&format!("{s}-other"), ExpectedVersion::Any, elsewhere)).await;
-    assert!(matches!(r, Err(Error::DuplicateId { .. })), "same id in another stream: {r:?}");
+    let r = store
+        .append(batch(
+            &format!("{s}-other"),
+            ExpectedVersion::Any,
+            elsewhere,
+        ))
+        .await;
+    assert!(
+        matches!(r, Err(Error::DuplicateId { .. })),
+        "same id in another stream: {r:?}"
+    );
     let c = Uuid::now_v7();
     let mixed = vec![events[1].clone(), ev("kit", "C", json!({})).with_id(c)];
     let r = store.append(batch(&s, ExpectedVersion::Any, mixed)).await;
-    assert!(matches!(r, Err(Error::DuplicateId { .. })), "a batch mixing stored and new events: {r:?}");
-    assert_eq!(stream_events(store, &s).await, first.events, "nothing new was stored");
-    assert_eq!(store.stream_version(&sid(&format!("{s}-other"))).await.expect("version"), None);
+    assert!(
+        matches!(r, Err(Error::DuplicateId { .. })),
+        "a batch mixing stored and new events: {r:?}"
+    );
+    assert_eq!(
+        stream_events(store, &s).await,
+        first.events,
+        "nothing new was stored"
+    );
+    assert_eq!(
+        store
+            .stream_version(&sid(&format!("{s}-other")))
+            .await
+            .expect("version"),
+        None
+    );
 }
 
 /// Through the facade, an idempotent retry publishes nothing new.
@@ -411,8 +604,14 @@ pub async fn idempotent_emits_once<S: Store + Clone>(store: &S) {
     let s = format!("emit-{}", suffix());
     let id = Uuid::now_v7();
     let e = ev("kit", "Once", json!({"k": 1})).with_id(id);
-    let first = es.append(&s, ExpectedVersion::Any, vec![e.clone()]).await.expect("append");
-    let second = es.append(&s, ExpectedVersion::Any, vec![e]).await.expect("retry");
+    let first = es
+        .append(&s, ExpectedVersion::Any, vec![e.clone()])
+        .await
+        .expect("append");
+    let second = es
+        .append(&s, ExpectedVersion::Any, vec![e])
+        .await
+        .expect("retry");
     assert_eq!(first.events, second.events);
     let published: Vec<Uuid> = emitter.published().iter().map(|e| e.id).collect();
     assert_eq!(published, vec![id], "the event is published once");
@@ -431,8 +630,12 @@ pub async fn global_order<S: Store + Clone>(store: &S) {
                 for i in 0..25 {
                     let s = &streams[rng.below(streams.len() as u64) as usize];
                     let n = 1 + rng.below(3) as usize;
-                    let events = (0..n).map(|j| ev(&ns, "Step", json!({"w": w, "i": i, "j": j}))).collect();
-                    append(&store, s, ExpectedVersion::Any, events).await.expect("append");
+                    let events = (0..n)
+                        .map(|j| ev(&ns, "Step", json!({"w": w, "i": i, "j": j})))
+                        .collect();
+                    append(&store, s, ExpectedVersion::Any, events)
+                        .await
+                        .expect("append");
                 }
             })
         })
@@ -449,13 +652,23 @@ pub async fn global_order<S: Store + Clone>(store: &S) {
     }
     let log = wait_for_log(store, Position::START, total, |e| e.namespace == ns).await;
     assert_eq!(log.len(), total, "the global log holds every event once");
-    assert!(log.windows(2).all(|w| w[0].position < w[1].position), "the global log is in position order");
+    assert!(
+        log.windows(2).all(|w| w[0].position < w[1].position),
+        "the global log is in position order"
+    );
     let mut next: HashMap<&str, u64> = HashMap::new();
     for e in &log {
         let v = next.entry(e.stream.as_str()).or_insert(0);
-        assert_eq!(e.version, *v, "the global log follows stream {}'s version order", e.stream);
+        assert_eq!(
+            e.version, *v,
+            "the global log follows stream {}'s version order",
+            e.stream
+        );
         *v += 1;
-        assert_eq!(&by_stream[&e.stream][e.version as usize], e, "log and stream agree");
+        assert_eq!(
+            &by_stream[&e.stream][e.version as usize], e,
+            "log and stream agree"
+        );
     }
 }
 
@@ -466,16 +679,29 @@ pub async fn paging<S: Store>(store: &S) {
     let start = head(store).await;
     for i in 0..30 {
         let s = format!("page-{}-{}", i % 3, &ns);
-        append(store, &s, ExpectedVersion::Any, vec![ev(&ns, "P", json!({"i": i}))]).await.expect("append");
+        append(
+            store,
+            &s,
+            ExpectedVersion::Any,
+            vec![ev(&ns, "P", json!({"i": i}))],
+        )
+        .await
+        .expect("append");
     }
     let own = |e: &RecordedEvent| e.namespace == ns;
     let all = wait_for_log(store, start, 30, own).await;
     assert_eq!(all.len(), 30);
-    let checkpoints: Vec<Position> = std::iter::once(start).chain(all.iter().map(|e| e.position)).collect();
+    let checkpoints: Vec<Position> = std::iter::once(start)
+        .chain(all.iter().map(|e| e.position))
+        .collect();
     for (k, cp) in checkpoints.iter().enumerate() {
         for page in [1, 7, 1000] {
             let got = log_after(store, *cp, page, own).await;
-            assert_eq!(got, all[k..].to_vec(), "paging by {page} from checkpoint {cp}");
+            assert_eq!(
+                got,
+                all[k..].to_vec(),
+                "paging by {page} from checkpoint {cp}"
+            );
         }
     }
     let cp = all[10].position;
@@ -500,8 +726,12 @@ pub async fn tail_during_appends<S: Store + Clone>(store: &S) {
                 while written < per_writer {
                     let s = format!("tail-{}-{ns}", rng.below(3));
                     let n = (1 + rng.below(3) as usize).min(per_writer - written);
-                    let events = (0..n).map(|i| ev(&ns, "T", json!({"w": w, "i": written + i}))).collect();
-                    append(&store, &s, ExpectedVersion::Any, events).await.expect("append");
+                    let events = (0..n)
+                        .map(|i| ev(&ns, "T", json!({"w": w, "i": written + i})))
+                        .collect();
+                    append(&store, &s, ExpectedVersion::Any, events)
+                        .await
+                        .expect("append");
                     written += n;
                     if rng.below(4) == 0 {
                         tokio::task::yield_now().await;
@@ -552,32 +782,101 @@ pub async fn bad_input<S: Store + Clone>(store: &S) {
         ("stream", "line\nbreak".into(), vec![ok()]),
         ("stream", long_stream, vec![ok()]),
         ("events", s.clone(), vec![]),
-        ("events", s.clone(), (0..=MAX_BATCH_EVENTS).map(|_| ok()).collect()),
-        ("events[1].namespace", s.clone(), vec![ok(), ev("has.dot", "T", json!({}))]),
-        ("events[0].namespace", s.clone(), vec![ev("", "T", json!({}))]),
-        ("events[0].type", s.clone(), vec![ev("kit", "has space", json!({}))]),
-        ("events[0].type", s.clone(), vec![ev("kit", "'; DROP TABLE events;--", json!({}))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!([1, 2]))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!("text"))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!(null))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!({"x": "a\u{0}b"}))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!({"x": deep}))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!({"x": "y".repeat(MAX_EVENT_BYTES)}))]),
-        ("events[0].data", s.clone(), vec![ev("kit", "T", json!({"event_type": "Other"}))]),
-        ("events[0].context.action", s.clone(), vec![ok().with_action("a\u{7}")]),
-        ("events[1].id", s.clone(), vec![ok().with_id(Uuid::nil()), ok().with_id(Uuid::nil())]),
+        (
+            "events",
+            s.clone(),
+            (0..=MAX_BATCH_EVENTS).map(|_| ok()).collect(),
+        ),
+        (
+            "events[1].namespace",
+            s.clone(),
+            vec![ok(), ev("has.dot", "T", json!({}))],
+        ),
+        (
+            "events[0].namespace",
+            s.clone(),
+            vec![ev("", "T", json!({}))],
+        ),
+        (
+            "events[0].type",
+            s.clone(),
+            vec![ev("kit", "has space", json!({}))],
+        ),
+        (
+            "events[0].type",
+            s.clone(),
+            vec![ev("kit", "'; DROP TABLE events;--", json!({}))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!([1, 2]))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!("text"))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!(null))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!({"x": "a\u{0}b"}))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!({"x": deep}))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!({"x": "y".repeat(MAX_EVENT_BYTES)}))],
+        ),
+        (
+            "events[0].data",
+            s.clone(),
+            vec![ev("kit", "T", json!({"event_type": "Other"}))],
+        ),
+        (
+            "events[0].context.action",
+            s.clone(),
+            vec![ok().with_action("a\u{7}")],
+        ),
+        (
+            "events[1].id",
+            s.clone(),
+            vec![ok().with_id(Uuid::nil()), ok().with_id(Uuid::nil())],
+        ),
     ];
     for (field, stream, events) in cases {
         let r = es.append(&stream, ExpectedVersion::Any, events).await;
         match r {
-            Err(Error::InvalidInput { field: f, .. }) => assert_eq!(f, field, "the refused field is named"),
+            Err(Error::InvalidInput { field: f, .. }) => {
+                assert_eq!(f, field, "the refused field is named");
+            }
             other => panic!("expected {field} to be refused, got {other:?}"),
         }
     }
-    assert_eq!(store.stream_version(&sid(&s)).await.expect("version"), None, "nothing was written");
-    for q in [Query::stream("has space"), Query::all().namespace("a.b"), Query::all().data_eq("", 1)] {
+    assert_eq!(
+        store.stream_version(&sid(&s)).await.expect("version"),
+        None,
+        "nothing was written"
+    );
+    for q in [
+        Query::stream("has space"),
+        Query::all().namespace("a.b"),
+        Query::all().data_eq("", 1),
+    ] {
         let r = store.read_query(&q, Position::START, 10).await;
-        assert!(matches!(r, Err(Error::InvalidInput { .. })), "a bad query is refused: {r:?}");
+        assert!(
+            matches!(r, Err(Error::InvalidInput { .. })),
+            "a bad query is refused: {r:?}"
+        );
     }
 }
 
@@ -586,31 +885,77 @@ pub async fn bad_input<S: Store + Clone>(store: &S) {
 pub async fn read_stream_directions<S: Store + Clone>(store: &S) {
     let s = format!("dir-{}", suffix());
     let events = (0..10).map(|i| ev("kit", "D", json!({"i": i}))).collect();
-    append(store, &s, ExpectedVersion::NoStream, events).await.expect("append");
+    append(store, &s, ExpectedVersion::NoStream, events)
+        .await
+        .expect("append");
     let versions = |v: Vec<RecordedEvent>| v.into_iter().map(|e| e.version).collect::<Vec<_>>();
     let id = sid(&s);
     let read = |from, dir, limit| store.read_stream(&id, from, dir, limit);
-    assert_eq!(versions(read(0, Direction::Forward, 4).await.expect("read")), vec![0, 1, 2, 3]);
-    assert_eq!(versions(read(8, Direction::Forward, 4).await.expect("read")), vec![8, 9]);
-    assert_eq!(versions(read(10, Direction::Forward, 4).await.expect("read")), Vec::<u64>::new());
-    assert_eq!(versions(read(u64::MAX, Direction::Backward, 3).await.expect("read")), vec![9, 8, 7]);
-    assert_eq!(versions(read(2, Direction::Backward, 10).await.expect("read")), vec![2, 1, 0]);
-    assert_eq!(versions(read(0, Direction::Backward, 10).await.expect("read")), vec![0]);
+    assert_eq!(
+        versions(read(0, Direction::Forward, 4).await.expect("read")),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(
+        versions(read(8, Direction::Forward, 4).await.expect("read")),
+        vec![8, 9]
+    );
+    assert_eq!(
+        versions(read(10, Direction::Forward, 4).await.expect("read")),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        versions(read(u64::MAX, Direction::Backward, 3).await.expect("read")),
+        vec![9, 8, 7]
+    );
+    assert_eq!(
+        versions(read(2, Direction::Backward, 10).await.expect("read")),
+        vec![2, 1, 0]
+    );
+    assert_eq!(
+        versions(read(0, Direction::Backward, 10).await.expect("read")),
+        vec![0]
+    );
     let none = sid(&format!("dir-none-{}", suffix()));
-    assert!(store.read_stream(&none, 0, Direction::Forward, 10).await.expect("read").is_empty());
+    assert!(
+        store
+            .read_stream(&none, 0, Direction::Forward, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 
     let big = format!("dir-big-{}", suffix());
     let n = crate::PAGE_SIZE + 88;
     for chunk in 0..n.div_ceil(500) {
         let count = 500.min(n - chunk * 500);
-        let events = (0..count).map(|i| ev("kit", "B", json!({"i": chunk * 500 + i}))).collect();
-        append(store, &big, ExpectedVersion::Any, events).await.expect("append");
+        let events = (0..count)
+            .map(|i| ev("kit", "B", json!({"i": chunk * 500 + i})))
+            .collect();
+        append(store, &big, ExpectedVersion::Any, events)
+            .await
+            .expect("append");
     }
     let es = EventStore::from_store(store.clone());
-    let fwd: Vec<u64> = es.read_stream(&big, 0, Direction::Forward).map(|e| e.expect("read").version).collect().await;
-    assert_eq!(fwd, (0..n as u64).collect::<Vec<_>>(), "a forward stream pages through every event");
-    let bwd: Vec<u64> = es.read_stream(&big, u64::MAX, Direction::Backward).map(|e| e.expect("read").version).collect().await;
-    assert_eq!(bwd, (0..n as u64).rev().collect::<Vec<_>>(), "a backward stream pages through every event");
+    let fwd: Vec<u64> = es
+        .read_stream(&big, 0, Direction::Forward)
+        .map(|e| e.expect("read").version)
+        .collect()
+        .await;
+    assert_eq!(
+        fwd,
+        (0..n as u64).collect::<Vec<_>>(),
+        "a forward stream pages through every event"
+    );
+    let bwd: Vec<u64> = es
+        .read_stream(&big, u64::MAX, Direction::Backward)
+        .map(|e| e.expect("read").version)
+        .collect()
+        .await;
+    assert_eq!(
+        bwd,
+        (0..n as u64).rev().collect::<Vec<_>>(),
+        "a backward stream pages through every event"
+    );
 }
 
 /// Typed queries (stream, namespace, type, subject, data, time range) return exactly the events
@@ -618,15 +963,24 @@ pub async fn read_stream_directions<S: Store + Clone>(store: &S) {
 pub async fn queries<S: Store + Clone>(store: &S) {
     let tag = &suffix()[..8];
     let (ns1, ns2) = (format!("qa{tag}"), format!("qb{tag}"));
-    let t0 = Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).single().expect("valid date");
+    let t0 = Utc
+        .with_ymd_and_hms(2024, 5, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
     for i in 0..40u32 {
         let ns = if i % 3 == 0 { &ns2 } else { &ns1 };
         let ty = ["Created", "Renamed", "Closed"][(i % 4 % 3) as usize];
         let stream = format!("q-{}-{tag}", i % 4);
-        let e = ev(ns, ty, json!({"n": i, "parity": i % 2, "label": format!("l{}", i % 5)}))
-            .with_subject("user", i % 3)
-            .with_time(t0 + chrono::Duration::hours(i.into()));
-        append(store, &stream, ExpectedVersion::Any, vec![e]).await.expect("append");
+        let e = ev(
+            ns,
+            ty,
+            json!({"n": i, "parity": i % 2, "label": format!("l{}", i % 5)}),
+        )
+        .with_subject("user", i % 3)
+        .with_time(t0 + chrono::Duration::hours(i.into()));
+        append(store, &stream, ExpectedVersion::Any, vec![e])
+            .await
+            .expect("append");
     }
     let mine = |e: &RecordedEvent| e.namespace == ns1 || e.namespace == ns2;
     let all = wait_for_log(store, Position::START, 40, mine).await;
@@ -636,23 +990,42 @@ pub async fn queries<S: Store + Clone>(store: &S) {
         Query::stream(format!("q-2-{tag}")).namespace(ns1.clone()),
         Query::all().namespace(ns2.clone()),
         Query::all().event_type(ns1.clone(), "Renamed"),
-        Query::all().event_type(ns1.clone(), "Closed").event_type(ns2.clone(), "Created"),
+        Query::all()
+            .event_type(ns1.clone(), "Closed")
+            .event_type(ns2.clone(), "Created"),
         Query::all().namespace(ns1.clone()).subject_eq("user", 1),
-        Query::all().namespace(ns1.clone()).data_eq("parity", 0).data_eq("label", "l2"),
-        Query::all().namespace(ns2.clone()).since(t0 + chrono::Duration::hours(10)).until(t0 + chrono::Duration::hours(30)),
+        Query::all()
+            .namespace(ns1.clone())
+            .data_eq("parity", 0)
+            .data_eq("label", "l2"),
+        Query::all()
+            .namespace(ns2.clone())
+            .since(t0 + chrono::Duration::hours(10))
+            .until(t0 + chrono::Duration::hours(30)),
         Query::all().namespace(ns1.clone()).subject_eq("user", "1"),
         Query::all().namespace(ns1.clone()).data_eq("n", 7.0),
     ];
     for q in queries {
         let want: Vec<RecordedEvent> = all.iter().filter(|e| q.matches(e)).cloned().collect();
-        let got = store.read_query(&q, Position::START, 1000).await.expect("read_query");
+        let got = store
+            .read_query(&q, Position::START, 1000)
+            .await
+            .expect("read_query");
         let got: Vec<RecordedEvent> = got.into_iter().filter(mine).collect();
         assert_eq!(got, want, "query {}", q.canonical());
         if want.len() > 2 {
             let after = want[1].position;
             let rest = store.read_query(&q, after, 1000).await.expect("read_query");
-            assert_eq!(rest.into_iter().filter(mine).collect::<Vec<_>>(), want[2..].to_vec(), "query {} after a checkpoint", q.canonical());
-            let first = store.read_query(&q, Position::START, 1).await.expect("read_query");
+            assert_eq!(
+                rest.into_iter().filter(mine).collect::<Vec<_>>(),
+                want[2..].to_vec(),
+                "query {} after a checkpoint",
+                q.canonical()
+            );
+            let first = store
+                .read_query(&q, Position::START, 1)
+                .await
+                .expect("read_query");
             assert_eq!(first.len(), 1, "the limit holds");
         }
     }
@@ -663,18 +1036,33 @@ pub async fn queries<S: Store + Clone>(store: &S) {
 /// The cache keeps the entry with the latest checkpoint, whatever order concurrent puts arrive
 /// in, and keys are independent.
 pub async fn cache_moves_forward<C: Cache + Clone>(cache: &C) {
-    let key = |q: &str, version| CacheKey { aggregate: format!("kit-{q}"), version, query: format!("{{\"stream\":\"{q}\"}}") };
+    let key = |q: &str, version| CacheKey {
+        aggregate: format!("kit-{q}"),
+        version,
+        query: format!("{{\"stream\":\"{q}\"}}"),
+    };
     let tag = suffix();
     let k = key(&tag, 1);
     assert_eq!(cache.get(&k).await.expect("get"), None);
-    let entry = |n: u64| CachedState { state: json!({"n": n}), checkpoint: Position::from_parts(n / 7, n) };
+    let entry = |n: u64| CachedState {
+        state: json!({"n": n}),
+        checkpoint: Position::from_parts(n / 7, n),
+    };
     cache.put(&k, entry(5)).await.expect("put");
     assert_eq!(cache.get(&k).await.expect("get"), Some(entry(5)));
     cache.put(&k, entry(3)).await.expect("put");
-    assert_eq!(cache.get(&k).await.expect("get"), Some(entry(5)), "an older entry never replaces a newer one");
+    assert_eq!(
+        cache.get(&k).await.expect("get"),
+        Some(entry(5)),
+        "an older entry never replaces a newer one"
+    );
     cache.put(&k, entry(9)).await.expect("put");
     assert_eq!(cache.get(&k).await.expect("get"), Some(entry(9)));
-    assert_eq!(cache.get(&key(&tag, 2)).await.expect("get"), None, "the version is part of the key");
+    assert_eq!(
+        cache.get(&key(&tag, 2)).await.expect("get"),
+        None,
+        "the version is part of the key"
+    );
     let k2 = key(&format!("{tag}-race"), 1);
     let mut order: Vec<u64> = (1..=40).collect();
     let mut rng = Rng::new(7);
@@ -691,7 +1079,11 @@ pub async fn cache_moves_forward<C: Cache + Clone>(cache: &C) {
     for t in tasks {
         t.await.expect("task").expect("put");
     }
-    assert_eq!(cache.get(&k2).await.expect("get"), Some(entry(40)), "racing puts leave the latest entry");
+    assert_eq!(
+        cache.get(&k2).await.expect("get"),
+        Some(entry(40)),
+        "racing puts leave the latest entry"
+    );
 }
 
 /// Events of the kit's aggregates.
@@ -735,7 +1127,10 @@ impl KitCounter {
     fn step(&mut self, signed: i64) {
         self.total += signed;
         self.count += 1;
-        self.digest = self.digest.wrapping_mul(1_000_003).wrapping_add(signed.unsigned_abs() * 2 + u64::from(signed < 0));
+        self.digest = self
+            .digest
+            .wrapping_mul(1_000_003)
+            .wrapping_add(signed.unsigned_abs() * 2 + u64::from(signed < 0));
     }
 }
 
@@ -820,7 +1215,10 @@ pub async fn cached_equals_uncached<S: Store + Clone, C: Cache + Clone>(store: &
             let got = cached.fold::<KitCounter>(s).await.expect("aggregate");
             let want = fold_local(expected.get(s).map_or(&[][..], Vec::as_slice));
             assert_eq!(got.state, want, "cached aggregate equals the whole fold");
-            assert_eq!(plain.aggregate::<KitCounter>(s).await.expect("aggregate"), want);
+            assert_eq!(
+                plain.aggregate::<KitCounter>(s).await.expect("aggregate"),
+                want
+            );
         } else {
             let k = 1 + rng.below(4) as usize;
             let mut events = Vec::new();
@@ -828,17 +1226,30 @@ pub async fn cached_equals_uncached<S: Store + Clone, C: Cache + Clone>(store: &
                 let add = rng.below(3) != 0;
                 let n = 1 + rng.below(100) as i64;
                 let user = &users[rng.below(2) as usize];
-                let e = if add { NewEvent::from_event(&Added { n }) } else { NewEvent::from_event(&Removed { n }) };
+                let e = if add {
+                    NewEvent::from_event(&Added { n })
+                } else {
+                    NewEvent::from_event(&Removed { n })
+                };
                 events.push(e.expect("encode").with_subject("user", user.as_str()));
                 expected.entry(s.clone()).or_default().push((add, n));
             }
-            cached.append(s, ExpectedVersion::Any, events).await.expect("append");
+            cached
+                .append(s, ExpectedVersion::Any, events)
+                .await
+                .expect("append");
         }
     }
     for u in &users {
-        let a = cached.aggregate::<KitUserTotal>(u).await.expect("aggregate");
+        let a = cached
+            .aggregate::<KitUserTotal>(u)
+            .await
+            .expect("aggregate");
         let b = plain.aggregate::<KitUserTotal>(u).await.expect("aggregate");
-        assert_eq!(a, b, "a cross-stream aggregate through the cache equals the whole fold");
+        assert_eq!(
+            a, b,
+            "a cross-stream aggregate through the cache equals the whole fold"
+        );
     }
     // Concurrent saves and aggregates on one stream.
     let s = streams[0].clone();
@@ -862,11 +1273,19 @@ pub async fn cached_equals_uncached<S: Store + Clone, C: Cache + Clone>(store: &
     }
     let warm = cached.fold::<KitCounter>(&s).await.expect("aggregate");
     let whole = plain.aggregate::<KitCounter>(&s).await.expect("aggregate");
-    assert_eq!(warm.state, whole, "after concurrent saves and aggregates the cache is invisible");
+    assert_eq!(
+        warm.state, whole,
+        "after concurrent saves and aggregates the cache is invisible"
+    );
     let again = cached.fold::<KitCounter>(&s).await.expect("aggregate");
     assert_eq!(again.state, whole);
     assert!(again.from_cache, "a warm aggregate uses the cache");
-    assert!(again.events_read < whole.count, "a warm aggregate reads only newer events ({} of {})", again.events_read, whole.count);
+    assert!(
+        again.events_read < whole.count,
+        "a warm aggregate reads only newer events ({} of {})",
+        again.events_read,
+        whole.count
+    );
 }
 
 /// Bumping an aggregate's version ignores the older entries; an entry that no longer decodes is
@@ -879,13 +1298,32 @@ pub async fn version_bump_invalidates<S: Store + Clone, C: Cache + Clone>(store:
     let v1 = es.aggregate::<KitCounter>(&s).await.expect("aggregate");
     assert_eq!(v1.total, 7);
     let warm = es.fold::<KitCounter>(&s).await.expect("aggregate");
-    assert!(warm.from_cache && warm.events_read == 0, "the second fold is served by the cache");
+    assert!(
+        warm.from_cache && warm.events_read == 0,
+        "the second fold is served by the cache"
+    );
     let v2 = es.fold::<KitCounterV2>(&s).await.expect("aggregate");
-    assert!(!v2.from_cache, "a bumped version does not use the older entry");
+    assert!(
+        !v2.from_cache,
+        "a bumped version does not use the older entry"
+    );
     assert_eq!(v2.state.0.total, 4, "the new fold runs over every event");
     es.save(&s, &Added { n: 1 }).await.expect("save");
-    assert_eq!(es.aggregate::<KitCounterV2>(&s).await.expect("aggregate").0.total, 5);
-    assert_eq!(es.aggregate::<KitCounter>(&s).await.expect("aggregate").total, 8);
+    assert_eq!(
+        es.aggregate::<KitCounterV2>(&s)
+            .await
+            .expect("aggregate")
+            .0
+            .total,
+        5
+    );
+    assert_eq!(
+        es.aggregate::<KitCounter>(&s)
+            .await
+            .expect("aggregate")
+            .total,
+        8
+    );
 
     let key = CacheKey {
         aggregate: KitCounter::NAME.to_owned(),
@@ -893,7 +1331,13 @@ pub async fn version_bump_invalidates<S: Store + Clone, C: Cache + Clone>(store:
         query: Query::stream(s.clone()).of::<CounterEvent>().canonical(),
     };
     cache
-        .put(&key, CachedState { state: json!("not a counter"), checkpoint: Position::from_parts(u64::MAX / 2, 0) })
+        .put(
+            &key,
+            CachedState {
+                state: json!("not a counter"),
+                checkpoint: Position::from_parts(u64::MAX / 2, 0),
+            },
+        )
         .await
         .expect("put");
     let healed = es.fold::<KitCounter>(&s).await.expect("aggregate");

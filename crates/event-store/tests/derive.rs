@@ -1,0 +1,115 @@
+//! The derives: JSON shape, dispatch, and compile errors for misuse (trybuild).
+
+use event_store::{Error, Event, Events};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[event(namespace = "cmp-inventory", rename = "ItemAdded")]
+struct Added {
+    sku: String,
+    quantity: u32,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[event(namespace = "cmp-inventory")]
+#[serde(deny_unknown_fields)]
+struct Removed {
+    sku: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[event(namespace = "cmp-inventory", type = "Cleared")]
+struct Reset {}
+
+#[derive(Events, Debug, PartialEq, Clone)]
+enum Inventory {
+    Added(Added),
+    Removed(Removed),
+    Reset(Reset),
+}
+
+#[test]
+fn struct_consts() {
+    assert_eq!(
+        (Added::NAMESPACE, Added::TYPE),
+        ("cmp-inventory", "ItemAdded")
+    );
+    assert_eq!(Removed::TYPE, "Removed");
+    assert_eq!(Reset::TYPE, "Cleared");
+}
+
+#[test]
+fn json_keeps_namespace_and_type_beside_the_fields() {
+    let e = Added {
+        sku: "a".into(),
+        quantity: 2,
+    };
+    assert_eq!(
+        e.encode().unwrap(),
+        json!({"sku": "a", "quantity": 2, "event_namespace": "cmp-inventory", "event_type": "ItemAdded"})
+    );
+    assert_eq!(
+        Reset {}.encode().unwrap(),
+        json!({"event_namespace": "cmp-inventory", "event_type": "Cleared"})
+    );
+}
+
+#[test]
+fn enum_dispatches_on_namespace_and_type() {
+    let all: Vec<(&str, &str)> = Inventory::event_types()
+        .iter()
+        .map(|t| (t.namespace, t.name))
+        .collect();
+    assert_eq!(
+        all,
+        vec![
+            ("cmp-inventory", "ItemAdded"),
+            ("cmp-inventory", "Removed"),
+            ("cmp-inventory", "Cleared")
+        ]
+    );
+    for e in [
+        Inventory::from(Added {
+            sku: "x".into(),
+            quantity: 1,
+        }),
+        Inventory::from(Removed { sku: "y".into() }),
+        Inventory::Reset(Reset {}),
+    ] {
+        let data = e.encode().unwrap();
+        let back = Inventory::decode(e.namespace(), e.event_type(), &data).unwrap();
+        assert_eq!(back, e);
+    }
+    // deny_unknown_fields still decodes: the two keys are ignored.
+    let data = json!({"sku": "z", "event_namespace": "cmp-inventory", "event_type": "Removed"});
+    assert_eq!(
+        Inventory::decode("cmp-inventory", "Removed", &data).unwrap(),
+        Inventory::Removed(Removed { sku: "z".into() })
+    );
+}
+
+#[test]
+fn unknown_type_and_bad_data_are_clear_errors() {
+    let err = Inventory::decode("cmp-inventory", "Exploded", &json!({})).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownEventType { namespace, event_type } if namespace == "cmp-inventory" && event_type == "Exploded")
+    );
+    assert_eq!(
+        err.to_string(),
+        "unknown event type `cmp-inventory.Exploded`"
+    );
+    let err = Inventory::decode("other", "ItemAdded", &json!({})).unwrap_err();
+    assert!(matches!(err, Error::UnknownEventType { .. }));
+    let err = Inventory::decode("cmp-inventory", "ItemAdded", &json!({"sku": 3})).unwrap_err();
+    assert!(matches!(err, Error::Codec { .. }), "{err:?}");
+    assert!(err.to_string().contains("cmp-inventory.ItemAdded"));
+    assert!(Inventory::handles("cmp-inventory", "Removed"));
+    assert!(!Inventory::handles("cmp-inventory", "Nope"));
+}
+
+#[test]
+fn misuse_is_a_compile_error() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}
