@@ -1,6 +1,6 @@
 //! The in-process emitter through the facade: groups, competing instances, retries, dead
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! letters, publish order, and handlers that use the store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
