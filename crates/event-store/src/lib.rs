@@ -32,7 +32,7 @@ pub use memory::{InProcessEmitter, MemoryCache, MemoryStore};
 pub use model::{
     Direction, EventContext, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
 };
-pub use query::{Query, TypeFilter};
+pub use query::{Query, TypeFilter, json_eq};
 
 #[doc(hidden)]
 pub mod __private {

@@ -230,15 +230,42 @@ impl Query {
         if !self
             .subject
             .iter()
-            .all(|(k, v)| event.context.subject.get(k) == Some(v))
+            .all(|(k, v)| event.context.subject.get(k).is_some_and(|x| json_eq(x, v)))
         {
             return false;
         }
-        if !self.data.iter().all(|(k, v)| event.data.get(k) == Some(v)) {
+        if !self
+            .data
+            .iter()
+            .all(|(k, v)| event.data.get(k).is_some_and(|x| json_eq(x, v)))
+        {
             return false;
         }
         let t = event.context.time;
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+/// JSON equality with numbers compared by value (`7 == 7.0`), as PostgreSQL's `jsonb` and
+/// SQLite's JSON functions compare them.
+pub fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(i), Some(j), _, _) => i == j,
+                (_, _, Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
+        }
+        _ => a == b,
     }
 }
 
@@ -264,6 +291,15 @@ mod tests {
         assert_eq!(a.canonical(), b.canonical());
         assert_ne!(a.canonical(), Query::stream("s").canonical());
         assert_eq!(Query::all().canonical(), "{}");
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(json_eq(&json!(7), &json!(7.0)));
+        assert!(json_eq(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
+        assert!(!json_eq(&json!(7), &json!("7")));
+        assert!(!json_eq(&json!([1]), &json!([1, 1])));
+        assert!(json_eq(&json!(u64::MAX), &json!(u64::MAX)));
     }
 
     #[test]

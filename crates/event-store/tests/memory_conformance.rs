@@ -3,8 +3,8 @@
 
 use event_store::{MemoryCache, MemoryStore};
 
-event_store::store_conformance_tests!(|| async { MemoryStore::new() });
-event_store::cache_conformance_tests!(|| async { (MemoryStore::new(), MemoryCache::new()) });
+event_store::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
+event_store::cache_conformance_tests!(|| async { Some((MemoryStore::new(), MemoryCache::new())) });
 
 /// The sequential runners run every check on one shared store, as an adapter without the
 /// macros would.
