@@ -1,7 +1,15 @@
-//! The PostgreSQL store and aggregate cache (issue 3) for [`event_store`].
-//!
-//! **Not implemented yet.** This crate reserves its place in the workspace; its adapter lands
-//! with the issue named above and will implement the core's backend traits and pass the
-//! conformance kit (`event_store::testkit`).
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub use event_store;
+mod cache;
+mod config;
+mod error;
+mod listen;
+mod migrate;
+mod query;
+mod store;
+
+pub use cache::PgCache;
+pub use config::PgConfig;
+pub use migrate::MIGRATIONS;
+pub use store::PgStore;

@@ -1,0 +1,96 @@
+//! Connection settings.
+
+use std::time::Duration;
+
+use event_store::{Error, Result};
+
+/// How a [`PgStore`](crate::PgStore) connects and behaves.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// The PostgreSQL schema holding the tables (default `event_store`): 1 to 63 characters of
+    /// `a–z 0–9 _`, not starting with a digit. Tenants and tests can each have their own.
+    pub schema: String,
+    /// Most pooled connections (default 16).
+    pub pool_size: usize,
+    /// Whether appends send a `NOTIFY` so tails in other processes wake at once (default true).
+    /// Turn it off behind a transaction-mode pooler; tails then poll.
+    pub notify: bool,
+    /// Whether the store keeps a `LISTEN` connection to wake its tails on other processes'
+    /// appends (default true). Off: tails wake on this process's appends and otherwise poll.
+    pub listen: bool,
+    /// The `application_name` of the connections (default `event-store`).
+    pub application_name: String,
+    /// How long to wait for a connection from the pool or the server (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            schema: "event_store".to_owned(),
+            pool_size: 16,
+            notify: true,
+            listen: true,
+            application_name: "event-store".to_owned(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PgConfig {
+    /// The default settings with another schema.
+    pub fn with_schema(schema: impl Into<String>) -> Self {
+        Self {
+            schema: schema.into(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let s = self.schema.as_bytes();
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && !s[0].is_ascii_digit()
+            && s
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        if !ok {
+            return Err(Error::invalid(
+                "schema",
+                format!(
+                    "`{}` is not a schema name: use 1 to 63 of a-z 0-9 _, not starting with a digit",
+                    self.schema.escape_debug()
+                ),
+            ));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::invalid("pool_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The schema as a quoted identifier (safe: validated above).
+    pub(crate) fn quoted_schema(&self) -> String {
+        format!("\"{}\"", self.schema)
+    }
+
+    /// The notification channel of this schema.
+    pub(crate) fn channel(&self) -> String {
+        format!("event_store_{}", self.schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        for bad in ["", "Upper", "1abc", "has-dash", "x\"; DROP", &"a".repeat(64)] {
+            assert!(PgConfig::with_schema(bad).validate().is_err(), "{bad}");
+        }
+        for ok in ["event_store", "_t", "tenant_42"] {
+            assert!(PgConfig::with_schema(ok).validate().is_ok(), "{ok}");
+        }
+    }
+}

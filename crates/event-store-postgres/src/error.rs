@@ -1,0 +1,58 @@
+//! Mapping PostgreSQL errors onto the portable kinds of [`event_store::Error`].
+
+use event_store::{Error, ExpectedVersion};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+pub(crate) const BACKEND: &str = "postgres";
+
+/// A driver error as a backend error. The message never includes the connection string.
+pub(crate) fn pg(what: &str, e: tokio_postgres::Error) -> Error {
+    let message = match e.as_db_error() {
+        Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
+        None if e.is_closed() => format!("{what}: the connection is closed"),
+        None => format!("{what}: {e}"),
+    };
+    Error::backend_with(BACKEND, message, e)
+}
+
+pub(crate) fn pool_error(what: &str, e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg(what, e),
+        other => Error::backend_with(BACKEND, format!("{what}: {other}"), other),
+    }
+}
+
+/// Maps an append's error: the append function's own codes, then constraint violations.
+pub(crate) fn append(e: tokio_postgres::Error, stream: &str, expected: ExpectedVersion) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let detail = db.detail().unwrap_or_default();
+        match db.code().code() {
+            "ES409" => {
+                return Error::Conflict {
+                    stream: stream.to_owned(),
+                    expected,
+                    actual: detail.parse().ok(),
+                };
+            }
+            "ES422" => {
+                if let Ok(id) = detail.parse::<Uuid>() {
+                    return Error::DuplicateId { id };
+                }
+            }
+            _ if *db.code() == SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some("events_id") =>
+            {
+                // Two streams raced to store the same id: "Key (id)=(…) already exists."
+                let id = detail
+                    .split_once("=(")
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .and_then(|(id, _)| id.parse().ok())
+                    .unwrap_or_else(Uuid::nil);
+                return Error::DuplicateId { id };
+            }
+            _ => {}
+        }
+    }
+    pg("append", e)
+}

@@ -1,0 +1,318 @@
+//! The event log on PostgreSQL.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use event_store::{
+    AppendBatch, Appended, Direction, Error, EventContext, ExpectedVersion, Position, Query,
+    RecordedEvent, Result, Store, StreamId,
+};
+use tokio::sync::watch;
+use tokio_postgres::{NoTls, Row};
+
+use crate::config::PgConfig;
+use crate::error::{self, BACKEND, pg, pool_error};
+use crate::query::{COLUMNS, compile, to_i64};
+
+const APPEND: &str = include_str!("../sql/queries/append.sql");
+const READ_ALL: &str = include_str!("../sql/queries/read_all.sql");
+const READ_FORWARD: &str = include_str!("../sql/queries/read_stream_forward.sql");
+const READ_BACKWARD: &str = include_str!("../sql/queries/read_stream_backward.sql");
+const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
+const WATERMARK: &str = include_str!("../sql/queries/watermark.sql");
+
+struct Inner {
+    pool: Pool,
+    config: PgConfig,
+    changes: Arc<watch::Sender<u64>>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+    }
+}
+
+/// The event store on PostgreSQL. Cheap to clone (clones share the pool).
+///
+/// See the [crate docs](crate) for the schema and the guarantees.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.config.schema)
+            .field("pool", &self.inner.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?…`) with `config`. The
+    /// connection is checked once; call [`PgStore::migrate`] to create or update the schema.
+    /// Must be called inside a Tokio runtime.
+    pub async fn connect(url: &str, config: PgConfig) -> Result<Self> {
+        config.validate()?;
+        let mut pg_config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            // The driver's parse errors never echo the URL (which may hold a password).
+            Error::invalid("url", format!("not a PostgreSQL connection string: {e}"))
+        })?;
+        pg_config
+            .application_name(&config.application_name)
+            .connect_timeout(config.connect_timeout)
+            .options(format!("-c search_path={}", config.quoted_schema()));
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| Error::backend_with(BACKEND, format!("building the pool: {e}"), e))?;
+        // Fail early on an unreachable server or bad credentials.
+        drop(pool.get().await.map_err(|e| pool_error("connect", e))?);
+        let changes = Arc::new(watch::Sender::new(0u64));
+        let listener = config.listen.then(|| {
+            tokio::spawn(crate::listen::run(
+                pg_config,
+                config.channel(),
+                Arc::clone(&changes),
+            ))
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                changes,
+                listener,
+            }),
+        })
+    }
+
+    /// Creates the schema and applies missing migrations (idempotent; concurrent callers wait
+    /// for each other). Returns the versions it applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>> {
+        crate::migrate::migrate(&self.inner.pool, &self.inner.config).await
+    }
+
+    /// The connection pool (its connections use the store's schema as `search_path`).
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PgConfig {
+        &self.inner.config
+    }
+
+    pub(crate) async fn client(&self, what: &str) -> Result<deadpool_postgres::Object> {
+        self.inner.pool.get().await.map_err(|e| pool_error(what, e))
+    }
+
+    async fn rows(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let client = self.client(what).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(|e| pg(what, e))?;
+        client.query(&stmt, params).await.map_err(|e| pg(what, e))
+    }
+}
+
+fn expected_code(e: ExpectedVersion) -> i64 {
+    match e {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::NoStream => -2,
+        ExpectedVersion::StreamExists => -3,
+        ExpectedVersion::Exact(v) => to_i64(v),
+    }
+}
+
+fn position(tx: i64, seq: i64) -> Position {
+    Position::from_parts(tx.unsigned_abs(), seq.unsigned_abs())
+}
+
+fn recorded(row: &Row) -> Result<RecordedEvent> {
+    let context: serde_json::Value = row.try_get(8).map_err(|e| pg("decoding a row", e))?;
+    let context: EventContext =
+        serde_json::from_value(context).map_err(|e| Error::codec("decode a stored context", e))?;
+    let version: i64 = row.try_get(4).map_err(|e| pg("decoding a row", e))?;
+    Ok(RecordedEvent {
+        position: position(
+            row.try_get(0).map_err(|e| pg("decoding a row", e))?,
+            row.try_get(1).map_err(|e| pg("decoding a row", e))?,
+        ),
+        id: row.try_get(2).map_err(|e| pg("decoding a row", e))?,
+        stream: row.try_get(3).map_err(|e| pg("decoding a row", e))?,
+        version: version.unsigned_abs(),
+        namespace: row.try_get(5).map_err(|e| pg("decoding a row", e))?,
+        event_type: row.try_get(6).map_err(|e| pg("decoding a row", e))?,
+        data: row.try_get(7).map_err(|e| pg("decoding a row", e))?,
+        context,
+    })
+}
+
+fn all(rows: &[Row]) -> Result<Vec<RecordedEvent>> {
+    rows.iter().map(recorded).collect()
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Store for PgStore {
+    async fn append(&self, batch: AppendBatch) -> Result<Appended> {
+        let events = batch.events();
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
+        let contexts = events
+            .iter()
+            .map(|e| serde_json::to_value(&e.context))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::codec("encode a context", e))?;
+        let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
+        let stream = batch.stream().as_str();
+        let expected = batch.expected();
+        let client = self.client("append").await?;
+        let stmt = client
+            .prepare_cached(APPEND)
+            .await
+            .map_err(|e| pg("append", e))?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &stream,
+                    &expected_code(expected),
+                    &ids,
+                    &namespaces,
+                    &types,
+                    &data,
+                    &contexts,
+                    &times,
+                    &self.inner.config.notify,
+                ],
+            )
+            .await
+            .map_err(|e| error::append(e, stream, expected))?;
+        drop(client);
+        if rows.len() != events.len() {
+            return Err(Error::backend(
+                BACKEND,
+                format!("append returned {} rows for {} events", rows.len(), events.len()),
+            ));
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        let mut stored = true;
+        for (row, event) in rows.iter().zip(events) {
+            let version: i64 = row.get(1);
+            stored = row.get(4);
+            out.push(event.record(
+                batch.stream(),
+                version.unsigned_abs(),
+                position(row.get(2), row.get(3)),
+            ));
+        }
+        if !stored {
+            // An idempotent retry: report the events as first stored.
+            let mut originals = Vec::with_capacity(out.len());
+            for chunk in ids.chunks(1000) {
+                let rows = self
+                    .rows(
+                        "append",
+                        &format!("SELECT {COLUMNS} FROM events WHERE id = ANY($1)"),
+                        &[&chunk],
+                    )
+                    .await?;
+                originals.extend(all(&rows)?);
+            }
+            originals.sort_by_key(|e| e.version);
+            return Ok(Appended {
+                events: originals,
+                stored: false,
+            });
+        }
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(Appended { events: out, stored })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        n: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let sql = match direction {
+            Direction::Forward => READ_FORWARD,
+            Direction::Backward => READ_BACKWARD,
+        };
+        let rows = self
+            .rows(
+                "read stream",
+                sql,
+                &[&stream.as_str(), &to_i64(from), &limit(n)],
+            )
+            .await?;
+        all(&rows)
+    }
+
+    async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
+        let (tx, seq) = after.parts();
+        let rows = self
+            .rows("read all", READ_ALL, &[&to_i64(tx), &to_i64(seq), &limit(n)])
+            .await?;
+        all(&rows)
+    }
+
+    async fn read_query(
+        &self,
+        query: &Query,
+        after: Position,
+        n: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        query.validate()?;
+        let (sql, params) = compile(query, after, n);
+        let refs: Vec<_> = params.iter().map(crate::query::Param::as_sql).collect();
+        let rows = self.rows("read query", &sql, &refs).await?;
+        all(&rows)
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
+        let rows = self
+            .rows("stream version", STREAM_VERSION, &[&stream.as_str()])
+            .await?;
+        let v: Option<i64> = rows.first().and_then(|r| r.get(0));
+        Ok(v.map(i64::unsigned_abs))
+    }
+
+    async fn watermark(&self) -> Result<Position> {
+        let rows = self.rows("watermark", WATERMARK, &[]).await?;
+        let xmin: i64 = rows
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::backend(BACKEND, "the watermark query returned no row"))?;
+        Ok(Position::from_parts(xmin.unsigned_abs(), 0))
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+}

@@ -1,0 +1,7 @@
+//! The whole conformance kit against the real PostgreSQL server (`EVENT_STORE_TEST_PG`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+event_store::store_conformance_tests!(common::fresh);
+event_store::cache_conformance_tests!(common::fresh_pair);
