@@ -13,8 +13,7 @@ CREATE OR REPLACE FUNCTION append_events(
     p_types      text[],
     p_data       jsonb[],
     p_contexts   jsonb[],
-    p_times      timestamptz[],
-    p_notify     boolean
+    p_times      timestamptz[]
 ) RETURNS TABLE (id uuid, version bigint, tx bigint, seq bigint, stored boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -66,10 +65,6 @@ BEGIN
             OR (p_expected >= 0 AND actual IS NOT NULL AND actual = p_expected)) THEN
         RAISE EXCEPTION 'version conflict on stream %', p_stream
             USING ERRCODE = 'ES409', DETAIL = coalesce(actual::text, 'none');
-    END IF;
-
-    IF p_notify THEN
-        PERFORM pg_notify('event_store_' || current_schema(), '');
     END IF;
 
     RETURN QUERY

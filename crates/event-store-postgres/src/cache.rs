@@ -75,4 +75,3 @@ impl Cache for PgCache {
         Ok(())
     }
 }
-

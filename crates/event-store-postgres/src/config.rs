@@ -12,8 +12,9 @@ pub struct PgConfig {
     pub schema: String,
     /// Most pooled connections (default 16).
     pub pool_size: usize,
-    /// Whether appends send a `NOTIFY` so tails in other processes wake at once (default true).
-    /// Turn it off behind a transaction-mode pooler; tails then poll.
+    /// Whether the store sends a `NOTIFY` after its appends so tails in other processes wake at
+    /// once (default true). The notification is sent after the commit, coalesced, and never
+    /// delays an append. Tails poll where notifications do not arrive.
     pub notify: bool,
     /// Whether the store keeps a `LISTEN` connection to wake its tails on other processes'
     /// appends (default true). Off: tails wake on this process's appends and otherwise poll.
@@ -51,8 +52,7 @@ impl PgConfig {
         let ok = !s.is_empty()
             && s.len() <= 63
             && !s[0].is_ascii_digit()
-            && s
-                .iter()
+            && s.iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
         if !ok {
             return Err(Error::invalid(
@@ -86,7 +86,14 @@ mod tests {
 
     #[test]
     fn schema_names_are_checked() {
-        for bad in ["", "Upper", "1abc", "has-dash", "x\"; DROP", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Upper",
+            "1abc",
+            "has-dash",
+            "x\"; DROP",
+            &"a".repeat(64),
+        ] {
             assert!(PgConfig::with_schema(bad).validate().is_err(), "{bad}");
         }
         for ok in ["event_store", "_t", "tenant_42"] {

@@ -1,10 +1,11 @@
-//! The `LISTEN` connection that wakes tails on other processes' appends.
+//! Wake-ups across processes: a `LISTEN` connection that wakes this process's tails, and a
+//! notifier that tells other processes about this process's appends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Listens on `channel` for ever, reconnecting after failures; bumps `changes` on every
@@ -20,7 +21,8 @@ pub(crate) async fn run(
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
                 let driver = tokio::spawn(async move {
-                    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    let mut messages =
+                        futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(AsyncMessage::Notification(_)) => {
@@ -52,5 +54,34 @@ pub(crate) async fn run(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The least time between two notifications (the most a wake-up is delayed by coalescing).
+pub(crate) const NOTIFY_GAP: Duration = Duration::from_millis(3);
+
+/// Sends `NOTIFY channel` after appends, coalesced: however many appends commit while one
+/// notification is being sent, one more follows. Appends never wait for it, and their commits
+/// do not take PostgreSQL's notification lock (a `NOTIFY` inside the append transaction would
+/// serialize every appender's commit on it).
+pub(crate) async fn notify(pool: deadpool_postgres::Pool, channel: String, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let sent = match pool.get().await {
+            Ok(client) => client
+                .execute(
+                    "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')",
+                    &[&channel],
+                )
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "NOTIFY failed; other processes' tails poll");
+        }
+        // At most one notification per gap: under load, one covers many appends.
+        tokio::time::sleep(NOTIFY_GAP).await;
     }
 }

@@ -15,11 +15,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory
 /// lock so concurrent callers wait for each other. Returns the versions it applied.
-pub(crate) async fn migrate(
-    pool: &deadpool_postgres::Pool,
-    config: &PgConfig,
-) -> Result<Vec<i32>> {
-    let mut client = pool.get().await.map_err(|e| pool_err(e))?;
+pub(crate) async fn migrate(pool: &deadpool_postgres::Pool, config: &PgConfig) -> Result<Vec<i32>> {
+    let mut client = pool.get().await.map_err(|e| pool_error("migrate", e))?;
     let tx = client.transaction().await.map_err(|e| pg("migrate", e))?;
     let schema = config.quoted_schema();
     tx.batch_execute(&format!(
@@ -62,8 +59,4 @@ pub(crate) async fn migrate(
         tracing::info!(schema = %config.schema, versions = ?done, "migrated");
     }
     Ok(done)
-}
-
-fn pool_err(e: deadpool_postgres::PoolError) -> event_store::Error {
-    pool_error("migrate", e)
 }

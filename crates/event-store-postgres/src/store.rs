@@ -8,7 +8,7 @@ use event_store::{
     AppendBatch, Appended, Direction, Error, EventContext, ExpectedVersion, Position, Query,
     RecordedEvent, Result, Store, StreamId,
 };
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::PgConfig;
@@ -27,12 +27,16 @@ struct Inner {
     config: PgConfig,
     changes: Arc<watch::Sender<u64>>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    notifier: Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(l) = self.listener.take() {
             l.abort();
+        }
+        if let Some((_, n)) = self.notifier.take() {
+            n.abort();
         }
     }
 }
@@ -92,12 +96,22 @@ impl PgStore {
                 Arc::clone(&changes),
             ))
         });
+        let notifier = config.notify.then(|| {
+            let wake = Arc::new(Notify::new());
+            let task = tokio::spawn(crate::listen::notify(
+                pool.clone(),
+                config.channel(),
+                Arc::clone(&wake),
+            ));
+            (wake, task)
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 config,
                 changes,
                 listener,
+                notifier,
             }),
         })
     }
@@ -116,6 +130,20 @@ impl PgStore {
     /// The settings.
     pub fn config(&self) -> &PgConfig {
         &self.inner.config
+    }
+
+    /// The plan PostgreSQL chooses for reading `query` (after `after`, a page at a time), as
+    /// `EXPLAIN (FORMAT JSON)` output: to check that a query is served by an index.
+    pub async fn explain(&self, query: &Query, after: Position) -> Result<serde_json::Value> {
+        query.validate()?;
+        let (sql, params) = compile(query, after, event_store::PAGE_SIZE);
+        let refs: Vec<_> = params.iter().map(crate::query::Param::as_sql).collect();
+        let rows = self
+            .rows("explain", &format!("EXPLAIN (FORMAT JSON) {sql}"), &refs)
+            .await?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::backend(BACKEND, "EXPLAIN returned no row"))
     }
 
     pub(crate) async fn client(&self, what: &str) -> Result<deadpool_postgres::Object> {
@@ -207,7 +235,6 @@ impl Store for PgStore {
                     &data,
                     &contexts,
                     &times,
-                    &self.inner.config.notify,
                 ],
             )
             .await
@@ -216,7 +243,11 @@ impl Store for PgStore {
         if rows.len() != events.len() {
             return Err(Error::backend(
                 BACKEND,
-                format!("append returned {} rows for {} events", rows.len(), events.len()),
+                format!(
+                    "append returned {} rows for {} events",
+                    rows.len(),
+                    events.len()
+                ),
             ));
         }
         let mut out = Vec::with_capacity(rows.len());
@@ -250,7 +281,13 @@ impl Store for PgStore {
             });
         }
         self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(Appended { events: out, stored })
+        if let Some((wake, _)) = &self.inner.notifier {
+            wake.notify_one();
+        }
+        Ok(Appended {
+            events: out,
+            stored,
+        })
     }
 
     async fn read_stream(
@@ -277,7 +314,11 @@ impl Store for PgStore {
     async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
         let (tx, seq) = after.parts();
         let rows = self
-            .rows("read all", READ_ALL, &[&to_i64(tx), &to_i64(seq), &limit(n)])
+            .rows(
+                "read all",
+                READ_ALL,
+                &[&to_i64(tx), &to_i64(seq), &limit(n)],
+            )
             .await?;
         all(&rows)
     }

@@ -248,24 +248,26 @@ impl Query {
 
 /// JSON equality with numbers compared by value (`7 == 7.0`), as PostgreSQL's `jsonb` and
 /// SQLite's JSON functions compare them.
-pub fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-                (Some(i), Some(j), _, _) => i == j,
-                (_, _, Some(i), Some(j)) => i == j,
-                _ => x.as_f64() == y.as_f64(),
+pub fn json_eq(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(l), Value::Number(r)) => {
+            if let (Some(l), Some(r)) = (l.as_i64(), r.as_i64()) {
+                l == r
+            } else if let (Some(l), Some(r)) = (l.as_u64(), r.as_u64()) {
+                l == r
+            } else {
+                l.as_f64() == r.as_f64()
             }
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        (Value::Array(l), Value::Array(r)) => {
+            l.len() == r.len() && l.iter().zip(r).all(|(l, r)| json_eq(l, r))
         }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
+        (Value::Object(l), Value::Object(r)) => {
+            l.len() == r.len()
+                && l.iter()
+                    .all(|(k, l)| r.get(k).is_some_and(|r| json_eq(l, r)))
         }
-        _ => a == b,
+        _ => left == right,
     }
 }
 

@@ -1,5 +1,12 @@
 //! Shared test support: a fresh schema per test on the real server, dropped afterwards.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::manual_assert
+)]
 
 use std::sync::Arc;
 
@@ -25,11 +32,18 @@ impl Drop for SchemaGuard {
         let schema = self.schema.clone();
         // Drop may run inside a runtime: use a thread with its own.
         let t = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&url(), tokio_postgres::NoTls).await
+                {
                     tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await;
                 }
             });
         });
@@ -90,7 +104,9 @@ pub async fn fresh_pair() -> Option<(TestPg, PgCache)> {
 
 /// A plain client on the test database.
 pub async fn admin() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.expect("connect");
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
     client
 }
@@ -99,7 +115,13 @@ impl Store for TestPg {
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
         self.store.append(batch).await
     }
-    async fn read_stream(&self, s: &StreamId, from: u64, d: Direction, n: usize) -> Result<Vec<RecordedEvent>> {
+    async fn read_stream(
+        &self,
+        s: &StreamId,
+        from: u64,
+        d: Direction,
+        n: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         self.store.read_stream(s, from, d, n).await
     }
     async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
@@ -116,5 +138,16 @@ impl Store for TestPg {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         self.store.changes()
+    }
+}
+
+/// Drops a schema made outside [`fresh`] when it goes out of scope.
+pub struct SchemaGuardFor(SchemaGuard);
+
+impl SchemaGuardFor {
+    pub fn new(schema: &str) -> Self {
+        Self(SchemaGuard {
+            schema: schema.to_owned(),
+        })
     }
 }

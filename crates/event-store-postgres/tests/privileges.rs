@@ -1,0 +1,73 @@
+//! The adapter works under a least-privilege role holding only the documented grants
+//! (`sql/grants.sql`), and that role cannot update or delete events.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    clippy::match_wild_err_arm,
+    clippy::too_many_lines
+)]
+
+mod common;
+
+use event_store::{EventStore, ExpectedVersion, NewEvent};
+use event_store_postgres::{PgCache, PgConfig, PgStore};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_grants_are_enough_and_events_stay_immutable() {
+    let Some(t) = common::fresh().await else {
+        return;
+    };
+    let admin = common::admin().await;
+    let role = format!("{}_app", t.schema());
+    let grants = include_str!("../sql/grants.sql")
+        .replace("event_store.", &format!("\"{}\".", t.schema()))
+        .replace("SCHEMA event_store", &format!("SCHEMA \"{}\"", t.schema()))
+        .replace("app_role", &role);
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN; {grants}"))
+        .await
+        .unwrap();
+
+    let url = common::url();
+    let url = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let mut config = PgConfig::with_schema(t.schema());
+    config.pool_size = 4;
+    let outcome = async move {
+        let store = PgStore::connect(&url, config).await.unwrap();
+        let es = EventStore::new(store.clone(), PgCache::new(&store), event_store::NoEmitter);
+        event_store::testkit::round_trip(&store).await;
+        event_store::testkit::expected_versions(&store).await;
+        event_store::testkit::cached_equals_uncached(&store, &PgCache::new(&store)).await;
+        es.append(
+            "s",
+            ExpectedVersion::Any,
+            vec![NewEvent::new("priv", "E", json!({}))],
+        )
+        .await
+        .unwrap();
+        let client = store.pool().get().await.unwrap();
+        for sql in [
+            "UPDATE events SET data = '{}'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+        ] {
+            let e = client.batch_execute(sql).await.expect_err(sql);
+            assert_eq!(
+                e.code(),
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+                "{sql}: {e}"
+            );
+        }
+    };
+    let result = tokio::spawn(outcome).await;
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
