@@ -6,7 +6,7 @@ use std::sync::Arc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use event_store::{
     AppendBatch, Appended, Direction, Error, EventContext, ExpectedVersion, Position, Query,
-    RecordedEvent, Result, Store, StreamId,
+    RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
 };
 use tokio::sync::{Notify, watch};
 use tokio_postgres::{NoTls, Row};
@@ -21,6 +21,9 @@ const READ_FORWARD: &str = include_str!("../sql/queries/read_stream_forward.sql"
 const READ_BACKWARD: &str = include_str!("../sql/queries/read_stream_backward.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
 const WATERMARK: &str = include_str!("../sql/queries/watermark.sql");
+const READ_ALL_BACKWARD: &str = include_str!("../sql/queries/read_all_backward.sql");
+const STATS_COUNTS: &str = include_str!("../sql/queries/stats_counts.sql");
+const STATS_TYPES: &str = include_str!("../sql/queries/stats_types.sql");
 
 struct Inner {
     pool: Pool,
@@ -321,6 +324,55 @@ impl Store for PgStore {
             )
             .await?;
         all(&rows)
+    }
+
+    async fn read_all_backward(
+        &self,
+        before: Option<Position>,
+        n: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let (tx, seq) = before.map_or((i64::MAX, i64::MAX), |p| {
+            let (tx, seq) = p.parts();
+            (to_i64(tx), to_i64(seq))
+        });
+        let rows = self
+            .rows(
+                "read all backward",
+                READ_ALL_BACKWARD,
+                &[&tx, &seq, &limit(n)],
+            )
+            .await?;
+        all(&rows)
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let counts = self.rows("stats", STATS_COUNTS, &[]).await?;
+        let (events, streams, size): (i64, i64, i64) = counts
+            .first()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .ok_or_else(|| Error::backend(BACKEND, "the stats query returned no row"))?;
+        let types = self
+            .rows("stats", STATS_TYPES, &[])
+            .await?
+            .iter()
+            .map(|r| TypeCount {
+                namespace: r.get(0),
+                event_type: r.get(1),
+                events: r.get::<_, i64>(2).unsigned_abs(),
+            })
+            .collect();
+        let head = self
+            .read_all_backward(None, 1)
+            .await?
+            .first()
+            .map(|e| e.position);
+        Ok(StoreStats {
+            events: events.unsigned_abs(),
+            streams: streams.unsigned_abs(),
+            types,
+            size_bytes: Some(size.unsigned_abs()),
+            head,
+        })
     }
 
     async fn read_query(

@@ -101,6 +101,12 @@ async fn hot_queries_use_indexes_on_100k_events() {
         &explain_sql(&admin, read_all, &[&mid.0, &mid.1, &512i64]).await,
         "events_position",
     );
+    let backward_log = include_str!("../sql/queries/read_all_backward.sql");
+    assert_indexed(
+        "read_all backward",
+        &explain_sql(&admin, backward_log, &[&mid.0, &mid.1, &512i64]).await,
+        "events_position",
+    );
     let forward = include_str!("../sql/queries/read_stream_forward.sql");
     assert_indexed(
         "read stream",

@@ -74,6 +74,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
 
+    /// Reads up to `limit` final events of the global log before `before` (`None`: from the
+    /// end), newest first.
+    fn read_all_backward(
+        &self,
+        before: Option<Position>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// Counts for `event-store stats`: events, streams, events per type, size, head.
+    fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send;
+
     /// Reads up to `limit` committed events matching `query` after `after`, in position order.
     ///
     /// Unlike [`Store::read_all`], this includes committed events that are not final yet (so an
@@ -97,6 +108,33 @@ pub trait Store: Send + Sync + 'static {
     /// A receiver that changes after appends commit, for live tails to wake on. Backends that
     /// cannot notify return one that never changes; tails then poll.
     fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// What a store holds (see [`Store::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// How many events.
+    pub events: u64,
+    /// How many streams.
+    pub streams: u64,
+    /// Events per namespace and type, sorted by namespace then type.
+    pub types: Vec<TypeCount>,
+    /// Bytes on disk (tables and indexes), where the backend can tell.
+    pub size_bytes: Option<u64>,
+    /// The position of the last final event.
+    pub head: Option<Position>,
+}
+
+/// How many events of one namespace and type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeCount {
+    /// The namespace.
+    pub namespace: String,
+    /// The type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// How many.
+    pub events: u64,
 }
 
 /// The key of a cached aggregate: its name, its version (bumped when its fold changes) and the

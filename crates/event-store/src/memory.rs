@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::backend::{
-    Appended, Cache, CacheKey, CachedState, Emitter, Handler, Store, Subscription, SubscriptionSpec,
+    Appended, Cache, CacheKey, CachedState, Emitter, Handler, Store, StoreStats, Subscription,
+    SubscriptionSpec, TypeCount,
 };
 use crate::error::{Error, Result};
 use crate::limits::AppendBatch;
@@ -207,6 +208,48 @@ impl Store for MemoryStore {
         let log = self.read();
         let start = offset(after).min(log.events.len());
         Ok(log.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn read_all_backward(
+        &self,
+        before: Option<Position>,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let log = self.read();
+        // Positions are offsets + 1: the events before position p are log.events[..p - 1].
+        let end = before.map_or(log.events.len(), |p| {
+            offset(p).saturating_sub(1).min(log.events.len())
+        });
+        Ok(log.events[..end]
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let log = self.read();
+        let mut types: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for e in &log.events {
+            *types
+                .entry((e.namespace.clone(), e.event_type.clone()))
+                .or_default() += 1;
+        }
+        Ok(StoreStats {
+            events: log.events.len() as u64,
+            streams: log.streams.len() as u64,
+            types: types
+                .into_iter()
+                .map(|((namespace, event_type), events)| TypeCount {
+                    namespace,
+                    event_type,
+                    events,
+                })
+                .collect(),
+            size_bytes: None,
+            head: log.events.last().map(|e| e.position),
+        })
     }
 
     async fn read_query(

@@ -708,6 +708,101 @@ pub async fn paging<S: Store>(store: &S) {
     let cp = all[10].position;
     let parsed: Position = cp.to_string().parse().expect("checkpoints parse back");
     assert_eq!(parsed, cp);
+
+    // Backward, from the end and from every checkpoint, in pages of any size.
+    let reversed: Vec<RecordedEvent> = all.iter().rev().cloned().collect();
+    for (k, before) in std::iter::once(None)
+        .chain(all.iter().map(|e| Some(e.position)))
+        .enumerate()
+    {
+        for page in [1, 7, 1000] {
+            let got = log_before(store, before, start, page, own).await;
+            let want = if k == 0 {
+                reversed.clone()
+            } else {
+                reversed[all.len() - k + 1..].to_vec()
+            };
+            assert_eq!(got, want, "backward paging by {page} before {before:?}");
+        }
+    }
+}
+
+/// Reads the global log backward from `before` down to (excluding) `stop`.
+async fn log_before<S: Store>(
+    store: &S,
+    before: Option<Position>,
+    stop: Position,
+    page: usize,
+    keep: impl Fn(&RecordedEvent) -> bool,
+) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    let mut cursor = before;
+    loop {
+        let events = store
+            .read_all_backward(cursor, page)
+            .await
+            .expect("read_all_backward");
+        let Some(last) = events.last() else {
+            return out;
+        };
+        assert!(
+            cursor.is_none_or(|c| last.position < c),
+            "read_all_backward went forward"
+        );
+        assert!(
+            events.windows(2).all(|w| w[0].position > w[1].position),
+            "newest first"
+        );
+        cursor = Some(last.position);
+        for e in events {
+            if e.position <= stop {
+                return out;
+            }
+            if keep(&e) {
+                out.push(e);
+            }
+        }
+    }
+}
+
+/// `stats` counts events, streams and types, and reports the head.
+pub async fn stats_counts<S: Store>(store: &S) {
+    let ns = format!("stats{}", &suffix()[..8]);
+    for i in 0..12u32 {
+        let ty = if i % 3 == 0 { "Rare" } else { "Common" };
+        append(
+            store,
+            &format!("st-{}-{ns}", i % 4),
+            ExpectedVersion::Any,
+            vec![ev(&ns, ty, json!({"i": i}))],
+        )
+        .await
+        .expect("append");
+    }
+    let last = wait_for_log(store, Position::START, 12, |e| e.namespace == ns).await;
+    let stats = store.stats().await.expect("stats");
+    let mine: Vec<(String, u64)> = stats
+        .types
+        .iter()
+        .filter(|t| t.namespace == ns)
+        .map(|t| (t.event_type.clone(), t.events))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![("Common".to_owned(), 8), ("Rare".to_owned(), 4)],
+        "events per type, sorted"
+    );
+    assert!(stats.events >= 12 && stats.streams >= 4);
+    assert_eq!(
+        stats.types.iter().map(|t| t.events).sum::<u64>(),
+        stats.events,
+        "types add up to the total"
+    );
+    let head = stats.head.expect("a head");
+    assert!(
+        head >= last[11].position,
+        "the head is at or after the last final event"
+    );
 }
 
 /// A live tail running while concurrent writers append misses nothing and duplicates nothing,
@@ -1356,6 +1451,7 @@ pub async fn run_store_suite<S: Store + Clone>(store: &S) {
     idempotent_emits_once(store).await;
     global_order(store).await;
     paging(store).await;
+    stats_counts(store).await;
     tail_during_appends(store).await;
     bad_input(store).await;
     read_stream_directions(store).await;
@@ -1376,7 +1472,7 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::__kit_store_tests!($make; round_trip, batch_atomicity, expected_versions,
             concurrent_appenders, idempotent_reappend, idempotent_emits_once, global_order,
-            paging, tail_during_appends, bad_input, read_stream_directions, queries);
+            paging, stats_counts, tail_during_appends, bad_input, read_stream_directions, queries);
     };
 }
 

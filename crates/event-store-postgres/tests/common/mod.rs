@@ -127,6 +127,16 @@ impl Store for TestPg {
     async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
         self.store.read_all(after, n).await
     }
+    async fn read_all_backward(
+        &self,
+        before: Option<Position>,
+        n: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.store.read_all_backward(before, n).await
+    }
+    async fn stats(&self) -> Result<event_store::StoreStats> {
+        self.store.stats().await
+    }
     async fn read_query(&self, q: &Query, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
         self.store.read_query(q, after, n).await
     }
