@@ -230,7 +230,7 @@ impl Store for MemoryStore {
 
     async fn stats(&self) -> Result<StoreStats> {
         let log = self.read();
-        let mut types: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        let mut types = std::collections::BTreeMap::<(String, String), u64>::new();
         for e in &log.events {
             *types
                 .entry((e.namespace.clone(), e.event_type.clone()))
