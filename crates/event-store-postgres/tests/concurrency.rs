@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use std::time::Duration;
 
 use event_store::{Error, EventStore, ExpectedVersion, NewEvent};

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use event_store_postgres::{MIGRATIONS, PgConfig, PgStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use chrono::{TimeZone, Utc};
 use event_store::{Position, Query};
 use serde_json::{Value, json};

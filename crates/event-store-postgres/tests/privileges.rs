@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use event_store::{EventStore, ExpectedVersion, NewEvent};
 use event_store_postgres::{PgCache, PgConfig, PgStore};
 use serde_json::json;

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use event_store::{EventStore, Position};
 use futures::StreamExt;
 

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::Schema as _;
+
 use std::time::Duration;
 
 use event_store::{EventStore, ExpectedVersion, NewEvent, Position};

@@ -1,7 +1,14 @@
-//! The SQLite store and aggregate cache, the embedded default (issue 4) for [`event_store`].
-//!
-//! **Not implemented yet.** This crate reserves its place in the workspace; its adapter lands
-//! with the issue named above and will implement the core's backend traits and pass the
-//! conformance kit (`event_store::testkit`).
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub use event_store;
+mod cache;
+mod config;
+mod connection;
+mod query;
+mod store;
+mod writer;
+
+pub use cache::SqliteCache;
+pub use config::{SqliteConfig, Synchronous};
+pub use connection::MIGRATIONS;
+pub use store::SqliteStore;

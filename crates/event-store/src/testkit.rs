@@ -38,8 +38,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use std::future::Future;
+
 use crate::backend::{
-    Cache, CacheKey, CachedState, Emitter, Handler, NoCache, Store, Subscription, SubscriptionSpec,
+    Appended, Cache, CacheKey, CachedState, Emitter, Handler, NoCache, Store, StoreStats,
+    Subscription, SubscriptionSpec,
 };
 use crate::error::{Error, Result};
 use crate::facade::EventStore;
@@ -105,6 +108,87 @@ impl Emitter for RecordingEmitter {
 
     async fn subscribe(&self, spec: SubscriptionSpec, _handler: Handler) -> Result<Subscription> {
         Ok(Subscription::new(spec.group, async { Ok(()) }))
+    }
+}
+
+/// A store that keeps something alive as long as any clone of it lives: a temporary directory,
+/// a guard that drops a test schema, …; it delegates every [`Store`] method.
+#[derive(Debug)]
+pub struct Guarded<S, G> {
+    /// The store.
+    pub store: S,
+    /// What lives as long as the store.
+    pub guard: Arc<G>,
+}
+
+impl<S: Clone, G> Clone for Guarded<S, G> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            guard: Arc::clone(&self.guard),
+        }
+    }
+}
+
+impl<S, G> Guarded<S, G> {
+    /// `store`, keeping `guard` alive.
+    pub fn new(store: S, guard: G) -> Self {
+        Self {
+            store,
+            guard: Arc::new(guard),
+        }
+    }
+}
+
+impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
+    fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send {
+        self.store.append(batch)
+    }
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
+        self.store.read_stream(stream, from, direction, limit)
+    }
+    fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
+        self.store.read_all(after, limit)
+    }
+    fn read_all_backward(
+        &self,
+        before: Option<Position>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
+        self.store.read_all_backward(before, limit)
+    }
+    fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send {
+        self.store.stats()
+    }
+    fn read_query(
+        &self,
+        query: &Query,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
+        self.store.read_query(query, after, limit)
+    }
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send {
+        self.store.stream_version(stream)
+    }
+    fn watermark(&self) -> impl Future<Output = Result<Position>> + Send {
+        self.store.watermark()
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.changes()
     }
 }
 

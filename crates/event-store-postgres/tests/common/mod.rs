@@ -8,13 +8,8 @@
     clippy::manual_assert
 )]
 
-use std::sync::Arc;
-
-use event_store::{
-    AppendBatch, Appended, Direction, Position, Query, RecordedEvent, Result, Store, StreamId,
-};
+use event_store::testkit::Guarded;
 use event_store_postgres::{PgCache, PgConfig, PgStore};
-use tokio::sync::watch;
 
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -52,14 +47,15 @@ impl Drop for SchemaGuard {
 }
 
 /// A [`PgStore`] on a schema of its own, dropped with the last clone.
-#[derive(Clone)]
-pub struct TestPg {
-    pub store: PgStore,
-    pub guard: Arc<SchemaGuard>,
+pub type TestPg = Guarded<PgStore, SchemaGuard>;
+
+/// The test schema of a store.
+pub trait Schema {
+    fn schema(&self) -> &str;
 }
 
-impl TestPg {
-    pub fn schema(&self) -> &str {
+impl Schema for TestPg {
+    fn schema(&self) -> &str {
         &self.guard.schema
     }
 }
@@ -87,9 +83,9 @@ pub async fn fresh_with(tweak: impl FnOnce(&mut PgConfig)) -> Option<TestPg> {
             return None;
         }
     };
-    let guard = Arc::new(SchemaGuard { schema });
+    let guard = SchemaGuard { schema };
     store.migrate().await.expect("migrate");
-    Some(TestPg { store, guard })
+    Some(Guarded::new(store, guard))
 }
 
 pub async fn fresh() -> Option<TestPg> {
@@ -109,46 +105,6 @@ pub async fn admin() -> tokio_postgres::Client {
         .expect("connect");
     tokio::spawn(conn);
     client
-}
-
-impl Store for TestPg {
-    async fn append(&self, batch: AppendBatch) -> Result<Appended> {
-        self.store.append(batch).await
-    }
-    async fn read_stream(
-        &self,
-        s: &StreamId,
-        from: u64,
-        d: Direction,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        self.store.read_stream(s, from, d, n).await
-    }
-    async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
-        self.store.read_all(after, n).await
-    }
-    async fn read_all_backward(
-        &self,
-        before: Option<Position>,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        self.store.read_all_backward(before, n).await
-    }
-    async fn stats(&self) -> Result<event_store::StoreStats> {
-        self.store.stats().await
-    }
-    async fn read_query(&self, q: &Query, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
-        self.store.read_query(q, after, n).await
-    }
-    async fn stream_version(&self, s: &StreamId) -> Result<Option<u64>> {
-        self.store.stream_version(s).await
-    }
-    async fn watermark(&self) -> Result<Position> {
-        self.store.watermark().await
-    }
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.store.changes()
-    }
 }
 
 /// Drops a schema made outside [`fresh`] when it goes out of scope.

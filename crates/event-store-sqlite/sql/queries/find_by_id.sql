@@ -1,0 +1,1 @@
+SELECT position, id, stream, version, namespace, event_type, data, context FROM events WHERE id = ?1

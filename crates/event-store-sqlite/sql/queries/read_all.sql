@@ -1,0 +1,2 @@
+SELECT position, id, stream, version, namespace, event_type, data, context
+  FROM events WHERE position > ?1 ORDER BY position LIMIT ?2

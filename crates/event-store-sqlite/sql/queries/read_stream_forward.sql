@@ -1,0 +1,2 @@
+SELECT position, id, stream, version, namespace, event_type, data, context
+  FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3

@@ -1,0 +1,267 @@
+//! The one writer: a thread that owns the write connection and commits queued appends together
+//! (group commit), each in a savepoint so one refused append does not affect the others.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use event_store::{AppendBatch, Appended, CacheKey, CachedState, Error, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{oneshot, watch};
+
+use crate::connection::{BACKEND, migrate, recorded, sqlite, time_text, to_i64};
+
+const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
+const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
+const INSERT: &str = include_str!("../sql/queries/insert_event.sql");
+const CACHE_PUT: &str = include_str!("../sql/queries/cache_put.sql");
+
+pub(crate) enum Job {
+    Append(AppendBatch, oneshot::Sender<Result<Appended>>),
+    CachePut(CacheKey, CachedState, oneshot::Sender<Result<()>>),
+    Migrate(oneshot::Sender<Result<Vec<i64>>>),
+}
+
+pub(crate) struct Writer {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(crate) fn start(
+        conn: Connection,
+        group: usize,
+        changes: Arc<watch::Sender<u64>>,
+    ) -> Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("event-store-sqlite-writer".to_owned())
+            .spawn(move || run(conn, &rx, group.max(1), &changes))
+            .map_err(|e| Error::backend_with(BACKEND, "starting the writer thread", e))?;
+        Ok(Self {
+            jobs: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a job and waits for its outcome (after its transaction committed).
+    pub(crate) async fn call<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .as_ref()
+            .and_then(|j| j.send(job(tx)).ok())
+            .ok_or_else(|| Error::backend(BACKEND, "the writer thread has stopped"))?;
+        rx.await
+            .map_err(|_| Error::backend(BACKEND, "the writer thread stopped during a write"))?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has written what is queued.
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, group: usize, changes: &watch::Sender<u64>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < group {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                // Migrations run in a transaction of their own.
+                Job::Migrate(reply) => {
+                    let _ = reply.send(migrate(&mut conn));
+                }
+                other => writes.push(other),
+            }
+        }
+        if !writes.is_empty() && commit_group(&conn, writes) {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+enum Outcome {
+    Append(oneshot::Sender<Result<Appended>>, Result<Appended>),
+    Put(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+/// Runs `jobs` in one transaction; returns whether an append stored something.
+fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let msg = format!("beginning a transaction: {e}");
+        for job in jobs {
+            reply_error(job, &msg);
+        }
+        return false;
+    }
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let outcome = match job {
+            Job::Append(batch, reply) => {
+                Outcome::Append(reply, in_savepoint(conn, |c| append(c, &batch)))
+            }
+            Job::CachePut(key, entry, reply) => {
+                Outcome::Put(reply, in_savepoint(conn, |c| cache_put(c, &key, &entry)))
+            }
+            Job::Migrate(reply) => {
+                let _ = reply.send(Err(Error::backend(BACKEND, "migrations run alone")));
+                continue;
+            }
+        };
+        outcomes.push(outcome);
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        format!("committing: {e}")
+    });
+    let mut stored = false;
+    for outcome in outcomes {
+        match (outcome, &committed) {
+            (Outcome::Append(reply, result), Ok(())) => {
+                stored |= result.as_ref().is_ok_and(|a| a.stored);
+                let _ = reply.send(result);
+            }
+            (Outcome::Put(reply, result), Ok(())) => {
+                let _ = reply.send(result);
+            }
+            (Outcome::Append(reply, result), Err(msg)) => {
+                let _ = reply.send(result.and(Err(Error::backend(BACKEND, msg.clone()))));
+            }
+            (Outcome::Put(reply, result), Err(msg)) => {
+                let _ = reply.send(result.and(Err(Error::backend(BACKEND, msg.clone()))));
+            }
+        }
+    }
+    stored
+}
+
+fn reply_error(job: Job, msg: &str) {
+    let e = || Error::backend(BACKEND, msg.to_owned());
+    match job {
+        Job::Append(_, reply) => drop(reply.send(Err(e()))),
+        Job::CachePut(_, _, reply) => drop(reply.send(Err(e()))),
+        Job::Migrate(reply) => drop(reply.send(Err(e()))),
+    }
+}
+
+/// Runs `f` in a savepoint: on error, everything it wrote is undone and the transaction goes on.
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(|e| sqlite("savepoint", e))?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end)
+        .map_err(|e| sqlite("savepoint", e))?;
+    result
+}
+
+fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
+    let stream = batch.stream();
+    let mut find = conn
+        .prepare_cached(FIND_BY_ID)
+        .map_err(|e| sqlite("append", e))?;
+    let mut known = Vec::new();
+    for e in batch.events() {
+        let stored = find
+            .query_row([e.id.to_string()], recorded)
+            .optional()
+            .map_err(|e| sqlite("append", e))?;
+        if let Some(r) = stored {
+            if !e.same_content(stream, &r) {
+                return Err(Error::DuplicateId { id: e.id });
+            }
+            known.push(r);
+        }
+    }
+    if known.len() == batch.len() {
+        return Ok(Appended {
+            events: known,
+            stored: false,
+        });
+    }
+    if let Some(first) = known.first() {
+        return Err(Error::DuplicateId { id: first.id });
+    }
+    let actual: Option<i64> = conn
+        .prepare_cached(STREAM_VERSION)
+        .and_then(|mut s| s.query_row([stream.as_str()], |r| r.get(0)))
+        .map_err(|e| sqlite("append", e))?;
+    let actual = actual.map(i64::unsigned_abs);
+    if !batch.expected().admits(actual) {
+        return Err(Error::Conflict {
+            stream: stream.to_string(),
+            expected: batch.expected(),
+            actual,
+        });
+    }
+    let first = actual.map_or(0, |a| a + 1);
+    let mut insert = conn
+        .prepare_cached(INSERT)
+        .map_err(|e| sqlite("append", e))?;
+    let mut events = Vec::with_capacity(batch.len());
+    for (i, e) in batch.events().iter().enumerate() {
+        let version = first + i as u64;
+        let data = serde_json::to_string(&e.data).map_err(|e| Error::codec("encode data", e))?;
+        let context =
+            serde_json::to_string(&e.context).map_err(|e| Error::codec("encode a context", e))?;
+        insert
+            .execute(params![
+                e.id.to_string(),
+                stream.as_str(),
+                to_i64(version),
+                e.namespace,
+                e.event_type,
+                data,
+                context,
+                time_text(e.context.time),
+            ])
+            .map_err(|err| sqlite("append", err))?;
+        let position = conn.last_insert_rowid();
+        events.push(e.record(
+            stream,
+            version,
+            event_store::Position::from_offset(position.unsigned_abs()),
+        ));
+    }
+    Ok(Appended {
+        events,
+        stored: true,
+    })
+}
+
+fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<()> {
+    let (high, low) = entry.checkpoint.parts();
+    let state =
+        serde_json::to_string(&entry.state).map_err(|e| Error::codec("encode a state", e))?;
+    conn.prepare_cached(CACHE_PUT)
+        .and_then(|mut s| {
+            s.execute(params![
+                key.aggregate,
+                i64::from(key.version),
+                key.query,
+                state,
+                to_i64(high),
+                to_i64(low)
+            ])
+        })
+        .map_err(|e| sqlite("cache put", e))?;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The whole conformance kit against SQLite, each check on a fresh file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use event_store::testkit::Guarded;
+use event_store_sqlite::{SqliteCache, SqliteStore};
+use tempfile::TempDir;
+
+/// A store in a temporary directory, removed with the last clone.
+async fn fresh() -> Option<Guarded<SqliteStore, TempDir>> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+    Some(Guarded::new(store, dir))
+}
+
+async fn fresh_pair() -> Option<(Guarded<SqliteStore, TempDir>, SqliteCache)> {
+    let t = fresh().await?;
+    let cache = SqliteCache::new(&t.store);
+    Some((t, cache))
+}
+
+event_store::store_conformance_tests!(fresh);
+event_store::cache_conformance_tests!(fresh_pair);
