@@ -125,6 +125,25 @@ impl PgStore {
         crate::migrate::migrate(&self.inner.pool, &self.inner.config).await
     }
 
+    /// The latest migration applied to the schema (`None`: the schema holds no event store yet;
+    /// run [`PgStore::migrate`]).
+    pub async fn schema_version(&self) -> Result<Option<i32>> {
+        let client = self.client("schema version").await?;
+        let exists: bool = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await
+            .map_err(|e| pg("schema version", e))?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let row = client
+            .query_one("SELECT max(version) FROM schema_migrations", &[])
+            .await
+            .map_err(|e| pg("schema version", e))?;
+        Ok(row.get(0))
+    }
+
     /// The connection pool (its connections use the store's schema as `search_path`).
     pub fn pool(&self) -> &Pool {
         &self.inner.pool

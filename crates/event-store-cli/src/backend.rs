@@ -1,0 +1,195 @@
+//! The backend picked at run time from `--url`: one store type over SQLite or PostgreSQL.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use event_store::{
+    AppendBatch, Appended, Direction, Position, Query, RecordedEvent, Store, StoreStats, StreamId,
+};
+use event_store_postgres::{PgConfig, PgStore};
+use event_store_sqlite::SqliteStore;
+use tokio::sync::watch;
+
+/// The store behind `--url`.
+#[derive(Clone, Debug)]
+pub(crate) enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Where `--url` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Sqlite(String),
+    Postgres(String),
+}
+
+/// Parses `--url`. Error messages name the scheme, never the whole URL (it may hold a password).
+pub(crate) fn parse_url(url: &str) -> Result<Target> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        bail!("--url must look like sqlite://PATH or postgres://USER@HOST/DB (no `://` found)");
+    };
+    match scheme {
+        "sqlite" => {
+            if rest.is_empty() {
+                bail!("--url sqlite:// needs a file path, like sqlite://./events.db");
+            }
+            Ok(Target::Sqlite(rest.to_owned()))
+        }
+        "postgres" | "postgresql" => Ok(Target::Postgres(url.to_owned())),
+        other => {
+            bail!("unknown scheme `{other}` in --url: use sqlite://PATH or postgres://USER@HOST/DB")
+        }
+    }
+}
+
+impl AnyStore {
+    /// Opens the store. `init` migrates; other commands refuse a PostgreSQL schema that was never
+    /// initialized (SQLite files are created and migrated on open).
+    pub(crate) async fn open(url: &str, schema: &str, init: bool) -> Result<Self> {
+        match parse_url(url)? {
+            Target::Sqlite(path) => {
+                let store = SqliteStore::open(&path)
+                    .await
+                    .with_context(|| format!("cannot open the SQLite database `{path}`"))?;
+                Ok(Self::Sqlite(store))
+            }
+            Target::Postgres(url) => {
+                let mut config = PgConfig::with_schema(schema);
+                config.pool_size = 8;
+                "event-store-cli".clone_into(&mut config.application_name);
+                config.connect_timeout = Duration::from_secs(5);
+                let store = PgStore::connect(&url, config)
+                    .await
+                    .context("cannot connect to PostgreSQL")?;
+                if init {
+                    store.migrate().await.context("cannot migrate the schema")?;
+                } else if store.schema_version().await?.is_none() {
+                    bail!(
+                        "the PostgreSQL schema `{schema}` holds no event store yet: run `event-store init` first"
+                    );
+                }
+                Ok(Self::Postgres(store))
+            }
+        }
+    }
+
+    /// How often tails re-read when nothing wakes them (SQLite has no cross-process
+    /// notifications).
+    pub(crate) fn poll_interval(&self) -> Duration {
+        match self {
+            Self::Sqlite(_) => Duration::from_millis(100),
+            Self::Postgres(_) => Duration::from_millis(500),
+        }
+    }
+
+    /// Migrates (idempotent); returns what was applied, as text.
+    pub(crate) async fn migrate(&self) -> Result<String> {
+        Ok(match self {
+            Self::Sqlite(s) => {
+                s.migrate().await?;
+                format!("SQLite database {} is ready", s.path().display())
+            }
+            Self::Postgres(s) => {
+                s.migrate().await?;
+                let version = s.schema_version().await?.unwrap_or_default();
+                format!(
+                    "PostgreSQL schema `{}` is ready (migration {version})",
+                    s.config().schema
+                )
+            }
+        })
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn append(&self, batch: AppendBatch) -> event_store::Result<Appended> {
+        each!(self, s => s.append(batch).await)
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> event_store::Result<Vec<RecordedEvent>> {
+        each!(self, s => s.read_stream(stream, from, direction, limit).await)
+    }
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> event_store::Result<Vec<RecordedEvent>> {
+        each!(self, s => s.read_all(after, limit).await)
+    }
+    async fn read_all_backward(
+        &self,
+        before: Option<Position>,
+        limit: usize,
+    ) -> event_store::Result<Vec<RecordedEvent>> {
+        each!(self, s => s.read_all_backward(before, limit).await)
+    }
+    async fn stats(&self) -> event_store::Result<StoreStats> {
+        each!(self, s => s.stats().await)
+    }
+    async fn read_query(
+        &self,
+        query: &Query,
+        after: Position,
+        limit: usize,
+    ) -> event_store::Result<Vec<RecordedEvent>> {
+        each!(self, s => s.read_query(query, after, limit).await)
+    }
+    async fn stream_version(&self, stream: &StreamId) -> event_store::Result<Option<u64>> {
+        each!(self, s => s.stream_version(stream).await)
+    }
+    async fn watermark(&self) -> event_store::Result<Position> {
+        each!(self, s => s.watermark().await)
+    }
+    fn changes(&self) -> watch::Receiver<u64> {
+        each!(self, s => s.changes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("sqlite://./events.db").unwrap(),
+            Target::Sqlite("./events.db".into())
+        );
+        assert_eq!(
+            parse_url("sqlite:///tmp/x.db").unwrap(),
+            Target::Sqlite("/tmp/x.db".into())
+        );
+        assert!(matches!(
+            parse_url("postgres://u@h/db").unwrap(),
+            Target::Postgres(_)
+        ));
+        assert!(matches!(
+            parse_url("postgresql://u@h/db").unwrap(),
+            Target::Postgres(_)
+        ));
+        let e = parse_url("mysql://root:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown scheme `mysql`") && !e.contains("hunter2"),
+            "{e}"
+        );
+        assert!(parse_url("events.db").is_err());
+        assert!(parse_url("sqlite://").is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Operate an event store: an append-only log of immutable events.
+///
+/// The store is a SQLite file by default (created on first use); point --url at PostgreSQL for
+/// the production backend. Positions (checkpoints) print as `42` or `7741:42`; `--from` takes
+/// them back.
+#[derive(Parser, Debug)]
+#[command(name = "event-store", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Where the store is: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENT_STORE_URL",
+        default_value = "sqlite://./events.db"
+    )]
+    pub(crate) url: String,
+
+    /// The PostgreSQL schema holding the store.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENT_STORE_SCHEMA",
+        default_value = "event_store"
+    )]
+    pub(crate) schema: String,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create or migrate the store's schema (idempotent).
+    Init,
+    /// Append one event (printed back as one JSON line), or NDJSON lines from stdin.
+    Append(AppendArgs),
+    /// Read a stream, or the global log when no stream is given.
+    Read(ReadArgs),
+    /// Follow the global log live, printing events as NDJSON.
+    Tail(TailArgs),
+    /// Events, streams, counts per namespace and type, size on disk, head checkpoint.
+    Stats(StatsArgs),
+    /// Write the global log as NDJSON (to stdout or --output).
+    Export(ExportArgs),
+    /// Append the events of an NDJSON file (from `export`); ids are kept, so importing a file
+    /// twice stores nothing new.
+    Import(ImportArgs),
+    /// Run an end-to-end scenario on a fresh SQLite file and print a report.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AppendArgs {
+    /// The stream to append to.
+    #[arg(required_unless_present = "ndjson")]
+    pub(crate) stream: Option<String>,
+    /// The event's namespace and type, as NAMESPACE.TYPE.
+    #[arg(value_name = "NAMESPACE.TYPE", required_unless_present = "ndjson")]
+    pub(crate) kind: Option<String>,
+    /// The event's data: a JSON object (default `{}`).
+    #[arg(value_name = "DATA_JSON")]
+    pub(crate) data: Option<String>,
+    /// The event's id (a UUID); appending the same id and content again is a no-op.
+    #[arg(long)]
+    pub(crate) id: Option<uuid::Uuid>,
+    /// What the stream must be at: any, no-stream, exists, or a version number.
+    #[arg(long, value_name = "any|no-stream|exists|N", default_value = "any")]
+    pub(crate) expected_version: String,
+    /// Read events from stdin instead, one JSON object per line:
+    /// {"stream","namespace","type","data","id"?,"context"?}. Consecutive lines of one stream
+    /// are appended together.
+    #[arg(long, conflicts_with_all = ["stream", "kind", "data", "id"])]
+    pub(crate) ndjson: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// A table for people.
+    Table,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ReadArgs {
+    /// The stream to read; the global log when absent.
+    pub(crate) stream: Option<String>,
+    /// Where to start: for the global log, a checkpoint (events after it; backward: before it);
+    /// for a stream, a version (that version and after it; backward: it and before it).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// At most this many events.
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// Newest first.
+    #[arg(long)]
+    pub(crate) backward: bool,
+    /// Output format (default: a table on a terminal, NDJSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TailArgs {
+    /// Start after this checkpoint (`0`: from the beginning). Default: only new events.
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Only this stream.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
+    /// Only this namespace.
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+    /// Only this type.
+    #[arg(long = "type")]
+    pub(crate) event_type: Option<String>,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// Exit after this many seconds without a new event.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) idle_exit: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    /// Start after this checkpoint.
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ImportArgs {
+    /// The NDJSON file (`-` for stdin).
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Keep the demo's database at this path (default: a temporary file, removed afterwards).
+    #[arg(long)]
+    pub(crate) keep: Option<PathBuf>,
+}
