@@ -4,3 +4,4 @@
 GRANT USAGE ON SCHEMA event_store TO app_role;
 GRANT SELECT, INSERT ON event_store.events TO app_role;
 GRANT SELECT, INSERT, UPDATE ON event_store.aggregate_cache TO app_role;
+GRANT SELECT, INSERT, UPDATE ON event_store.checkpoints TO app_role;

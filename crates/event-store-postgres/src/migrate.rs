@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "events", include_str!("../sql/001_events.sql")),
     (2, "append", include_str!("../sql/002_append.sql")),
     (3, "cache", include_str!("../sql/003_cache.sql")),
+    (4, "checkpoints", include_str!("../sql/004_checkpoints.sql")),
 ];
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory

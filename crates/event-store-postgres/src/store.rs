@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use event_store::{
-    AppendBatch, Appended, Direction, Error, EventContext, ExpectedVersion, Position, Query,
-    RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
+    AppendBatch, Appended, Checkpoints, Direction, Error, EventContext, ExpectedVersion, Position,
+    Query, RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
 };
 use tokio::sync::{Notify, watch};
 use tokio_postgres::{NoTls, Row};
@@ -223,6 +223,39 @@ fn all(rows: &[Row]) -> Result<Vec<RecordedEvent>> {
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+const CHECKPOINT_LOAD: &str = include_str!("../sql/queries/checkpoint_load.sql");
+const CHECKPOINT_SAVE: &str = include_str!("../sql/queries/checkpoint_save.sql");
+const CHECKPOINT_LIST: &str = include_str!("../sql/queries/checkpoint_list.sql");
+
+impl Checkpoints for PgStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>> {
+        let rows = self
+            .rows("load checkpoint", CHECKPOINT_LOAD, &[&name])
+            .await?;
+        Ok(rows.first().map(|r| position(r.get(0), r.get(1))))
+    }
+
+    async fn save_checkpoint(&self, name: &str, at: Position) -> Result<()> {
+        event_store::limits::check_checkpoint_name(name)?;
+        let (tx, seq) = at.parts();
+        self.rows(
+            "save checkpoint",
+            CHECKPOINT_SAVE,
+            &[&name, &to_i64(tx), &to_i64(seq)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+        let rows = self.rows("list checkpoints", CHECKPOINT_LIST, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), position(r.get(1), r.get(2))))
+            .collect())
+    }
 }
 
 impl Store for PgStore {

@@ -5,3 +5,4 @@ mod common;
 
 event_store::store_conformance_tests!(common::fresh);
 event_store::cache_conformance_tests!(common::fresh_pair);
+event_store::checkpoint_conformance_tests!(common::fresh);

@@ -43,6 +43,7 @@ async fn documented_grants_are_enough_and_events_stay_immutable() {
         event_store::testkit::round_trip(&store).await;
         event_store::testkit::expected_versions(&store).await;
         event_store::testkit::cached_equals_uncached(&store, &PgCache::new(&store)).await;
+        event_store::testkit::checkpoints_round_trip(&store).await;
         es.append(
             "s",
             ExpectedVersion::Any,

@@ -14,6 +14,7 @@ pub(crate) const BACKEND: &str = "sqlite";
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "events", include_str!("../sql/001_events.sql")),
     (2, "cache", include_str!("../sql/002_cache.sql")),
+    (3, "checkpoints", include_str!("../sql/003_checkpoints.sql")),
 ];
 
 pub(crate) fn sqlite(what: &str, e: rusqlite::Error) -> Error {

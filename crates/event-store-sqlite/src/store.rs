@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use event_store::{
-    AppendBatch, Appended, Direction, Error, Position, Query, RecordedEvent, Result, Store,
-    StoreStats, StreamId, TypeCount,
+    AppendBatch, Appended, Checkpoints, Direction, Error, Position, Query, RecordedEvent, Result,
+    Store, StoreStats, StreamId, TypeCount,
 };
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::watch;
 
 use crate::config::SqliteConfig;
@@ -147,6 +147,55 @@ fn text(v: &str) -> rusqlite::types::Value {
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Checkpoints for SqliteStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT high, low FROM checkpoints WHERE name = ?1")
+                .and_then(|mut s| {
+                    s.query_row([name], |r| {
+                        Ok(Position::from_parts(
+                            r.get::<_, i64>(0)?.unsigned_abs(),
+                            r.get::<_, i64>(1)?.unsigned_abs(),
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(|e| sqlite("load checkpoint", e))
+        })
+        .await
+    }
+
+    async fn save_checkpoint(&self, name: &str, at: Position) -> Result<()> {
+        event_store::limits::check_checkpoint_name(name)?;
+        let name = name.to_owned();
+        self.inner
+            .writer
+            .call(|reply| Job::Checkpoint(name, at, reply))
+            .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, high, low FROM checkpoints ORDER BY name")
+                .map_err(|e| sqlite("list checkpoints", e))?;
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Position::from_parts(
+                        r.get::<_, i64>(1)?.unsigned_abs(),
+                        r.get::<_, i64>(2)?.unsigned_abs(),
+                    ),
+                ))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| sqlite("list checkpoints", e))
+        })
+        .await
+    }
 }
 
 impl Store for SqliteStore {

@@ -15,10 +15,12 @@ const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
 const INSERT: &str = include_str!("../sql/queries/insert_event.sql");
 const CACHE_PUT: &str = include_str!("../sql/queries/cache_put.sql");
+const CHECKPOINT_SAVE: &str = include_str!("../sql/queries/checkpoint_save.sql");
 
 pub(crate) enum Job {
     Append(AppendBatch, oneshot::Sender<Result<Appended>>),
     CachePut(CacheKey, CachedState, oneshot::Sender<Result<()>>),
+    Checkpoint(String, event_store::Position, oneshot::Sender<Result<()>>),
     Migrate(oneshot::Sender<Result<Vec<i64>>>),
 }
 
@@ -117,6 +119,9 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
             Job::CachePut(key, entry, reply) => {
                 Outcome::Put(reply, in_savepoint(conn, |c| cache_put(c, &key, &entry)))
             }
+            Job::Checkpoint(name, at, reply) => {
+                Outcome::Put(reply, in_savepoint(conn, |c| save_checkpoint(c, &name, at)))
+            }
             Job::Migrate(reply) => {
                 let _ = reply.send(Err(Error::backend(BACKEND, "migrations run alone")));
                 continue;
@@ -153,7 +158,7 @@ fn reply_error(job: Job, msg: &str) {
     let e = || Error::backend(BACKEND, msg.to_owned());
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(e()))),
-        Job::CachePut(_, _, reply) => drop(reply.send(Err(e()))),
+        Job::CachePut(_, _, reply) | Job::Checkpoint(_, _, reply) => drop(reply.send(Err(e()))),
         Job::Migrate(reply) => drop(reply.send(Err(e()))),
     }
 }
@@ -263,5 +268,13 @@ fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<(
             ])
         })
         .map_err(|e| sqlite("cache put", e))?;
+    Ok(())
+}
+
+fn save_checkpoint(conn: &Connection, name: &str, at: event_store::Position) -> Result<()> {
+    let (high, low) = at.parts();
+    conn.prepare_cached(CHECKPOINT_SAVE)
+        .and_then(|mut s| s.execute(params![name, to_i64(high), to_i64(low)]))
+        .map_err(|e| sqlite("save checkpoint", e))?;
     Ok(())
 }

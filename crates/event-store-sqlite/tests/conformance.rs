@@ -22,3 +22,4 @@ async fn fresh_pair() -> Option<(Guarded<SqliteStore, TempDir>, SqliteCache)> {
 
 event_store::store_conformance_tests!(fresh);
 event_store::cache_conformance_tests!(fresh_pair);
+event_store::checkpoint_conformance_tests!(fresh);

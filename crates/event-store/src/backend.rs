@@ -110,6 +110,23 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self) -> watch::Receiver<u64>;
 }
 
+/// Named checkpoints kept in the store itself, so a process that follows the log (an outbox
+/// relay, a projection) resumes where it stopped, with the same durability as the events.
+pub trait Checkpoints: Send + Sync + 'static {
+    /// The checkpoint saved under `name`, if any.
+    fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<Position>>> + Send;
+
+    /// Saves `position` under `name` (replacing the previous one).
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Every saved checkpoint, by name.
+    fn checkpoints(&self) -> impl Future<Output = Result<Vec<(String, Position)>>> + Send;
+}
+
 /// What a store holds (see [`Store::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {

@@ -19,8 +19,8 @@ pub mod testkit;
 
 pub use aggregate::Aggregate;
 pub use backend::{
-    Appended, Cache, CacheKey, CachedState, Emitter, Handler, NoCache, NoEmitter, Store,
-    StoreStats, Subscription, SubscriptionSpec, TypeCount,
+    Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, NoCache, NoEmitter,
+    Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
 };
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventType, Events, decode_event, encode_event};

@@ -96,6 +96,17 @@ pub fn check_name(field: impl Into<Cow<'static, str>>, name: &str) -> Result<()>
     }
 }
 
+/// Checks a checkpoint name: 1 to 255 bytes, no control characters.
+pub fn check_checkpoint_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "checkpoint",
+            "checkpoint names are 1 to 255 bytes without control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a field name used in a query.
 pub(crate) fn check_field_name(field: &'static str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_FIELD_NAME_BYTES {

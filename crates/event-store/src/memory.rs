@@ -11,8 +11,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::backend::{
-    Appended, Cache, CacheKey, CachedState, Emitter, Handler, Store, StoreStats, Subscription,
-    SubscriptionSpec, TypeCount,
+    Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, Store, StoreStats,
+    Subscription, SubscriptionSpec, TypeCount,
 };
 use crate::error::{Error, Result};
 use crate::limits::AppendBatch;
@@ -34,6 +34,7 @@ struct Log {
 
 struct MemoryInner {
     log: RwLock<Log>,
+    checkpoints: Mutex<HashMap<String, Position>>,
     changes: watch::Sender<u64>,
 }
 
@@ -65,6 +66,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(MemoryInner {
                 log: RwLock::new(Log::default()),
+                checkpoints: Mutex::new(HashMap::new()),
                 changes: watch::Sender::new(0),
             }),
         }
@@ -298,6 +300,27 @@ impl Store for MemoryStore {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
+    }
+}
+
+impl Checkpoints for MemoryStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>> {
+        Ok(lock(&self.inner.checkpoints).get(name).copied())
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<()> {
+        crate::limits::check_checkpoint_name(name)?;
+        lock(&self.inner.checkpoints).insert(name.to_owned(), position);
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+        let mut all: Vec<(String, Position)> = lock(&self.inner.checkpoints)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        all.sort();
+        Ok(all)
     }
 }
 

@@ -41,8 +41,8 @@ use uuid::Uuid;
 use std::future::Future;
 
 use crate::backend::{
-    Appended, Cache, CacheKey, CachedState, Emitter, Handler, NoCache, Store, StoreStats,
-    Subscription, SubscriptionSpec,
+    Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, NoCache, Store,
+    StoreStats, Subscription, SubscriptionSpec,
 };
 use crate::error::{Error, Result};
 use crate::facade::EventStore;
@@ -137,6 +137,22 @@ impl<S, G> Guarded<S, G> {
             store,
             guard: Arc::new(guard),
         }
+    }
+}
+
+impl<S: Checkpoints, G: Send + Sync + 'static> Checkpoints for Guarded<S, G> {
+    fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<Position>>> + Send {
+        self.store.load_checkpoint(name)
+    }
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.store.save_checkpoint(name, position)
+    }
+    fn checkpoints(&self) -> impl Future<Output = Result<Vec<(String, Position)>>> + Send {
+        self.store.checkpoints()
     }
 }
 
@@ -849,6 +865,45 @@ async fn log_before<S: Store>(
     }
 }
 
+/// Named checkpoints round-trip, are replaced by later saves, are listed, and bad names are
+/// refused.
+pub async fn checkpoints_round_trip<S: Checkpoints>(store: &S) {
+    let name = format!("relay:{}", suffix());
+    assert_eq!(store.load_checkpoint(&name).await.expect("load"), None);
+    store
+        .save_checkpoint(&name, Position::from_parts(7, 9))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.load_checkpoint(&name).await.expect("load"),
+        Some(Position::from_parts(7, 9))
+    );
+    store
+        .save_checkpoint(&name, Position::from_offset(42))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.load_checkpoint(&name).await.expect("load"),
+        Some(Position::from_offset(42))
+    );
+    let other = format!("{name}-other");
+    store
+        .save_checkpoint(&other, Position::START)
+        .await
+        .expect("save");
+    let all = store.checkpoints().await.expect("list");
+    assert!(
+        all.contains(&(name.clone(), Position::from_offset(42)))
+            && all.contains(&(other, Position::START)),
+        "{all:?}"
+    );
+    let r = store.save_checkpoint("", Position::START).await;
+    assert!(
+        matches!(r, Err(Error::InvalidInput { .. })),
+        "an empty name is refused: {r:?}"
+    );
+}
+
 /// `stats` counts events, streams and types, and reports the head.
 pub async fn stats_counts<S: Store>(store: &S) {
     let ns = format!("stats{}", &suffix()[..8]);
@@ -1557,6 +1612,14 @@ macro_rules! store_conformance_tests {
         $crate::__kit_store_tests!($make; round_trip, batch_atomicity, expected_versions,
             concurrent_appenders, idempotent_reappend, idempotent_emits_once, global_order,
             paging, stats_counts, tail_during_appends, bad_input, read_stream_directions, queries);
+    };
+}
+
+/// Expands to a `#[tokio::test]` of [`checkpoints_round_trip`] on a store from `$make`.
+#[macro_export]
+macro_rules! checkpoint_conformance_tests {
+    ($make:expr) => {
+        $crate::__kit_store_tests!($make; checkpoints_round_trip);
     };
 }
 

@@ -4,6 +4,7 @@
 use event_store::{MemoryCache, MemoryStore};
 
 event_store::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
+event_store::checkpoint_conformance_tests!(|| async { Some(MemoryStore::new()) });
 event_store::cache_conformance_tests!(|| async { Some((MemoryStore::new(), MemoryCache::new())) });
 
 /// The sequential runners run every check on one shared store, as an adapter without the
@@ -13,4 +14,5 @@ async fn whole_suite_on_one_store() {
     let store = MemoryStore::new();
     event_store::testkit::run_store_suite(&store).await;
     event_store::testkit::run_cache_suite(&store, &MemoryCache::new()).await;
+    event_store::testkit::checkpoints_round_trip(&store).await;
 }

@@ -1,0 +1,1 @@
+SELECT name, tx, seq FROM checkpoints ORDER BY name

@@ -1,0 +1,1 @@
+SELECT tx, seq FROM checkpoints WHERE name = $1
