@@ -1,7 +1,18 @@
-//! The AMQP (RabbitMQ) emitter: outbox relay and subscribers (issue 5) for [`event_store`].
-//!
-//! **Not implemented yet.** This crate reserves its place in the workspace; its adapter lands
-//! with the issue named above and will implement the core's backend traits and pass the
-//! conformance kit (`event_store::testkit`).
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub use event_store;
+mod config;
+mod message;
+mod metrics;
+mod relay;
+mod subscriber;
+mod topology;
+
+pub use config::AmqpConfig;
+pub use message::{
+    HEADER_DEAD_LETTER_GROUP, HEADER_DEAD_LETTER_REASON, HEADER_POSITION, HEADER_REPLAY,
+    HEADER_STREAM, HEADER_VERSION, ReplayRequested, header_text,
+};
+pub use metrics::{RelayMetrics, SubscriberMetrics};
+pub use relay::Relay;
+pub use subscriber::AmqpEmitter;

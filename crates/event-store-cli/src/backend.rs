@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use event_store::{
-    AppendBatch, Appended, Direction, Position, Query, RecordedEvent, Store, StoreStats, StreamId,
+    AppendBatch, Appended, Checkpoints, Direction, Position, Query, RecordedEvent, Store,
+    StoreStats, StreamId,
 };
 use event_store_postgres::{PgConfig, PgStore};
 use event_store_sqlite::SqliteStore;
@@ -109,6 +110,18 @@ macro_rules! each {
             AnyStore::Postgres($s) => $e,
         }
     };
+}
+
+impl Checkpoints for AnyStore {
+    async fn load_checkpoint(&self, name: &str) -> event_store::Result<Option<Position>> {
+        each!(self, s => s.load_checkpoint(name).await)
+    }
+    async fn save_checkpoint(&self, name: &str, position: Position) -> event_store::Result<()> {
+        each!(self, s => s.save_checkpoint(name, position).await)
+    }
+    async fn checkpoints(&self) -> event_store::Result<Vec<(String, Position)>> {
+        each!(self, s => s.checkpoints().await)
+    }
 }
 
 impl Store for AnyStore {

@@ -51,6 +51,11 @@ pub(crate) enum Command {
     /// Append the events of an NDJSON file (from `export`); ids are kept, so importing a file
     /// twice stores nothing new.
     Import(ImportArgs),
+    /// Run the AMQP relay: publish the log to a RabbitMQ exchange, in order, from a checkpoint
+    /// kept in the store (runs until interrupted; shows the lag).
+    Publish(PublishArgs),
+    /// Print what a subscriber group receives from RabbitMQ as NDJSON, acknowledging each.
+    Subscribe(SubscribeArgs),
     /// Run an end-to-end scenario on a fresh SQLite file and print a report.
     Demo(DemoArgs),
 }
@@ -158,4 +163,44 @@ pub(crate) struct DemoArgs {
     /// Keep the demo's database at this path (default: a temporary file, removed afterwards).
     #[arg(long)]
     pub(crate) keep: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BrokerArgs {
+    /// The RabbitMQ broker: amqp://USER:PASSWORD@HOST:PORT/VHOST (`%2f` is the vhost `/`), or
+    /// amqps://… for TLS.
+    #[arg(
+        long,
+        env = "EVENT_STORE_AMQP",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub(crate) amqp: String,
+    /// The topic exchange the events go to.
+    #[arg(long, env = "EVENT_STORE_EXCHANGE", default_value = "event_store")]
+    pub(crate) exchange: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PublishArgs {
+    #[command(flatten)]
+    pub(crate) broker: BrokerArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SubscribeArgs {
+    #[command(flatten)]
+    pub(crate) broker: BrokerArgs,
+    /// The subscriber group (a service name): instances of a group share its events.
+    #[arg(long)]
+    pub(crate) group: String,
+    /// A routing key to receive: NAMESPACE.TYPE, or NAMESPACE.* (repeatable; default: every
+    /// event).
+    #[arg(long, value_name = "NAMESPACE.TYPE")]
+    pub(crate) bind: Vec<String>,
+    /// Exit after this many events.
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// Exit after this many seconds without a new event.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) idle_exit: Option<f64>,
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use event_store::{
-    Direction, EventStore, ExpectedVersion, NewEvent, PAGE_SIZE, Position, RecordedEvent, Store,
+    Checkpoints as _, Direction, EventStore, ExpectedVersion, NewEvent, PAGE_SIZE, Position,
+    RecordedEvent, Store,
 };
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +25,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     let open = |init| AnyStore::open(&url, &schema, init);
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Subscribe(args) => crate::broker::subscribe(args).await,
         Command::Init => {
             let store = open(true).await?;
             println!("{}", store.migrate().await?);
@@ -41,7 +43,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 Command::Stats(args) => stats(&store, &args).await,
                 Command::Export(args) => export(&es, args).await,
                 Command::Import(args) => import(&es, args).await,
-                Command::Init | Command::Demo(_) => Ok(()),
+                Command::Publish(args) => crate::broker::publish(store, args).await,
+                Command::Init | Command::Demo(_) | Command::Subscribe(_) => Ok(()),
             }
         }
     }
@@ -252,12 +255,38 @@ async fn tail(es: &EventStore<AnyStore>, args: TailArgs) -> Result<()> {
     Ok(())
 }
 
+/// Followers of the log (relays) with their checkpoints and how many events they are behind
+/// (counted up to 100 000).
+async fn followers(store: &AnyStore) -> Result<Vec<(String, Position, u64)>> {
+    let mut out = Vec::new();
+    for (name, at) in store.checkpoints().await? {
+        let mut lag = 0u64;
+        let mut after = at;
+        while lag < 100_000 {
+            let page = store.read_all(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            lag += page.len() as u64;
+        }
+        out.push((name, at, lag));
+    }
+    Ok(out)
+}
+
 async fn stats(store: &AnyStore, args: &StatsArgs) -> Result<()> {
     let stats = store.stats().await?;
+    let followers = followers(store).await?;
     let mut out = stdout();
     match args.format {
         Format::Json | Format::Ndjson => {
-            serde_json::to_writer(&mut out, &stats)?;
+            let mut value = serde_json::to_value(&stats)?;
+            value["checkpoints"] = followers
+                .iter()
+                .map(
+                    |(name, at, lag)| serde_json::json!({"name": name, "position": at, "lag": lag}),
+                )
+                .collect();
+            serde_json::to_writer(&mut out, &value)?;
             writeln!(out)?;
         }
         Format::Table => {
@@ -288,6 +317,17 @@ async fn stats(store: &AnyStore, args: &StatsArgs) -> Result<()> {
                         format!("{}.{}", t.namespace, t.event_type),
                         t.events
                     )?;
+                }
+            }
+            if !followers.is_empty() {
+                writeln!(out)?;
+                writeln!(
+                    out,
+                    "{:<40} {:<20} LAG (events behind)",
+                    "FOLLOWER", "CHECKPOINT"
+                )?;
+                for (name, at, lag) in &followers {
+                    writeln!(out, "{name:<40} {:<20} {lag}", at.to_string())?;
                 }
             }
         }

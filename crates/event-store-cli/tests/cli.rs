@@ -603,3 +603,115 @@ fn sqlite_survives_a_killed_writer() {
     // And the store accepts writes again.
     t.ok(&["append", "after-crash", "crash.Ok"]);
 }
+
+/// `publish` relays the log to RabbitMQ and `subscribe` prints what a group receives; `stats`
+/// shows the relay's checkpoint and lag.
+#[test]
+fn publish_and_subscribe_through_rabbitmq() {
+    let amqp = std::env::var("EVENT_STORE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reachable = rt.block_on(lapin::Connection::connect(
+        &amqp,
+        lapin::ConnectionProperties::default(),
+    ));
+    let conn = match reachable {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "RabbitMQ is required in CI: {e}"
+            );
+            eprintln!("SKIPPED: RabbitMQ unreachable at EVENT_STORE_TEST_AMQP ({e})");
+            return;
+        }
+    };
+    let exchange = format!(
+        "es_cli_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Target::sqlite(tmp.path());
+    let broker = ["--amqp", amqp.as_str(), "--exchange", exchange.as_str()];
+    t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
+    t.ok(&["append", "o-1", "shop.Cancelled", r#"{"n": 2}"#]);
+    let mut sub_args = vec![
+        "subscribe",
+        "--group",
+        "printer",
+        "--bind",
+        "shop.Placed",
+        "--limit",
+        "2",
+        "--idle-exit",
+        "30",
+    ];
+    sub_args.extend(broker);
+    let subscriber = t
+        .cmd(&sub_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut pub_args = vec!["publish"];
+    pub_args.extend(broker);
+    let mut relay = t
+        .cmd(&pub_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    t.ok(&["append", "o-2", "shop.Placed", r#"{"n": 3}"#]);
+    let out = subscriber.wait_with_output().unwrap();
+    relay.kill().unwrap();
+    let _ = relay.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        got.iter()
+            .map(|e| e["data"]["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 3],
+        "only the bound type, in order"
+    );
+    let stats: Value = serde_json::from_str(&t.ok(&["stats", "--format", "json"])).unwrap();
+    let follower = &stats["checkpoints"][0];
+    assert_eq!(follower["name"], format!("amqp-relay:{exchange}"));
+    assert_eq!(follower["lag"], 0);
+    let mut bad = vec!["subscribe", "--group", "printer", "--bind", "no-dot"];
+    bad.extend(broker);
+    let e = one_error(&t.run(&bad));
+    assert!(e.contains("--bind"), "{e}");
+    rt.block_on(async {
+        let ch = conn.create_channel().await.unwrap();
+        for q in [
+            format!("{exchange}.printer"),
+            format!("{exchange}.printer.dead-letter"),
+            format!("{exchange}.replay-requests"),
+        ] {
+            let _ = ch
+                .queue_delete(
+                    q.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        for x in [exchange.clone(), format!("{exchange}.dead-letter")] {
+            let _ = ch
+                .exchange_delete(
+                    x.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
+    });
+}

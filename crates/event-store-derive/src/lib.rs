@@ -136,13 +136,13 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
     match fields {
         Fields::Named(named) => {
             for f in &named.named {
-                if let Some(name) = &f.ident {
-                    if name == "event_namespace" || name == "event_type" {
-                        return Err(syn::Error::new(
-                            name.span(),
-                            format!("`{name}` is reserved: the store writes it beside the fields"),
-                        ));
-                    }
+                if let Some(name) = &f.ident
+                    && (name == "event_namespace" || name == "event_type")
+                {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!("`{name}` is reserved: the store writes it beside the fields"),
+                    ));
                 }
             }
         }

@@ -160,14 +160,14 @@ pub fn decode_event<T: DeserializeOwned>(
         Ok(v) => Ok(v),
         Err(first) => {
             // Types with `deny_unknown_fields` refuse the two keys: try again without them.
-            if let Value::Object(map) = data {
-                if map.contains_key(NAMESPACE_KEY) || map.contains_key(TYPE_KEY) {
-                    let mut bare = map.clone();
-                    bare.remove(NAMESPACE_KEY);
-                    bare.remove(TYPE_KEY);
-                    if let Ok(v) = T::deserialize(&Value::Object(bare)) {
-                        return Ok(v);
-                    }
+            if let Value::Object(map) = data
+                && (map.contains_key(NAMESPACE_KEY) || map.contains_key(TYPE_KEY))
+            {
+                let mut bare = map.clone();
+                bare.remove(NAMESPACE_KEY);
+                bare.remove(TYPE_KEY);
+                if let Ok(v) = T::deserialize(&Value::Object(bare)) {
+                    return Ok(v);
                 }
             }
             Err(Error::codec(

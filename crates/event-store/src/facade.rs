@@ -347,10 +347,10 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
             None if after < watermark => Some((&state, after)),
             None => None,
         };
-        if let Some((s, p)) = to_cache {
-            if p > start {
-                self.write_cache(&key, s, p).await;
-            }
+        if let Some((s, p)) = to_cache
+            && p > start
+        {
+            self.write_cache(&key, s, p).await;
         }
         Ok(Folded {
             state,

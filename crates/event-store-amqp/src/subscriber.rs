@@ -1,0 +1,431 @@
+//! Subscribers: a group's durable queue, competing instances, retries with backoff, dead
+//! letters, duplicate dropping and reconnection.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_store::{
+    Emitter, Error, Event as _, Events as _, Handler, Position, RecordedEvent, Result, Store,
+    Subscription, SubscriptionSpec, TypeFilter,
+};
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+
+use crate::config::AmqpConfig;
+use crate::message::{ReplayRequested, dead_letter_props, decode};
+use crate::metrics::{SubscriberMetrics, bump};
+use crate::topology::{
+    amqp, binding_keys, connect, dead_letter_exchange, declare_exchange, declare_group, group_queue,
+};
+
+/// The AMQP emitter: subscriptions consume a group's queue on RabbitMQ. Publishing is the
+/// [`Relay`](crate::Relay)'s job (it publishes from the log), so saves publish nothing here.
+#[derive(Clone, Debug)]
+pub struct AmqpEmitter {
+    config: AmqpConfig,
+    metrics: Arc<SubscriberMetrics>,
+}
+
+impl AmqpEmitter {
+    /// An emitter for `config.exchange`.
+    pub fn new(config: AmqpConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// The subscribers' counters (shared by every subscription of this emitter).
+    pub fn metrics(&self) -> Arc<SubscriberMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Asks the relay to send `group` the stored events of each of `types` after `since`
+    /// (marked as replay): how a group that does not share the store catches up. Subscribe
+    /// first, so the group's queue exists.
+    pub async fn request_replay(
+        &self,
+        group: &str,
+        types: &[TypeFilter],
+        since: Position,
+    ) -> Result<()> {
+        AmqpConfig::check_group(group)?;
+        let conn = connect(&self.config).await?;
+        let result = async {
+            let ch = conn
+                .create_channel()
+                .await
+                .map_err(|e| amqp("opening a channel", e))?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| amqp("enabling publisher confirms", e))?;
+            declare_exchange(&ch, &self.config.exchange).await?;
+            let t = ReplayRequested::EVENT_TYPE;
+            for filter in types {
+                let Some(event_type) = &filter.event_type else {
+                    return Err(Error::invalid(
+                        "types",
+                        "a replay request names a namespace and a type",
+                    ));
+                };
+                let request = ReplayRequested {
+                    namespace: filter.namespace.clone(),
+                    type_name: event_type.clone(),
+                    since,
+                    queue: group_queue(&self.config.exchange, group),
+                };
+                let body = serde_json::to_vec(&request.encode()?)
+                    .map_err(|e| Error::codec("encode a replay request", e))?;
+                let confirm = ch
+                    .basic_publish(
+                        self.config.exchange.as_str().into(),
+                        format!("{}.{}", t.namespace, t.name).as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        BasicProperties::default()
+                            .with_content_type("application/json".into())
+                            .with_delivery_mode(2)
+                            .with_message_id(uuid::Uuid::now_v7().to_string().into()),
+                    )
+                    .await
+                    .map_err(|e| amqp("publishing a replay request", e))?
+                    .await
+                    .map_err(|e| amqp("waiting for a confirm", e))?;
+                if confirm.is_nack() {
+                    return Err(Error::backend(
+                        crate::topology::BACKEND,
+                        "the broker refused a replay request",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let _ = conn.close(200, "done".into()).await;
+        result
+    }
+
+    /// Like [`Emitter::subscribe`], but first catches up from `store`, which the group shares:
+    /// once the group's queue is bound, the stored events of its types after `since` go to the
+    /// handler, then the queue's (the ones seen in both are dropped as duplicates).
+    pub async fn subscribe_from_store<S: Store>(
+        &self,
+        store: S,
+        since: Position,
+        spec: SubscriptionSpec,
+        handler: Handler,
+    ) -> Result<Subscription> {
+        self.start(
+            spec,
+            handler,
+            Some((Box::new(store) as Box<dyn CatchUp>, since)),
+        )
+        .await
+    }
+
+    async fn start(
+        &self,
+        spec: SubscriptionSpec,
+        handler: Handler,
+        catch_up: Option<(Box<dyn CatchUp>, Position)>,
+    ) -> Result<Subscription> {
+        AmqpConfig::check_group(&spec.group)?;
+        let keys = binding_keys(&spec.types);
+        // Declare before returning: events are queued from now on.
+        let conn = connect(&self.config).await?;
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| amqp("opening a channel", e))?;
+        declare_group(&ch, &self.config.exchange, &spec.group, &keys).await?;
+        let worker = Worker {
+            config: self.config.clone(),
+            metrics: Arc::clone(&self.metrics),
+            group: spec.group.clone(),
+            types: spec.types,
+            keys,
+            handler,
+            seen: Seen::new(self.config.dedupe_window),
+        };
+        let group = spec.group;
+        Ok(Subscription::new(group, worker.run(conn, catch_up)))
+    }
+}
+
+impl Emitter for AmqpEmitter {
+    const PUBLISHES_ON_SAVE: bool = false;
+
+    async fn publish(&self, _events: &[RecordedEvent]) -> Result<()> {
+        // The relay publishes from the log.
+        Ok(())
+    }
+
+    async fn subscribe(&self, spec: SubscriptionSpec, handler: Handler) -> Result<Subscription> {
+        self.start(spec, handler, None).await
+    }
+}
+
+/// A store to catch up from, behind a box (the subscription future is not generic).
+trait CatchUp: Send + Sync {
+    fn page(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<RecordedEvent>>>;
+}
+
+impl<S: Store> CatchUp for S {
+    fn page(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<RecordedEvent>>> {
+        Box::pin(self.read_all(after, limit))
+    }
+}
+
+/// The ids processed lately, to drop redeliveries before the handler.
+struct Seen {
+    set: HashSet<uuid::Uuid>,
+    order: VecDeque<uuid::Uuid>,
+    cap: usize,
+}
+
+impl Seen {
+    fn new(cap: usize) -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn contains(&self, id: &uuid::Uuid) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: uuid::Uuid) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+struct Worker {
+    config: AmqpConfig,
+    metrics: Arc<SubscriberMetrics>,
+    group: String,
+    types: Vec<TypeFilter>,
+    keys: Vec<String>,
+    handler: Handler,
+    seen: Seen,
+}
+
+fn matches(types: &[TypeFilter], e: &RecordedEvent) -> bool {
+    types.is_empty()
+        || types.iter().any(|t| {
+            t.namespace == e.namespace
+                && t.event_type.as_deref().is_none_or(|ty| ty == e.event_type)
+        })
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        first: Connection,
+        catch_up: Option<(Box<dyn CatchUp>, Position)>,
+    ) -> Result<()> {
+        if let Some((store, since)) = catch_up {
+            self.catch_up(store.as_ref(), since).await?;
+        }
+        let mut conn = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let c = match conn.take() {
+                Some(c) => c,
+                None => match connect(&self.config).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(group = %self.group, error = %e, "cannot reach the broker; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(self.config.reconnect_max_backoff);
+                        continue;
+                    }
+                },
+            };
+            let outcome = self.consume(&c).await;
+            let _ = c.close(200, "subscriber stopping".into()).await;
+            match outcome {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(group = %self.group, error = %e, "subscription failed; reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.reconnect_max_backoff);
+                }
+            }
+            bump(&self.metrics.reconnects, 1);
+        }
+    }
+
+    async fn catch_up(&mut self, store: &dyn CatchUp, since: Position) -> Result<()> {
+        let mut after = since;
+        loop {
+            let page = store.page(after, 512).await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.position;
+            for e in page.into_iter().filter(|e| matches(&self.types, e)) {
+                if self.seen.contains(&e.id) {
+                    continue;
+                }
+                let id = e.id;
+                match self.call(e).await {
+                    Ok(()) => self.seen.insert(id),
+                    Err(reason) => {
+                        return Err(Error::backend(
+                            crate::topology::BACKEND,
+                            format!("catching up from the store failed on event {id}: {reason}"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls the handler with retries; `Err` carries the last failure once attempts run out.
+    async fn call(&self, event: RecordedEvent) -> std::result::Result<(), String> {
+        let mut wait = self.config.retry_backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.config.max_attempts {
+            match (self.handler)(event.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            if attempt < self.config.max_attempts {
+                bump(&self.metrics.retries, 1);
+                tracing::debug!(group = %self.group, event_id = %event.id, attempt, error = %last, "handler failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+        }
+        Err(last)
+    }
+
+    async fn consume(&mut self, conn: &Connection) -> Result<()> {
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| amqp("opening a channel", e))?;
+        declare_group(&ch, &self.config.exchange, &self.group, &self.keys).await?;
+        ch.basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| amqp("setting the prefetch", e))?;
+        let dead = conn
+            .create_channel()
+            .await
+            .map_err(|e| amqp("opening a channel", e))?;
+        dead.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| amqp("enabling publisher confirms", e))?;
+        let queue = group_queue(&self.config.exchange, &self.group);
+        let mut consumer = ch
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp("consuming", e))?;
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery.map_err(|e| amqp("receiving", e))?;
+            self.handle(&dead, delivery).await?;
+        }
+        Err(Error::backend(
+            crate::topology::BACKEND,
+            "the consumer was cancelled",
+        ))
+    }
+
+    async fn handle(&mut self, dead: &Channel, delivery: lapin::message::Delivery) -> Result<()> {
+        bump(&self.metrics.delivered, 1);
+        if delivery.redelivered {
+            bump(&self.metrics.redeliveries, 1);
+        }
+        let ack = |d: &lapin::message::Delivery| {
+            let acker = d.acker.clone();
+            async move {
+                acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map(drop)
+                    .map_err(|e| amqp("acknowledging", e))
+            }
+        };
+        let event = match decode(&delivery.data) {
+            Ok(e) => e,
+            Err(reason) => {
+                self.dead_letter(dead, &delivery, &format!("unparsable: {reason}"))
+                    .await?;
+                return ack(&delivery).await;
+            }
+        };
+        if self.seen.contains(&event.id) {
+            bump(&self.metrics.duplicates, 1);
+            return ack(&delivery).await;
+        }
+        let id = event.id;
+        match self.call(event).await {
+            Ok(()) => {
+                self.seen.insert(id);
+                bump(&self.metrics.handled, 1);
+            }
+            Err(reason) => self.dead_letter(dead, &delivery, &reason).await?,
+        }
+        ack(&delivery).await
+    }
+
+    /// Sends a message to the group's dead letters (confirmed) with the reason in a header.
+    async fn dead_letter(
+        &self,
+        ch: &Channel,
+        delivery: &lapin::message::Delivery,
+        reason: &str,
+    ) -> Result<()> {
+        let props = dead_letter_props(&delivery.properties, &self.group, reason);
+        let confirm = ch
+            .basic_publish(
+                dead_letter_exchange(&self.config.exchange).as_str().into(),
+                self.group.as_str().into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                props,
+            )
+            .await
+            .map_err(|e| amqp("dead-lettering", e))?
+            .await
+            .map_err(|e| amqp("waiting for a confirm", e))?;
+        if confirm.is_nack() {
+            return Err(Error::backend(
+                crate::topology::BACKEND,
+                "the broker refused a dead letter",
+            ));
+        }
+        bump(&self.metrics.dead_letters, 1);
+        tracing::warn!(group = %self.group, %reason, "dead-lettered a message");
+        Ok(())
+    }
+}
