@@ -56,6 +56,9 @@ pub(crate) enum Command {
     Publish(PublishArgs),
     /// Print what a subscriber group receives from RabbitMQ as NDJSON, acknowledging each.
     Subscribe(SubscribeArgs),
+    /// Measure throughput and latency of every backend it can reach, each as a ratio to the
+    /// same run's hardware baseline (plain SQL, plain rusqlite, raw lapin).
+    Bench(BenchArgs),
     /// Run an end-to-end scenario on a fresh SQLite file and print a report.
     Demo(DemoArgs),
 }
@@ -203,4 +206,31 @@ pub(crate) struct SubscribeArgs {
     /// Exit after this many seconds without a new event.
     #[arg(long, value_name = "SECONDS")]
     pub(crate) idle_exit: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// A short run (under a minute) with small sizes.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Also write the figures as a JSON array to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
+    /// PostgreSQL to measure (a scratch schema is created and dropped).
+    #[arg(
+        long,
+        env = "EVENT_STORE_BENCH_PG",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub(crate) pg: String,
+    /// RabbitMQ to measure (a scratch exchange and queue are created and deleted).
+    #[arg(
+        long,
+        env = "EVENT_STORE_BENCH_AMQP",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub(crate) amqp: String,
+    /// Only these backends (memory, sqlite, postgres, amqp); default: all that are reachable.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
 }

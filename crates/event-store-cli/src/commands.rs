@@ -26,6 +26,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Subscribe(args) => crate::broker::subscribe(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Init => {
             let store = open(true).await?;
             println!("{}", store.migrate().await?);
@@ -44,7 +45,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 Command::Export(args) => export(&es, args).await,
                 Command::Import(args) => import(&es, args).await,
                 Command::Publish(args) => crate::broker::publish(store, args).await,
-                Command::Init | Command::Demo(_) | Command::Subscribe(_) => Ok(()),
+                Command::Init | Command::Demo(_) | Command::Subscribe(_) | Command::Bench(_) => {
+                    Ok(())
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `event-store`: operate an event store from the shell. See `event-store --help`.
 
 mod backend;
+mod bench;
 mod broker;
 mod cli;
 mod commands;

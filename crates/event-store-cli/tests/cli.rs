@@ -715,3 +715,47 @@ fn publish_and_subscribe_through_rabbitmq() {
         }
     });
 }
+
+/// `bench --quick` runs and writes its figures in the documented JSON shape.
+#[test]
+fn bench_quick_writes_its_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json_path = tmp.path().join("bench.json");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "memory,sqlite",
+            "--json",
+            json_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert!(figures.len() >= 14, "{figures:?}");
+    for f in &figures {
+        for key in [
+            "workload", "backend", "value", "unit", "baseline", "ratio", "target",
+        ] {
+            assert!(f.get(key).is_some(), "{key} in {f}");
+        }
+        assert!(f["value"].as_f64().unwrap() > 0.0);
+    }
+    let sqlite_batch = figures
+        .iter()
+        .find(|f| f["backend"] == "sqlite" && f["workload"] == "append 100 events/call")
+        .unwrap();
+    assert!(
+        sqlite_batch["baseline"].as_f64().unwrap() > 0.0
+            && sqlite_batch["ratio"].as_f64().unwrap() > 0.0
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("| workload |"), "{table}");
+}

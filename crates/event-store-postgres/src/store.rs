@@ -9,6 +9,7 @@ use event_store::{
     Query, RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
 };
 use tokio::sync::{Notify, watch};
+use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::PgConfig;
@@ -198,9 +199,8 @@ fn position(tx: i64, seq: i64) -> Position {
 }
 
 fn recorded(row: &Row) -> Result<RecordedEvent> {
-    let context: serde_json::Value = row.try_get(8).map_err(|e| pg("decoding a row", e))?;
-    let context: EventContext =
-        serde_json::from_value(context).map_err(|e| Error::codec("decode a stored context", e))?;
+    // Straight from the column's bytes into the context, with no JSON tree in between.
+    let Json(context): Json<EventContext> = row.try_get(8).map_err(|e| pg("decoding a row", e))?;
     let version: i64 = row.try_get(4).map_err(|e| pg("decoding a row", e))?;
     Ok(RecordedEvent {
         position: position(
@@ -260,19 +260,15 @@ impl Checkpoints for PgStore {
 
 impl Store for PgStore {
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
-        let events = batch.events();
+        let (stream_id, expected, events) = batch.into_parts();
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-        let contexts = events
-            .iter()
-            .map(|e| serde_json::to_value(&e.context))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::codec("encode a context", e))?;
+        // Serialized straight into the request, with no JSON tree in between.
+        let contexts: Vec<Json<&EventContext>> = events.iter().map(|e| Json(&e.context)).collect();
         let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
-        let stream = batch.stream().as_str();
-        let expected = batch.expected();
+        let stream = stream_id.as_str();
         let client = self.client("append").await?;
         let stmt = client
             .prepare_cached(APPEND)
@@ -295,6 +291,7 @@ impl Store for PgStore {
             .await
             .map_err(|e| error::append(e, stream, expected))?;
         drop(client);
+        drop((namespaces, types, data, contexts));
         if rows.len() != events.len() {
             return Err(Error::backend(
                 BACKEND,
@@ -310,8 +307,8 @@ impl Store for PgStore {
         for (row, event) in rows.iter().zip(events) {
             let version: i64 = row.get(1);
             stored = row.get(4);
-            out.push(event.record(
-                batch.stream(),
+            out.push(event.into_record(
+                &stream_id,
                 version.unsigned_abs(),
                 position(row.get(2), row.get(3)),
             ));
@@ -352,15 +349,30 @@ impl Store for PgStore {
         direction: Direction,
         n: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let sql = match direction {
-            Direction::Forward => READ_FORWARD,
-            Direction::Backward => READ_BACKWARD,
+        let n = n.min(100_000);
+        let (sql, from, bound) = match direction {
+            Direction::Forward => {
+                let from = to_i64(from);
+                (READ_FORWARD, from, from.saturating_add(limit(n)))
+            }
+            Direction::Backward => {
+                // From the end: start at the stream's last version.
+                let from = if from >= i64::MAX as u64 {
+                    match self.stream_version(stream).await? {
+                        Some(v) => to_i64(v),
+                        None => return Ok(Vec::new()),
+                    }
+                } else {
+                    to_i64(from)
+                };
+                (READ_BACKWARD, from, from.saturating_sub(limit(n)))
+            }
         };
         let rows = self
             .rows(
                 "read stream",
                 sql,
-                &[&stream.as_str(), &to_i64(from), &limit(n)],
+                &[&stream.as_str(), &from, &limit(n), &bound],
             )
             .await?;
         all(&rows)

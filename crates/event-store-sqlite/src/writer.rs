@@ -179,6 +179,84 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 }
 
 fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
+    // The common path: the expectation holds and no id is stored yet, so the events go straight
+    // in. An insert that skips (its id is stored) undoes the batch and takes the careful path.
+    let stream = batch.stream();
+    let actual = stream_version(conn, stream.as_str())?;
+    if batch.expected().admits(actual) {
+        conn.execute_batch("SAVEPOINT fast")
+            .map_err(|e| sqlite("append", e))?;
+        match insert_all(conn, batch, actual) {
+            Ok(Some(events)) => {
+                conn.execute_batch("RELEASE fast")
+                    .map_err(|e| sqlite("append", e))?;
+                return Ok(Appended {
+                    events,
+                    stored: true,
+                });
+            }
+            outcome => {
+                conn.execute_batch("ROLLBACK TO fast; RELEASE fast")
+                    .map_err(|e| sqlite("append", e))?;
+                outcome?;
+            }
+        }
+    }
+    append_careful(conn, batch)
+}
+
+fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>> {
+    let actual: Option<i64> = conn
+        .prepare_cached(STREAM_VERSION)
+        .and_then(|mut s| s.query_row([stream], |r| r.get(0)))
+        .map_err(|e| sqlite("append", e))?;
+    Ok(actual.map(i64::unsigned_abs))
+}
+
+/// Inserts every event after `actual`; `None` when one was skipped (its id is stored).
+fn insert_all(
+    conn: &Connection,
+    batch: &AppendBatch,
+    actual: Option<u64>,
+) -> Result<Option<Vec<event_store::RecordedEvent>>> {
+    let stream = batch.stream();
+    let first = actual.map_or(0, |a| a + 1);
+    let mut insert = conn
+        .prepare_cached(INSERT)
+        .map_err(|e| sqlite("append", e))?;
+    let mut events = Vec::with_capacity(batch.len());
+    for (i, e) in batch.events().iter().enumerate() {
+        let version = first + i as u64;
+        let data = serde_json::to_string(&e.data).map_err(|e| Error::codec("encode data", e))?;
+        let context =
+            serde_json::to_string(&e.context).map_err(|e| Error::codec("encode a context", e))?;
+        let inserted = insert
+            .execute(params![
+                e.id.to_string(),
+                stream.as_str(),
+                to_i64(version),
+                e.namespace,
+                e.event_type,
+                data,
+                context,
+                time_text(e.context.time),
+            ])
+            .map_err(|err| sqlite("append", err))?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let position = conn.last_insert_rowid();
+        events.push(e.record(
+            stream,
+            version,
+            event_store::Position::from_offset(position.unsigned_abs()),
+        ));
+    }
+    Ok(Some(events))
+}
+
+/// The careful path: idempotent retries, clashing ids and conflicts.
+fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
     let stream = batch.stream();
     let mut find = conn
         .prepare_cached(FIND_BY_ID)
@@ -205,11 +283,7 @@ fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
     if let Some(first) = known.first() {
         return Err(Error::DuplicateId { id: first.id });
     }
-    let actual: Option<i64> = conn
-        .prepare_cached(STREAM_VERSION)
-        .and_then(|mut s| s.query_row([stream.as_str()], |r| r.get(0)))
-        .map_err(|e| sqlite("append", e))?;
-    let actual = actual.map(i64::unsigned_abs);
+    let actual = stream_version(conn, stream.as_str())?;
     if !batch.expected().admits(actual) {
         return Err(Error::Conflict {
             stream: stream.to_string(),
@@ -217,39 +291,12 @@ fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
             actual,
         });
     }
-    let first = actual.map_or(0, |a| a + 1);
-    let mut insert = conn
-        .prepare_cached(INSERT)
-        .map_err(|e| sqlite("append", e))?;
-    let mut events = Vec::with_capacity(batch.len());
-    for (i, e) in batch.events().iter().enumerate() {
-        let version = first + i as u64;
-        let data = serde_json::to_string(&e.data).map_err(|e| Error::codec("encode data", e))?;
-        let context =
-            serde_json::to_string(&e.context).map_err(|e| Error::codec("encode a context", e))?;
-        insert
-            .execute(params![
-                e.id.to_string(),
-                stream.as_str(),
-                to_i64(version),
-                e.namespace,
-                e.event_type,
-                data,
-                context,
-                time_text(e.context.time),
-            ])
-            .map_err(|err| sqlite("append", err))?;
-        let position = conn.last_insert_rowid();
-        events.push(e.record(
-            stream,
-            version,
-            event_store::Position::from_offset(position.unsigned_abs()),
-        ));
-    }
-    Ok(Appended {
-        events,
-        stored: true,
-    })
+    insert_all(conn, batch, actual)?
+        .map(|events| Appended {
+            events,
+            stored: true,
+        })
+        .ok_or_else(|| Error::backend(BACKEND, "an event id was stored during the append"))
 }
 
 fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<()> {

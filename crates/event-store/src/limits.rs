@@ -214,6 +214,20 @@ impl PendingEvent {
         }
     }
 
+    /// The recorded form of this event, moving its parts instead of copying them.
+    pub fn into_record(self, stream: &StreamId, version: u64, position: Position) -> RecordedEvent {
+        RecordedEvent {
+            id: self.id,
+            stream: stream.as_str().to_owned(),
+            version,
+            position,
+            namespace: self.namespace,
+            event_type: self.event_type,
+            data: self.data,
+            context: self.context,
+        }
+    }
+
     /// Whether `stored` (an event with the same id) has the same content: the same stream,
     /// namespace, type and data. The context is not compared, so a retry that stamped a new time
     /// is still recognised as the same event.
@@ -303,6 +317,11 @@ impl AppendBatch {
     /// The events, in order.
     pub fn events(&self) -> &[PendingEvent] {
         &self.events
+    }
+
+    /// The stream, the expectation and the events, taken apart.
+    pub fn into_parts(self) -> (StreamId, ExpectedVersion, Vec<PendingEvent>) {
+        (self.stream, self.expected, self.events)
     }
 
     /// The number of events (at least one).

@@ -1,5 +1,7 @@
+-- Versions are consecutive, so the page is the window [$2, $4): however stale the planner's
+-- statistics, no plan reads more than a page of rows.
 SELECT tx, seq, id, stream, version, namespace, event_type, data, context
   FROM events
- WHERE stream = $1 AND version >= $2
+ WHERE stream = $1 AND version >= $2 AND version < $4
  ORDER BY version
  LIMIT $3
