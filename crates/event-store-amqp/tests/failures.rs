@@ -167,3 +167,34 @@ async fn retries_then_dead_letters() {
         .unwrap();
     assert_eq!(q.message_count(), 0, "every message was acknowledged");
 }
+
+/// A broker URL's password never appears in errors or in the configuration's debug output.
+#[tokio::test]
+async fn passwords_stay_out_of_errors() {
+    let config = event_store_amqp::AmqpConfig::new("amqp://user:hunter2@127.0.0.1:1/%2f", "x");
+    assert!(!format!("{config:?}").contains("hunter2"));
+    let emitter = AmqpEmitter::new(config).unwrap();
+    let e = emitter
+        .request_replay(
+            "g",
+            &[event_store::TypeFilter {
+                namespace: "n".into(),
+                event_type: Some("T".into()),
+            }],
+            event_store::Position::START,
+        )
+        .await
+        .unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        assert!(!s.to_string().contains("hunter2"), "{s}");
+        source = s.source();
+    }
+    let e = event_store_amqp::AmqpEmitter::new(event_store_amqp::AmqpConfig::new(
+        "http://user:hunter2@h",
+        "x",
+    ))
+    .unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}

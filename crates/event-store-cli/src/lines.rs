@@ -3,41 +3,13 @@
 
 use anyhow::{Result, anyhow};
 use event_store::{
-    Error, EventContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
-    limits::MAX_BATCH_EVENTS,
+    Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent, limits::MAX_BATCH_EVENTS,
 };
-use serde::Deserialize;
-use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use uuid::Uuid;
 
 use crate::backend::AnyStore;
 
-/// One input line: the fields of `append --ndjson`, or a recorded event from `export` (whose
-/// `version` is checked and whose `position` is ignored: the store assigns its own).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Line {
-    #[serde(default)]
-    id: Option<Uuid>,
-    stream: String,
-    #[serde(default)]
-    version: Option<u64>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    position: Option<Value>,
-    namespace: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(default = "empty_object")]
-    data: Value,
-    #[serde(default)]
-    context: Option<EventContext>,
-}
-
-fn empty_object() -> Value {
-    Value::Object(serde_json::Map::new())
-}
+pub(crate) use event_store::ndjson::Line;
 
 /// Reads the next line as bytes; `None` at the end. Counts the bytes read into `read`.
 pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
@@ -53,14 +25,10 @@ pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
 
 /// Parses one line (`None` for a blank line).
 pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Line>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| anyhow!("not valid UTF-8 ({e})"))?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_str(text)
-        .map(Some)
-        .map_err(|e| anyhow!("not an event: {e}"))
+    event_store::ndjson::parse_line(bytes).map_err(|e| match e {
+        Error::InvalidInput { reason, .. } => anyhow!(reason),
+        other => anyhow!(other),
+    })
 }
 
 /// What has been committed so far.
@@ -151,17 +119,7 @@ impl<'a> Batcher<'a> {
         let batch = std::mem::take(&mut self.pending);
         let numbers: Vec<usize> = batch.iter().map(|(n, _)| *n).collect();
         let last_line = numbers.last().copied().unwrap_or(first_line);
-        let events: Vec<NewEvent> = batch
-            .into_iter()
-            .map(|(_, l)| {
-                let mut e = NewEvent::new(l.namespace, l.event_type, l.data);
-                e.id = l.id;
-                if let Some(c) = l.context {
-                    e.context = c;
-                }
-                e
-            })
-            .collect();
+        let events: Vec<NewEvent> = batch.into_iter().map(|(_, l)| l.into_new_event()).collect();
         let n = events.len() as u64;
         match self.store.append(&stream, expected, events).await {
             Ok(appended) => {

@@ -356,14 +356,10 @@ impl Store for PgStore {
                 (READ_FORWARD, from, from.saturating_add(limit(n)))
             }
             Direction::Backward => {
-                // From the end: start at the stream's last version.
-                let from = if from >= i64::MAX as u64 {
-                    match self.stream_version(stream).await? {
-                        Some(v) => to_i64(v),
-                        None => return Ok(Vec::new()),
-                    }
-                } else {
-                    to_i64(from)
+                // Start at or below the stream's last version, so the window holds the page.
+                let from = match self.stream_version(stream).await? {
+                    Some(last) => to_i64(from.min(last)),
+                    None => return Ok(Vec::new()),
                 };
                 (READ_BACKWARD, from, from.saturating_sub(limit(n)))
             }

@@ -10,9 +10,13 @@ pub mod backend;
 mod error;
 mod event;
 mod facade;
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod limits;
 pub mod memory;
 mod model;
+pub mod ndjson;
 mod query;
 #[cfg(feature = "testkit")]
 pub mod testkit;

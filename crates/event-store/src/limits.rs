@@ -165,6 +165,25 @@ pub(crate) fn check_json(field: &dyn Fn() -> String, value: &Value) -> Result<()
     Ok(())
 }
 
+/// Takes a refused value apart without recursion, so that dropping a hostile, very deeply nested
+/// value cannot overflow the stack.
+pub(crate) fn dismantle(value: Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
+fn dismantle_event(event: NewEvent) {
+    dismantle(event.data);
+    dismantle(Value::Object(event.context.subject));
+    dismantle(Value::Object(event.context.metadata));
+}
+
 /// The length of a value's compact JSON, without building the text.
 pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
     struct Count(usize);
@@ -280,22 +299,34 @@ impl AppendBatch {
         let mut ids = HashSet::with_capacity(events.len());
         let mut total = 0usize;
         let mut pending = Vec::with_capacity(events.len());
-        for (i, event) in events.into_iter().enumerate() {
-            let p = validate_event(i, event)?;
+        let mut events = events.into_iter().enumerate();
+        let refused = loop {
+            let Some((i, event)) = events.next() else {
+                break None;
+            };
+            let p = match validate_event(i, event) {
+                Ok(p) => p,
+                Err(e) => break Some(e),
+            };
             if !ids.insert(p.id) {
-                return Err(Error::invalid(
+                break Some(Error::invalid(
                     format!("events[{i}].id"),
                     format!("{} appears twice in one append", p.id),
                 ));
             }
             total += json_len(&p.data) + json_len(&p.context);
             if total > MAX_BATCH_BYTES {
-                return Err(Error::invalid(
+                break Some(Error::invalid(
                     "events",
                     format!("the append is larger than {MAX_BATCH_BYTES} bytes"),
                 ));
             }
             pending.push(p);
+        };
+        if let Some(e) = refused {
+            // The events not looked at yet may be nested arbitrarily deep.
+            events.for_each(|(_, event)| dismantle_event(event));
+            return Err(e);
         }
         Ok(Self {
             stream,
@@ -336,6 +367,24 @@ impl AppendBatch {
 }
 
 fn validate_event(i: usize, event: NewEvent) -> Result<PendingEvent> {
+    // Depth first, on the untouched event: a refused one is taken apart without recursion.
+    let deep = check_json(&|| format!("events[{i}].data"), &event.data)
+        .and_then(|()| {
+            check_object(
+                &|| format!("events[{i}].context.subject"),
+                &event.context.subject,
+            )
+        })
+        .and_then(|()| {
+            check_object(
+                &|| format!("events[{i}].context.metadata"),
+                &event.context.metadata,
+            )
+        });
+    if let Err(e) = deep {
+        dismantle_event(event);
+        return Err(e);
+    }
     let NewEvent {
         id,
         namespace,
@@ -367,9 +416,6 @@ fn validate_event(i: usize, event: NewEvent) -> Result<PendingEvent> {
         }
     }
     let data = Value::Object(map);
-    check_json(&|| field("data"), &data)?;
-    check_object(&|| field("context.subject"), &context.subject)?;
-    check_object(&|| field("context.metadata"), &context.metadata)?;
     if let Some(action) = &context.action {
         if action.len() > MAX_ACTION_BYTES {
             return Err(Error::invalid(
@@ -518,6 +564,31 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_a_value_nested_100_000_deep_without_overflowing() {
+        // Built and checked on a small stack: neither the check nor dropping the refused value
+        // may recurse.
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let mut deep = json!(1);
+                for _ in 0..100_000 {
+                    deep = Value::Array(vec![deep]);
+                }
+                let mut data = Map::new();
+                data.insert("deep".to_owned(), deep); // not json!: it would serialize `deep`
+                let batch = vec![ev(Value::Object(data)), ev(json!({}))];
+                AppendBatch::new("s", ExpectedVersion::Any, batch)
+                    .map(|_| ())
+                    .map_err(|e| e.field().map(str::to_owned))
+            })
+            .unwrap();
+        assert_eq!(
+            handle.join().unwrap(),
+            Err(Some("events[0].data".to_owned()))
+        );
     }
 
     #[test]

@@ -1580,6 +1580,120 @@ pub async fn version_bump_invalidates<S: Store + Clone, C: Cache + Clone>(store:
     assert_eq!(healed.state.total, 8);
 }
 
+/// Many writers on shared and on their own streams, with optimistic concurrency and retries,
+/// mixed with cached aggregates and a live tail: every success is stored exactly once (exactly
+/// one winner per expected version), the tail equals the final log, and the cached aggregates
+/// equal the whole folds.
+pub async fn mixed_workload<S: Store + Clone>(store: &S) {
+    let tag = &suffix()[..8];
+    let shared: Vec<String> = (0..3).map(|i| format!("mix-shared-{i}-{tag}")).collect();
+    let cached = EventStore::new(
+        store.clone(),
+        crate::memory::MemoryCache::new(),
+        RecordingEmitter::default(),
+    )
+    .with_poll_interval(Duration::from_millis(50));
+    let start = head(store).await;
+    let mine = move |e: &RecordedEvent| e.stream.contains(tag);
+    let mut tail = Box::pin(cached.tail(start, None));
+    let writers: Vec<_> = (0..6u64)
+        .map(|w| {
+            let (es, shared) = (cached.clone(), shared.clone());
+            let own = format!("mix-own-{w}-{tag}");
+            tokio::spawn(async move {
+                let mut rng = Rng::new(w + 1000);
+                let mut wins: Vec<(String, u64)> = Vec::new();
+                for _ in 0..25 {
+                    if rng.below(3) == 0 {
+                        let e = es.save(&own, &Added { n: 1 }).await.expect("save");
+                        wins.push((own.clone(), e.version));
+                        continue;
+                    }
+                    let s = &shared[rng.below(3) as usize];
+                    loop {
+                        let seen = es.stream_version(s).await.expect("version");
+                        let expected =
+                            seen.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                        match es.save_expecting(s, expected, &Added { n: 1 }).await {
+                            Ok(e) => {
+                                assert_eq!(
+                                    Some(e.version),
+                                    seen.map_or(Some(0), |v| v.checked_add(1))
+                                );
+                                wins.push((s.clone(), e.version));
+                                break;
+                            }
+                            Err(Error::Conflict { .. }) => tokio::task::yield_now().await,
+                            Err(e) => panic!("a writer failed: {e}"),
+                        }
+                    }
+                }
+                wins
+            })
+        })
+        .collect();
+    let aggregators: Vec<_> = (0..2u64)
+        .map(|a| {
+            let (es, shared) = (cached.clone(), shared.clone());
+            tokio::spawn(async move {
+                for i in 0..20u64 {
+                    let s = &shared[((a + i) % 3) as usize];
+                    es.aggregate::<KitCounter>(s).await.expect("aggregate");
+                }
+            })
+        })
+        .collect();
+    let mut wins = Vec::new();
+    for w in writers {
+        wins.extend(w.await.expect("writer"));
+    }
+    for a in aggregators {
+        a.await.expect("aggregator");
+    }
+    let total = wins.len();
+    let distinct: HashSet<&(String, u64)> = wins.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        total,
+        "no two appends won the same version of a stream"
+    );
+    let mut seen = Vec::with_capacity(total);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while seen.len() < total {
+        match tokio::time::timeout_at(deadline, tail.next()).await {
+            Ok(Some(Ok(e))) if mine(&e) => seen.push(e),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("the tail failed: {e}"),
+            Ok(None) => panic!("a live tail ended"),
+            Err(_) => panic!("the tail saw {} of {total} events", seen.len()),
+        }
+    }
+    let log = log_after(store, start, 1000, mine).await;
+    assert_eq!(
+        log.len(),
+        total,
+        "every success is stored once, and nothing else"
+    );
+    assert_eq!(seen, log, "the tail equals the final log");
+    let plain = EventStore::from_store(store.clone());
+    for s in &shared {
+        let events = stream_events(store, s).await;
+        let won = wins.iter().filter(|(w, _)| w == s).count();
+        assert_eq!(events.len(), won, "stream {s}: one event per success");
+        assert!(
+            events
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.version == i as u64),
+            "versions without gaps"
+        );
+        let via_cache = cached.aggregate::<KitCounter>(s).await.expect("aggregate");
+        let whole = plain.aggregate::<KitCounter>(s).await.expect("aggregate");
+        assert_eq!(via_cache, whole, "the cache is invisible under concurrency");
+        assert_eq!(whole.count as usize, won);
+    }
+}
+
 /// Runs every store check on `store`, in turn.
 pub async fn run_store_suite<S: Store + Clone>(store: &S) {
     round_trip(store).await;
@@ -1592,6 +1706,7 @@ pub async fn run_store_suite<S: Store + Clone>(store: &S) {
     paging(store).await;
     stats_counts(store).await;
     tail_during_appends(store).await;
+    mixed_workload(store).await;
     bad_input(store).await;
     read_stream_directions(store).await;
     queries(store).await;
@@ -1611,7 +1726,8 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::__kit_store_tests!($make; round_trip, batch_atomicity, expected_versions,
             concurrent_appenders, idempotent_reappend, idempotent_emits_once, global_order,
-            paging, stats_counts, tail_during_appends, bad_input, read_stream_directions, queries);
+            paging, stats_counts, tail_during_appends, mixed_workload, bad_input,
+            read_stream_directions, queries);
     };
 }
 

@@ -1,0 +1,104 @@
+//! The NDJSON line format of `event-store append --ndjson` and `import`: one event per line,
+//! either `{"stream","namespace","type","data"?,"id"?,"context"?}` or a recorded event as
+//! `export` writes it (its `version` is kept, its `position` ignored: the store assigns its own).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::model::{EventContext, NewEvent};
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    /// The event's id, if given.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    /// The stream.
+    pub stream: String,
+    /// The version the event had where it was exported, if given.
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    position: Option<Value>,
+    /// The namespace.
+    pub namespace: String,
+    /// The type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The data (default `{}`).
+    #[serde(default = "empty_object")]
+    pub data: Value,
+    /// The context, if given.
+    #[serde(default)]
+    pub context: Option<EventContext>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+impl Line {
+    /// The event to append.
+    pub fn to_new_event(&self) -> NewEvent {
+        let mut e = NewEvent::new(&self.namespace, &self.event_type, self.data.clone());
+        e.id = self.id;
+        if let Some(c) = &self.context {
+            e.context = c.clone();
+        }
+        e
+    }
+
+    /// The event to append, taking the line apart.
+    pub fn into_new_event(self) -> NewEvent {
+        let mut e = NewEvent::new(self.namespace, self.event_type, self.data);
+        e.id = self.id;
+        if let Some(c) = self.context {
+            e.context = c;
+        }
+        e
+    }
+}
+
+/// Parses one line (`Ok(None)` for a blank line). Invalid UTF-8 and invalid JSON are
+/// [`Error::InvalidInput`] on the field `line`; JSON nested deeper than 128 levels is refused by
+/// the parser, without recursion trouble.
+pub fn parse_line(bytes: &[u8]) -> Result<Option<Line>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::invalid("line", format!("not valid UTF-8 ({e})")))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Error::invalid("line", format!("not an event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        assert_eq!(parse_line(b"  \n").unwrap(), None);
+        let l = parse_line(br#"{"stream":"s","namespace":"n","type":"T"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((l.stream.as_str(), l.data.clone()), ("s", empty_object()));
+        let exported = br#"{"id":"01a21d00-8bc7-7519-ac12-ab0360e0160b","stream":"o","version":3,"position":"7:9","namespace":"n","type":"T","data":{"a":1},"context":{"time":"2026-01-01T00:00:00Z"}}"#;
+        let l = parse_line(exported).unwrap().unwrap();
+        assert_eq!(l.version, Some(3));
+        assert!(
+            parse_line(b"\xff")
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-8")
+        );
+        assert!(parse_line(br#"{"stream":"s","namespace":"n","type":"T","colour":1}"#).is_err());
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_line(deep.as_bytes()).is_err());
+    }
+}
