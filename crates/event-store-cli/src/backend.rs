@@ -47,7 +47,12 @@ pub(crate) fn parse_url(url: &str) -> Result<Target> {
 impl AnyStore {
     /// Opens the store. `init` migrates; other commands refuse a PostgreSQL schema that was never
     /// initialized (SQLite files are created and migrated on open).
-    pub(crate) async fn open(url: &str, schema: &str, init: bool) -> Result<Self> {
+    pub(crate) async fn open(
+        url: &str,
+        schema: &str,
+        ca_file: Option<std::path::PathBuf>,
+        init: bool,
+    ) -> Result<Self> {
         match parse_url(url)? {
             Target::Sqlite(path) => {
                 let store = SqliteStore::open(&path)
@@ -60,6 +65,11 @@ impl AnyStore {
                 config.pool_size = 8;
                 "event-store-cli".clone_into(&mut config.application_name);
                 config.connect_timeout = Duration::from_secs(5);
+                if let Some(ca_file) = ca_file {
+                    config.tls = event_store_postgres::PgTls::Verified {
+                        ca_file: Some(ca_file),
+                    };
+                }
                 let store = PgStore::connect(&url, config)
                     .await
                     .context("cannot connect to PostgreSQL")?;

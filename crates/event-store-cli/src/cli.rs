@@ -30,6 +30,16 @@ pub(crate) struct Cli {
     )]
     pub(crate) schema: String,
 
+    /// A PEM file of CA certificates to trust for TLS to PostgreSQL (with `sslmode=require` in
+    /// the URL, the server's certificate is verified against the Mozilla roots and these).
+    #[arg(
+        long,
+        global = true,
+        env = "EVENT_STORE_PG_CA_FILE",
+        value_name = "PEM"
+    )]
+    pub(crate) pg_ca_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -21,8 +21,8 @@ use crate::lines::{Batcher, next_line, parse};
 use crate::output::Printer;
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
-    let (url, schema) = (cli.url, cli.schema);
-    let open = |init| AnyStore::open(&url, &schema, init);
+    let (url, schema, ca_file) = (cli.url, cli.schema, cli.pg_ca_file);
+    let open = |init| AnyStore::open(&url, &schema, ca_file.clone(), init);
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Subscribe(args) => crate::broker::subscribe(args).await,

@@ -23,6 +23,8 @@ pub struct PgConfig {
     pub application_name: String,
     /// How long to wait for a connection from the pool or the server (default 10 s).
     pub connect_timeout: Duration,
+    /// TLS (default: as the URL's `sslmode` says).
+    pub tls: crate::PgTls,
 }
 
 impl Default for PgConfig {
@@ -34,6 +36,7 @@ impl Default for PgConfig {
             listen: true,
             application_name: "event-store".to_owned(),
             connect_timeout: Duration::from_secs(10),
+            tls: crate::PgTls::default(),
         }
     }
 }

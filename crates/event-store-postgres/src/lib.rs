@@ -8,8 +8,10 @@ mod listen;
 mod migrate;
 mod query;
 mod store;
+mod tls;
 
 pub use cache::PgCache;
 pub use config::PgConfig;
 pub use migrate::MIGRATIONS;
 pub use store::PgStore;
+pub use tls::PgTls;

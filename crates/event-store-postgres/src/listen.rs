@@ -8,53 +8,70 @@ use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::tls::Connector;
+
 /// Listens on `channel` for ever, reconnecting after failures; bumps `changes` on every
 /// notification and after every (re)connection (something may have been missed meanwhile).
 pub(crate) async fn run(
     config: tokio_postgres::Config,
+    connector: Connector,
     channel: String,
     changes: Arc<watch::Sender<u64>>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(_)) => {
-                                if tx.send(()).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::debug!(error = %e, "listen connection failed");
-                                return;
-                            }
-                        }
-                    }
-                });
-                match client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
-                    Ok(()) => {
-                        backoff = Duration::from_millis(100);
-                        changes.send_modify(|n| *n = n.wrapping_add(1));
-                        while rx.recv().await.is_some() {
-                            changes.send_modify(|n| *n = n.wrapping_add(1));
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "LISTEN failed; tails poll meanwhile"),
-                }
-                driver.abort();
-            }
+        let connected = match &connector {
+            Connector::Plain => listen_once(&config, NoTls, &channel, &changes).await,
+            Connector::Tls(tls) => listen_once(&config, tls.clone(), &channel, &changes).await,
+        };
+        match connected {
+            Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => tracing::warn!(error = %e, "listen connection failed; tails poll meanwhile"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// One `LISTEN` session: returns when the connection ends.
+async fn listen_once<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    channel: &str,
+    changes: &watch::Sender<u64>,
+) -> Result<(), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "listen connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    let listening = client.batch_execute(&format!("LISTEN \"{channel}\"")).await;
+    if listening.is_ok() {
+        changes.send_modify(|n| *n = n.wrapping_add(1));
+        while rx.recv().await.is_some() {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+    driver.abort();
+    listening
 }
 
 /// The least time between two notifications (the most a wake-up is delayed by coalescing).

@@ -15,6 +15,7 @@ use tokio_postgres::{NoTls, Row};
 use crate::config::PgConfig;
 use crate::error::{self, BACKEND, pg, pool_error};
 use crate::query::{COLUMNS, compile, to_i64};
+use crate::tls::Connector;
 
 const APPEND: &str = include_str!("../sql/queries/append.sql");
 const READ_ALL: &str = include_str!("../sql/queries/read_all.sql");
@@ -76,13 +77,16 @@ impl PgStore {
             .application_name(&config.application_name)
             .connect_timeout(config.connect_timeout)
             .options(format!("-c search_path={}", config.quoted_schema()));
-        let manager = Manager::from_config(
-            pg_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let connector = crate::tls::connector(&config.tls, &mut pg_config)?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &connector {
+            Connector::Plain => Manager::from_config(pg_config.clone(), NoTls, manager_config),
+            Connector::Tls(tls) => {
+                Manager::from_config(pg_config.clone(), tls.clone(), manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -96,6 +100,7 @@ impl PgStore {
         let listener = config.listen.then(|| {
             tokio::spawn(crate::listen::run(
                 pg_config,
+                connector,
                 config.channel(),
                 Arc::clone(&changes),
             ))
