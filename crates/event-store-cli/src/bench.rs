@@ -807,6 +807,27 @@ async fn amqp(report: &mut Report, url: &str, sizes: Sizes) -> Result<()> {
     result
 }
 
+/// A durable queue bound to `exchange` with `key`.
+async fn bound_queue(ch: &lapin::Channel, queue: &str, exchange: &str, key: &str) -> Result<()> {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare(queue.into(), durable, FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn amqp_workloads(
     report: &mut Report,
     url: &str,
@@ -814,9 +835,7 @@ async fn amqp_workloads(
     ch: &lapin::Channel,
     sizes: Sizes,
 ) -> Result<()> {
-    use lapin::options::{
-        ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
-    };
+    use lapin::options::{ExchangeDeclareOptions, QueuePurgeOptions};
     use lapin::types::FieldTable;
     // A durable queue bound to everything, so both the relay and the baseline make the broker
     // store every persistent message.
@@ -831,23 +850,7 @@ async fn amqp_workloads(
     )
     .await?;
     let sink = format!("{exchange}.sink");
-    ch.queue_declare(
-        sink.as_str().into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_bind(
-        sink.as_str().into(),
-        exchange.into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
+    bound_queue(ch, &sink, exchange, "#").await?;
 
     // The relay: a store of N events published with confirms.
     let store = MemoryStore::new();
@@ -1025,30 +1028,13 @@ async fn save_to_handler_latency(
 async fn raw_latency(url: &str, exchange: &str, n: usize) -> Result<(Duration, Duration)> {
     use lapin::options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
-        QueueBindOptions, QueueDeclareOptions,
     };
     use lapin::types::FieldTable;
     let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let queue = format!("{exchange}.raw");
-    ch.queue_declare(
-        queue.as_str().into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_bind(
-        queue.as_str().into(),
-        exchange.into(),
-        "raw.Latency".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
+    bound_queue(&ch, &queue, exchange, "raw.Latency").await?;
     let consumer_ch = conn.create_channel().await?;
     let mut consumer = consumer_ch
         .basic_consume(
