@@ -18,7 +18,59 @@ use lapin::{Channel, Connection};
 use crate::config::AmqpConfig;
 use crate::message::{ReplayRequested, encode, routing_key};
 use crate::metrics::{RelayMetrics, bump};
-use crate::topology::{amqp, connect, declare_exchange, relay_lock_queue, replay_queue};
+use crate::topology::{amqp, close, connect, declare_exchange, relay_lock_queue, replay_queue};
+
+/// Runs `future` while the connection is alive. The broker can vanish without any pending
+/// operation or even the connection's state hearing of it (seen after a broker shutdown), so
+/// every few seconds a cheap round trip on `probe` (a passive declaration of `queue`) must come
+/// back in time.
+pub(crate) async fn while_connected<T>(
+    conn: &Connection,
+    probe: &Channel,
+    queue: &str,
+    future: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let mut future = std::pin::pin!(future);
+    loop {
+        tokio::select! {
+            out = &mut future => return out,
+            () = tokio::time::sleep(PROBE_EVERY) => alive(conn, probe, queue).await?,
+        }
+    }
+}
+
+/// How often an idle or waiting connection is probed.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(3);
+
+/// Whether the broker still answers on this connection.
+pub(crate) async fn alive(conn: &Connection, probe: &Channel, queue: &str) -> Result<()> {
+    let lost = || {
+        Error::backend(
+            crate::topology::BACKEND,
+            "the connection to the broker was lost",
+        )
+    };
+    if !(conn.status().connected() && probe.status().connected()) {
+        return Err(lost());
+    }
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        probe.queue_declare(queue.into(), passive, FieldTable::default()),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(amqp("probing the connection", e)),
+        Err(_) => Err(lost()),
+    }
+}
+
+/// How long the relay waits for a publisher confirm before reconnecting.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Publishes a store's log to an exchange. Run one per exchange; extra ones wait (the first
 /// holds an exclusive lock queue on the broker) and take over when it goes.
@@ -101,7 +153,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             Err(e) => return Ended::Failed(e),
         };
         let outcome = self.publish_loop(&conn).await;
-        let _ = conn.close(200, "relay stopping".into()).await;
+        close(&conn, "relay stopping").await;
         match outcome {
             Ok(never) => match never {},
             Err(e) => e,
@@ -140,7 +192,9 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         &self,
         conn: &Connection,
     ) -> std::result::Result<std::convert::Infallible, Ended> {
-        let _lock = self.lock(conn).await?;
+        let lock = self.lock(conn).await?;
+        let lock_queue = relay_lock_queue(&self.config.exchange);
+        let mut last_probe = tokio::time::Instant::now();
         let failed = |what: &'static str| move |e: lapin::Error| Ended::Failed(amqp(what, e));
         let ch = conn
             .create_channel()
@@ -164,6 +218,12 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         let mut changes = self.store.changes();
         tracing::info!(exchange = %self.config.exchange, checkpoint = %after, "relay publishing");
         loop {
+            if last_probe.elapsed() >= PROBE_EVERY {
+                alive(conn, &lock, &lock_queue)
+                    .await
+                    .map_err(Ended::Failed)?;
+                last_probe = tokio::time::Instant::now();
+            }
             changes.borrow_and_update();
             let page = self
                 .store
@@ -172,9 +232,14 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                 .map_err(Ended::Failed)?;
             if let Some(last) = page.last() {
                 let last = last.position;
-                self.publish_confirmed(&ch, &self.config.exchange, None, &page)
-                    .await
-                    .map_err(Ended::Failed)?;
+                while_connected(
+                    conn,
+                    &lock,
+                    &lock_queue,
+                    self.publish_confirmed(&ch, &self.config.exchange, None, &page),
+                )
+                .await
+                .map_err(Ended::Failed)?;
                 self.store
                     .save_checkpoint(&name, last)
                     .await
@@ -186,7 +251,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             tokio::select! {
                 _ = tokio::time::timeout(self.config.relay_poll, changes.changed()) => {}
                 request = requests.next() => match request {
-                    Some(Ok(delivery)) => self.answer(&ch, delivery).await.map_err(Ended::Failed)?,
+                    Some(Ok(delivery)) => while_connected(conn, &lock, &lock_queue, self.answer(&ch, delivery)).await.map_err(Ended::Failed)?,
                     Some(Err(e)) => return Err(Ended::Failed(amqp("receiving replay requests", e))),
                     None => return Err(Ended::Failed(Error::backend(crate::topology::BACKEND, "the replay-request consumer was cancelled"))),
                 },
@@ -222,7 +287,16 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         bump(&self.metrics.published, events.len() as u64);
         let mut nacked = 0;
         for c in confirms {
-            let confirmation = c.await.map_err(|err| amqp("waiting for a confirm", err))?;
+            // A broker that went away without a word must not hold the relay for ever.
+            let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, c)
+                .await
+                .map_err(|_| {
+                    Error::backend(
+                        crate::topology::BACKEND,
+                        "no confirm from the broker in time",
+                    )
+                })?
+                .map_err(|err| amqp("waiting for a confirm", err))?;
             if confirmation.is_nack() {
                 nacked += 1;
             }

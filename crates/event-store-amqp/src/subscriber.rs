@@ -21,7 +21,8 @@ use crate::config::AmqpConfig;
 use crate::message::{ReplayRequested, dead_letter_props, decode};
 use crate::metrics::{SubscriberMetrics, bump};
 use crate::topology::{
-    amqp, binding_keys, connect, dead_letter_exchange, declare_exchange, declare_group, group_queue,
+    amqp, binding_keys, close, connect, dead_letter_exchange, declare_exchange, declare_group,
+    group_queue,
 };
 
 /// The AMQP emitter: subscriptions consume a group's queue on RabbitMQ. Publishing is the
@@ -108,7 +109,7 @@ impl AmqpEmitter {
             Ok(())
         }
         .await;
-        let _ = conn.close(200, "done".into()).await;
+        close(&conn, "done").await;
         result
     }
 
@@ -170,6 +171,24 @@ impl Emitter for AmqpEmitter {
     async fn subscribe(&self, spec: SubscriptionSpec, handler: Handler) -> Result<Subscription> {
         self.start(spec, handler, None).await
     }
+}
+
+/// The longest a broker operation (declaring the topology, handling one message including its
+/// handler's retries) may take before the connection is considered lost.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `future`, or an error once `limit` has passed.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, future).await.map_err(|_| {
+        Error::backend(
+            crate::topology::BACKEND,
+            format!("{what} timed out after {limit:?}"),
+        )
+    })?
 }
 
 /// A store to catch up from, behind a box (the subscription future is not generic).
@@ -266,7 +285,7 @@ impl Worker {
                 },
             };
             let outcome = self.consume(&c).await;
-            let _ = c.close(200, "subscriber stopping".into()).await;
+            close(&c, "subscriber stopping").await;
             match outcome {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
@@ -329,7 +348,12 @@ impl Worker {
             .create_channel()
             .await
             .map_err(|e| amqp("opening a channel", e))?;
-        declare_group(&ch, &self.config.exchange, &self.group, &self.keys).await?;
+        within(
+            OPERATION_TIMEOUT,
+            "declaring the group's queues",
+            declare_group(&ch, &self.config.exchange, &self.group, &self.keys),
+        )
+        .await?;
         ch.basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| amqp("setting the prefetch", e))?;
@@ -350,14 +374,30 @@ impl Worker {
             )
             .await
             .map_err(|e| amqp("consuming", e))?;
-        while let Some(delivery) = consumer.next().await {
+        loop {
+            // The consumer does not always end when the broker goes away (seen after a broker
+            // shutdown): an idle connection is probed every few seconds.
+            let next = tokio::select! {
+                next = consumer.next() => next,
+                () = tokio::time::sleep(crate::relay::PROBE_EVERY) => {
+                    crate::relay::alive(conn, &ch, &queue).await?;
+                    continue;
+                }
+            };
+            let Some(delivery) = next else {
+                return Err(Error::backend(
+                    crate::topology::BACKEND,
+                    "the consumer was cancelled",
+                ));
+            };
             let delivery = delivery.map_err(|e| amqp("receiving", e))?;
-            self.handle(&dead, delivery).await?;
+            within(
+                OPERATION_TIMEOUT,
+                "handling a message",
+                self.handle(&dead, delivery),
+            )
+            .await?;
         }
-        Err(Error::backend(
-            crate::topology::BACKEND,
-            "the consumer was cancelled",
-        ))
     }
 
     async fn handle(&mut self, dead: &Channel, delivery: lapin::message::Delivery) -> Result<()> {

@@ -129,3 +129,9 @@ pub(crate) async fn declare_group(
     }
     Ok(queue)
 }
+
+/// Closes a connection, without waiting for ever: when the broker went away, the close-ok that
+/// `close` awaits never comes.
+pub(crate) async fn close(conn: &Connection, why: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, why.into())).await;
+}

@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{names, recorder, start_relay, store, wait_until};
+use common::{names, recorder, start_relay, store};
 use event_store::{ExpectedVersion, NewEvent};
 use serde_json::json;
 
@@ -26,6 +26,12 @@ fn rabbitmqctl(args: &[&str]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_and_subscribers_survive_closed_connections_and_a_broker_restart() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "event_store_amqp=debug,lapin=info",
+        ))
+        .with_test_writer()
+        .try_init();
     if common::broker().await.is_none() {
         return;
     }
@@ -65,12 +71,22 @@ async fn relay_and_subscribers_survive_closed_connections_and_a_broker_restart()
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(rabbitmqctl(&["start_app"]));
     writer.await.unwrap();
-    wait_until(
-        "3 000 events handled after the outages",
-        Duration::from_secs(120),
-        || got.lock().unwrap().len() >= 3000,
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while got.lock().unwrap().len() < 3000 {
+        if tokio::time::Instant::now() > deadline {
+            let ids: std::collections::HashSet<_> =
+                got.lock().unwrap().iter().map(|e| e.id).collect();
+            panic!(
+                "after the outages the group handled {} events ({} distinct) of 3000; relay {:?}; subscribers {:?}; stored {}",
+                got.lock().unwrap().len(),
+                ids.len(),
+                metrics,
+                es.emitter().metrics(),
+                es.store().len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = got.lock().unwrap().clone();
     let ids: std::collections::HashSet<_> = got.iter().map(|e| e.id).collect();
