@@ -41,6 +41,17 @@ struct Figure {
     target: Option<String>,
 }
 
+impl Figure {
+    /// The baseline, ratio and target as printed (`-` where there is none).
+    fn cells(&self) -> (String, String, String) {
+        (
+            self.baseline.map_or("-".to_owned(), |b| format!("{b:.1}")),
+            self.ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
+            self.target.clone().unwrap_or_default(),
+        )
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Sizes {
     single: usize,
@@ -157,15 +168,10 @@ impl Report {
             ratio,
             target: target.map(str::to_owned),
         };
+        let (baseline, ratio, target) = f.cells();
         eprintln!(
-            "  {:<40} {:<9} {:>12.1} {:<8} {:>12} {:>7} {}",
-            f.workload,
-            f.backend,
-            f.value,
-            f.unit,
-            f.baseline.map_or("-".to_owned(), |b| format!("{b:.1}")),
-            f.ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
-            f.target.clone().unwrap_or_default()
+            "  {:<40} {:<9} {:>12.1} {:<8} {baseline:>12} {ratio:>7} {target}",
+            f.workload, f.backend, f.value, f.unit
         );
         self.figures.push(f);
     }
@@ -237,16 +243,11 @@ fn print_table(figures: &[Figure]) -> Result<()> {
     )?;
     writeln!(out, "|---|---|---:|---:|---:|---|")?;
     for f in figures {
+        let (baseline, ratio, target) = f.cells();
         writeln!(
             out,
-            "| {} | {} | {:.1} {} | {} | {} | {} |",
-            f.workload,
-            f.backend,
-            f.value,
-            f.unit,
-            f.baseline.map_or("-".to_owned(), |b| format!("{b:.1}")),
-            f.ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
-            f.target.clone().unwrap_or_default()
+            "| {} | {} | {:.1} {} | {baseline} | {ratio} | {target} |",
+            f.workload, f.backend, f.value, f.unit
         )?;
     }
     Ok(())

@@ -78,18 +78,6 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
-
-    /// A subscription handler failed.
-    #[error("handler of group `{group}` failed on event {event_id}")]
-    Handler {
-        /// The subscriber group.
-        group: String,
-        /// The event being handled.
-        event_id: Uuid,
-        /// What the handler returned.
-        #[source]
-        source: BoxError,
-    },
 }
 
 fn display_actual(actual: Option<u64>) -> String {
