@@ -2,7 +2,16 @@
 
 use std::time::Duration;
 
-use event_store::{Error, Result};
+use event_store::{Error, Result, TypeFilter};
+
+use crate::topology::{MAX_NAME_BYTES, RESERVED_GROUPS, group_names};
+
+/// What a virtual host keeps unencoded in a destination: letters, digits and `-_.~`.
+const VHOST: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Where the broker is and how the relay and subscribers behave.
 #[derive(Clone)]
@@ -27,6 +36,11 @@ pub struct AmqpConfig {
     /// How many processed message ids a subscriber remembers to drop redeliveries (default
     /// 100 000).
     pub dedupe_window: usize,
+    /// Whether a relay with no checkpoint for its destination yet takes over the checkpoint
+    /// that earlier releases kept under `amqp-relay:{exchange}` (default false: it starts from
+    /// the beginning of the log). Turn it on once, when upgrading a relay whose broker,
+    /// virtual host and exchange are the ones that old checkpoint was published to.
+    pub adopt_legacy_checkpoint: bool,
 }
 
 impl std::fmt::Debug for AmqpConfig {
@@ -53,7 +67,35 @@ impl AmqpConfig {
             relay_batch: 512,
             relay_poll: Duration::from_millis(200),
             dedupe_window: 100_000,
+            adopt_legacy_checkpoint: false,
         }
+    }
+
+    /// Where the events go, as `HOST:PORT/VHOST/EXCHANGE` (the virtual host percent-encoded, as
+    /// in the URL): what a relay's checkpoint is kept for. No credentials.
+    pub fn destination(&self) -> Result<String> {
+        // The parser's messages name the problem, never the URL (which may hold a password).
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| Error::invalid("amqp", format!("not an AMQP URL: {e}")))?;
+        let default_port = if url.scheme() == "amqps" { 5671 } else { 5672 };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::invalid("amqp", "the AMQP URL names no host"))?;
+        let vhost = match url.path() {
+            "" | "/" => "/".to_owned(),
+            path => percent_encoding::percent_decode_str(&path[1..])
+                .decode_utf8()
+                .map_err(|_| Error::invalid("amqp", "the virtual host is not UTF-8"))?
+                .into_owned(),
+        };
+        let vhost = percent_encoding::utf8_percent_encode(&vhost, VHOST).to_string();
+        Ok(format!(
+            "{}:{}/{vhost}/{}",
+            host.to_ascii_lowercase(),
+            url.port().unwrap_or(default_port),
+            self.exchange
+        ))
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -67,6 +109,15 @@ impl AmqpConfig {
             return Err(Error::invalid(
                 "exchange",
                 "exchange names are 1 to 200 of A-Z a-z 0-9 _ - . :",
+            ));
+        }
+        if self.exchange.starts_with("amq.") {
+            return Err(Error::invalid(
+                "exchange",
+                format!(
+                    "`{}`: names starting with `amq.` are reserved by the broker",
+                    self.exchange
+                ),
             ));
         }
         if !(self.url.starts_with("amqp://") || self.url.starts_with("amqps://")) {
@@ -84,8 +135,40 @@ impl AmqpConfig {
         Ok(())
     }
 
-    /// Checks a subscriber group name (it becomes part of queue names).
-    pub(crate) fn check_group(group: &str) -> Result<()> {
-        event_store::limits::check_name("group", group)
+    /// Checks a subscriber group name: a namespace-like name (`A–Z a–z 0–9 _ -`), not one the
+    /// relay uses, whose queue names (`{exchange}.{group}`, `{exchange}.{group}.dead-letter`)
+    /// fit in an AMQP name.
+    pub(crate) fn check_group(&self, group: &str) -> Result<()> {
+        event_store::limits::check_name("group", group)?;
+        if RESERVED_GROUPS.contains(&group) {
+            return Err(Error::invalid(
+                "group",
+                format!("`{group}` is a name the relay uses for its own queue"),
+            ));
+        }
+        for (what, name) in group_names(&self.exchange, group) {
+            if name.len() > MAX_NAME_BYTES {
+                return Err(Error::invalid(
+                    "group",
+                    format!(
+                        "the group's {what} (`{{exchange}}.{group}…`) would be {} bytes long; \
+                         AMQP names are at most {MAX_NAME_BYTES} (use a shorter exchange or group)",
+                        name.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the types a subscription binds (each becomes a routing key).
+    pub(crate) fn check_types(types: &[TypeFilter]) -> Result<()> {
+        for t in types {
+            event_store::limits::check_name("types.namespace", &t.namespace)?;
+            if let Some(ty) = &t.event_type {
+                event_store::limits::check_name("types.type", ty)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -14,5 +14,6 @@ pub use message::{
     HEADER_STREAM, HEADER_VERSION, ReplayRequested, header_text,
 };
 pub use metrics::{RelayMetrics, SubscriberMetrics};
-pub use relay::Relay;
+pub use relay::{CHECKPOINT_PREFIX, REFUSED_REPLAY_REQUESTS, Relay};
 pub use subscriber::AmqpEmitter;
+pub use topology::{MAX_NAME_BYTES, RESERVED_GROUPS, is_refusal};

@@ -9,16 +9,23 @@ use event_store::{
 };
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::{BasicProperties, Channel, Connection};
 
 use crate::config::AmqpConfig;
-use crate::message::{ReplayRequested, encode, routing_key};
+use crate::message::{ReplayRequested, dead_letter_props, encode, routing_key};
 use crate::metrics::{RelayMetrics, bump};
-use crate::topology::{amqp, close, connect, declare_exchange, relay_lock_queue, replay_queue};
+use crate::topology::{
+    MAX_NAME_BYTES, amqp, close, connect, dead_letter_exchange, declare_dead_letters,
+    declare_exchange, declare_queue, is_refusal, relay_lock_queue, replay_queue, short,
+};
+
+/// The routing key (and dead-letter group) under which the relay sets aside replay requests it
+/// refused, in the queue `{exchange}.replay-requests.dead-letter`.
+pub const REFUSED_REPLAY_REQUESTS: &str = "replay-requests";
 
 /// Runs `future` while the connection is alive. The broker can vanish without any pending
 /// operation or even the connection's state hearing of it (seen after a broker shutdown), so
@@ -59,7 +66,7 @@ pub(crate) async fn alive(conn: &Connection, probe: &Channel, queue: &str) -> Re
     };
     match tokio::time::timeout(
         Duration::from_secs(5),
-        probe.queue_declare(queue.into(), passive, FieldTable::default()),
+        probe.queue_declare(short("queue", queue)?, passive, FieldTable::default()),
     )
     .await
     {
@@ -75,12 +82,15 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Publishes a store's log to an exchange. Run one per exchange; extra ones wait (the first
 /// holds an exclusive lock queue on the broker) and take over when it goes.
 ///
-/// The checkpoint, named `amqp-relay:{exchange}`, is kept in the store; it moves only after the
-/// broker confirmed every message up to it, so a crash anywhere loses nothing, and a restart
+/// The checkpoint, named `amqp-relay:{host}:{port}/{vhost}/{exchange}` (see
+/// [`AmqpConfig::destination`]), is kept in the store: each destination has its own, so relaying
+/// one store to two brokers or virtual hosts delivers everything to both. It moves only after
+/// the broker confirmed every message up to it, so a crash anywhere loses nothing, and a restart
 /// republishes from the checkpoint with the same message ids (consumers drop the duplicates).
 pub struct Relay<S> {
     store: S,
     config: AmqpConfig,
+    checkpoint: String,
     metrics: Arc<RelayMetrics>,
 }
 
@@ -89,20 +99,57 @@ enum Ended {
     Failed(Error),
 }
 
+/// The prefix of every relay checkpoint's name.
+pub const CHECKPOINT_PREFIX: &str = "amqp-relay:";
+
 impl<S: Store + Checkpoints + Clone> Relay<S> {
     /// A relay of `store` to `config.exchange`.
     pub fn new(store: S, config: AmqpConfig) -> Result<Self> {
         config.validate()?;
+        let checkpoint = format!("{CHECKPOINT_PREFIX}{}", config.destination()?);
+        if checkpoint.len() > MAX_NAME_BYTES {
+            return Err(Error::invalid(
+                "amqp",
+                format!(
+                    "the relay's checkpoint name (`{CHECKPOINT_PREFIX}HOST:PORT/VHOST/EXCHANGE`) \
+                     would be {} bytes; the limit is {MAX_NAME_BYTES}",
+                    checkpoint.len()
+                ),
+            ));
+        }
         Ok(Self {
             store,
             config,
+            checkpoint,
             metrics: Arc::default(),
         })
     }
 
-    /// The name of the relay's checkpoint in the store.
-    pub fn checkpoint_name(&self) -> String {
-        format!("amqp-relay:{}", self.config.exchange)
+    /// The name of the relay's checkpoint in the store: `amqp-relay:` and the destination.
+    pub fn checkpoint_name(&self) -> &str {
+        &self.checkpoint
+    }
+
+    /// The checkpoint to start from: the destination's own; when it has none and
+    /// [`AmqpConfig::adopt_legacy_checkpoint`] is on, the one kept under the exchange's name
+    /// alone by earlier releases (saved under the new name at once).
+    async fn start_checkpoint(&self) -> Result<Position> {
+        if let Some(at) = self.store.load_checkpoint(&self.checkpoint).await? {
+            return Ok(at);
+        }
+        let legacy = format!("{CHECKPOINT_PREFIX}{}", self.config.exchange);
+        match self.store.load_checkpoint(&legacy).await? {
+            Some(at) if self.config.adopt_legacy_checkpoint => {
+                tracing::warn!(from = %legacy, to = %self.checkpoint, checkpoint = %at, "adopting the legacy relay checkpoint");
+                self.store.save_checkpoint(&self.checkpoint, at).await?;
+                Ok(at)
+            }
+            Some(at) => {
+                tracing::warn!(legacy = %legacy, checkpoint = %at, destination = %self.checkpoint, "a checkpoint of an earlier release exists but names no broker or virtual host; publishing from the start (set adopt_legacy_checkpoint to take it over)");
+                Ok(Position::START)
+            }
+            None => Ok(Position::START),
+        }
     }
 
     /// The relay's counters.
@@ -114,7 +161,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     pub async fn lag(&self, cap: usize) -> Result<u64> {
         let mut after = self
             .store
-            .load_checkpoint(&self.checkpoint_name())
+            .load_checkpoint(&self.checkpoint)
             .await?
             .unwrap_or(Position::START);
         let mut n = 0usize;
@@ -128,7 +175,9 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     }
 
     /// Runs until the task is aborted: connects, takes the lock, publishes, and reconnects after
-    /// any failure (with backoff).
+    /// any failure (with backoff). Returns only when the broker refuses what retrying cannot
+    /// fix (see [`crate::is_refusal`]: bad credentials, missing permissions, an exchange that
+    /// exists with another type).
     pub async fn run(&self) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -136,6 +185,10 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                 Ended::Locked => {
                     tracing::info!(exchange = %self.config.exchange, "another relay is active; waiting");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ended::Failed(e) if is_refusal(&e) => {
+                    tracing::error!(exchange = %self.config.exchange, error = %e, "the broker refused the relay");
+                    return Err(e);
                 }
                 Ended::Failed(e) => {
                     bump(&self.metrics.reconnects, 1);
@@ -165,9 +218,11 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             .create_channel()
             .await
             .map_err(|e| Ended::Failed(amqp("opening a channel", e)))?;
+        let queue =
+            short("queue", &relay_lock_queue(&self.config.exchange)).map_err(Ended::Failed)?;
         let declared = ch
             .queue_declare(
-                relay_lock_queue(&self.config.exchange).into(),
+                queue,
                 QueueDeclareOptions {
                     exclusive: true,
                     auto_delete: true,
@@ -208,13 +263,8 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             .map_err(Ended::Failed)?;
         let requests = self.replay_consumer(conn).await.map_err(Ended::Failed)?;
         let mut requests = Box::pin(requests);
-        let name = self.checkpoint_name();
-        let mut after = self
-            .store
-            .load_checkpoint(&name)
-            .await
-            .map_err(Ended::Failed)?
-            .unwrap_or(Position::START);
+        let name = self.checkpoint.clone();
+        let mut after = self.start_checkpoint().await.map_err(Ended::Failed)?;
         let mut changes = self.store.changes();
         tracing::info!(exchange = %self.config.exchange, checkpoint = %after, "relay publishing");
         loop {
@@ -251,7 +301,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             tokio::select! {
                 _ = tokio::time::timeout(self.config.relay_poll, changes.changed()) => {}
                 request = requests.next() => match request {
-                    Some(Ok(delivery)) => while_connected(conn, &lock, &lock_queue, self.answer(&ch, delivery)).await.map_err(Ended::Failed)?,
+                    Some(Ok(delivery)) => while_connected(conn, &lock, &lock_queue, self.answer(conn, &ch, delivery)).await.map_err(Ended::Failed)?,
                     Some(Err(e)) => return Err(Ended::Failed(amqp("receiving replay requests", e))),
                     None => return Err(Ended::Failed(Error::backend(crate::topology::BACKEND, "the replay-request consumer was cancelled"))),
                 },
@@ -269,13 +319,14 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         events: &[RecordedEvent],
     ) -> Result<()> {
         let mut confirms = Vec::with_capacity(events.len());
+        let exchange = short("exchange", exchange)?;
         for e in events {
             let (body, props) = encode(e, queue.is_some())?;
             let key = queue.map_or_else(|| routing_key(e), str::to_owned);
             let confirm = ch
                 .basic_publish(
-                    exchange.into(),
-                    key.as_str().into(),
+                    exchange.clone(),
+                    short("routing key", &key)?,
                     BasicPublishOptions::default(),
                     &body,
                     props,
@@ -318,28 +369,20 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             .await
             .map_err(|e| amqp("opening a channel", e))?;
         let queue = replay_queue(&self.config.exchange);
-        ch.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| amqp("declaring the replay-request queue", e))?;
+        declare_queue(&ch, &queue).await?;
+        declare_dead_letters(&ch, &self.config.exchange, REFUSED_REPLAY_REQUESTS).await?;
         let t = ReplayRequested::EVENT_TYPE;
         ch.queue_bind(
-            queue.as_str().into(),
-            self.config.exchange.as_str().into(),
-            format!("{}.{}", t.namespace, t.name).as_str().into(),
+            short("queue", &queue)?,
+            short("exchange", &self.config.exchange)?,
+            short("routing key", &format!("{}.{}", t.namespace, t.name))?,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
         .map_err(|e| amqp("binding the replay-request queue", e))?;
         ch.basic_consume(
-            queue.as_str().into(),
+            short("queue", &queue)?,
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -349,21 +392,27 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     }
 
     /// Answers one replay request: the stored events of its namespace and type after its
-    /// checkpoint, sent to its queue, marked as replay.
-    async fn answer(&self, ch: &Channel, delivery: lapin::message::Delivery) -> Result<()> {
-        let request = serde_json::from_slice::<serde_json::Value>(&delivery.data)
-            .ok()
-            .and_then(|data| {
-                let t = ReplayRequested::EVENT_TYPE;
-                ReplayRequested::decode(t.namespace, t.name, &data).ok()
-            });
-        let Some(request) = request else {
-            tracing::warn!("dropping an unreadable replay request");
-            return delivery
-                .reject(BasicRejectOptions { requeue: false })
-                .await
-                .map(drop)
-                .map_err(|e| amqp("rejecting a replay request", e));
+    /// checkpoint, sent to its queue, marked as replay. A request is untrusted input: one that
+    /// does not decode, names an invalid namespace, type or queue, or a queue that does not exist
+    /// is set aside in `{exchange}.replay-requests.dead-letter` with the reason, and acknowledged.
+    async fn answer(
+        &self,
+        conn: &Connection,
+        ch: &Channel,
+        delivery: lapin::message::Delivery,
+    ) -> Result<()> {
+        let request = match self.check_request(conn, &delivery.data).await? {
+            Ok(request) => request,
+            Err(reason) => {
+                tracing::warn!(%reason, "refusing a replay request");
+                self.refuse(ch, &delivery.data, &delivery.properties, &reason)
+                    .await?;
+                return delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map(drop)
+                    .map_err(|e| amqp("acknowledging a replay request", e));
+            }
         };
         let query = Query::all().event_type(request.namespace.clone(), request.type_name.clone());
         let mut after = request.since;
@@ -387,4 +436,120 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             .map(drop)
             .map_err(|e| amqp("acknowledging a replay request", e))
     }
+
+    /// The request in `body`, or (inner `Err`) why it is refused for good. The outer `Err` is a
+    /// failure to check (the broker went away), after which the request is tried again.
+    async fn check_request(
+        &self,
+        conn: &Connection,
+        body: &[u8],
+    ) -> Result<std::result::Result<ReplayRequested, String>> {
+        let t = ReplayRequested::EVENT_TYPE;
+        let request = match serde_json::from_slice::<serde_json::Value>(body)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|data| {
+                ReplayRequested::decode(t.namespace, t.name, &data)
+                    .map_err(|e| format!("not a replay request: {}", source_text(&e)))
+            }) {
+            Ok(r) => r,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let checked = event_store::limits::check_name("namespace", &request.namespace)
+            .and_then(|()| event_store::limits::check_name("type", &request.type_name));
+        if let Err(e) = checked {
+            return Ok(Err(e.to_string()));
+        }
+        if let Err(reason) = check_queue_name(&request.queue) {
+            return Ok(Err(reason));
+        }
+        // A passive declaration on a channel of its own: the broker closes the channel when the
+        // queue does not exist.
+        let probe = conn
+            .create_channel()
+            .await
+            .map_err(|e| amqp("opening a channel", e))?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let exists = probe
+            .queue_declare(
+                short("queue", &request.queue)?,
+                passive,
+                FieldTable::default(),
+            )
+            .await;
+        match exists {
+            Ok(_) => {
+                let _ = probe.close(200, "done".into()).await;
+                Ok(Ok(request))
+            }
+            Err(e) if e.is_amqp_soft_error() => Ok(Err(format!(
+                "the queue `{}` cannot receive a replay: {e}",
+                request.queue
+            ))),
+            Err(e) => Err(amqp("checking a replay request's queue", e)),
+        }
+    }
+
+    /// Sets a refused request aside in the relay's dead letters, with the reason (confirmed).
+    async fn refuse(
+        &self,
+        ch: &Channel,
+        body: &[u8],
+        props: &BasicProperties,
+        reason: &str,
+    ) -> Result<()> {
+        let props = dead_letter_props(props, REFUSED_REPLAY_REQUESTS, reason);
+        let confirm = ch
+            .basic_publish(
+                short("exchange", &dead_letter_exchange(&self.config.exchange))?,
+                REFUSED_REPLAY_REQUESTS.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .map_err(|e| amqp("setting a replay request aside", e))?
+            .await
+            .map_err(|e| amqp("waiting for a confirm", e))?;
+        if confirm.is_nack() {
+            return Err(Error::backend(
+                crate::topology::BACKEND,
+                "the broker refused to keep a refused replay request",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The error's message with its causes (a codec error's serde message is its source).
+fn source_text(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A queue a replay may be sent to: 1 to 255 bytes, no control character, not reserved.
+fn check_queue_name(queue: &str) -> std::result::Result<(), String> {
+    if queue.is_empty() || queue.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "the queue name is {} bytes; AMQP queue names are 1 to {MAX_NAME_BYTES}",
+            queue.len()
+        ));
+    }
+    if queue.chars().any(char::is_control) {
+        return Err("the queue name holds a control character".to_owned());
+    }
+    if queue.starts_with("amq.") {
+        return Err(format!(
+            "`{queue}`: names starting with `amq.` are the broker's"
+        ));
+    }
+    Ok(())
 }

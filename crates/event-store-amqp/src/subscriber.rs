@@ -22,7 +22,7 @@ use crate::message::{ReplayRequested, dead_letter_props, decode};
 use crate::metrics::{SubscriberMetrics, bump};
 use crate::topology::{
     amqp, binding_keys, close, connect, dead_letter_exchange, declare_exchange, declare_group,
-    group_queue,
+    group_queue, is_refusal, short,
 };
 
 /// The AMQP emitter: subscriptions consume a group's queue on RabbitMQ. Publishing is the
@@ -57,7 +57,8 @@ impl AmqpEmitter {
         types: &[TypeFilter],
         since: Position,
     ) -> Result<()> {
-        AmqpConfig::check_group(group)?;
+        self.config.check_group(group)?;
+        AmqpConfig::check_types(types)?;
         let conn = connect(&self.config).await?;
         let result = async {
             let ch = conn
@@ -86,8 +87,8 @@ impl AmqpEmitter {
                     .map_err(|e| Error::codec("encode a replay request", e))?;
                 let confirm = ch
                     .basic_publish(
-                        self.config.exchange.as_str().into(),
-                        format!("{}.{}", t.namespace, t.name).as_str().into(),
+                        short("exchange", &self.config.exchange)?,
+                        short("routing key", &format!("{}.{}", t.namespace, t.name))?,
                         BasicPublishOptions::default(),
                         &body,
                         BasicProperties::default()
@@ -137,7 +138,8 @@ impl AmqpEmitter {
         handler: Handler,
         catch_up: Option<(Box<dyn CatchUp>, Position)>,
     ) -> Result<Subscription> {
-        AmqpConfig::check_group(&spec.group)?;
+        self.config.check_group(&spec.group)?;
+        AmqpConfig::check_types(&spec.types)?;
         let keys = binding_keys(&spec.types);
         // Declare before returning: events are queued from now on.
         let conn = connect(&self.config).await?;
@@ -276,6 +278,10 @@ impl Worker {
                 Some(c) => c,
                 None => match connect(&self.config).await {
                     Ok(c) => c,
+                    Err(e) if is_refusal(&e) => {
+                        tracing::error!(group = %self.group, error = %e, "the broker refused the subscriber");
+                        return Err(e);
+                    }
                     Err(e) => {
                         tracing::warn!(group = %self.group, error = %e, "cannot reach the broker; retrying");
                         tokio::time::sleep(backoff).await;
@@ -288,6 +294,10 @@ impl Worker {
             close(&c, "subscriber stopping").await;
             match outcome {
                 Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) if is_refusal(&e) => {
+                    tracing::error!(group = %self.group, error = %e, "the broker refused the subscriber");
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, "subscription failed; reconnecting");
                     tokio::time::sleep(backoff).await;
@@ -367,7 +377,7 @@ impl Worker {
         let queue = group_queue(&self.config.exchange, &self.group);
         let mut consumer = ch
             .basic_consume(
-                queue.as_str().into(),
+                short("queue", &queue)?,
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -448,8 +458,8 @@ impl Worker {
         let props = dead_letter_props(&delivery.properties, &self.group, reason);
         let confirm = ch
             .basic_publish(
-                dead_letter_exchange(&self.config.exchange).as_str().into(),
-                self.group.as_str().into(),
+                short("exchange", &dead_letter_exchange(&self.config.exchange))?,
+                short("group", &self.group)?,
                 BasicPublishOptions::default(),
                 &delivery.data,
                 props,

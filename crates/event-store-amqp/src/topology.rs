@@ -4,15 +4,65 @@ use std::time::Duration;
 
 use event_store::{Error, Result, TypeFilter};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::AmqpConfig;
 
 pub(crate) const BACKEND: &str = "amqp";
 
+/// The longest name AMQP 0-9-1 allows for an exchange, a queue or a routing key (a "short
+/// string"), in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Group names the relay uses for its own queues (`{exchange}.relay-lock`,
+/// `{exchange}.replay-requests`), which no subscriber group may take.
+pub const RESERVED_GROUPS: &[&str] = &["relay-lock", "replay-requests"];
+
 pub(crate) fn amqp(what: &str, e: lapin::Error) -> Error {
     Error::backend_with(BACKEND, format!("{what}: {e}"), e)
+}
+
+/// `name` as an AMQP short string, or an [`Error::InvalidInput`] on `field` when it is longer
+/// than [`MAX_NAME_BYTES`] (lapin panics on such a conversion).
+pub(crate) fn short(field: &'static str, name: &str) -> Result<ShortString> {
+    ShortString::try_new(name).map_err(|_| {
+        Error::invalid(
+            field,
+            format!(
+                "`{}…` is {} bytes long; AMQP names are at most {MAX_NAME_BYTES} bytes",
+                name.chars().take(40).collect::<String>().escape_debug(),
+                name.len()
+            ),
+        )
+    })
+}
+
+/// Whether the broker refused an operation in a way that retrying cannot fix: access refused
+/// (credentials, permissions, a reserved `amq.` name), not allowed (a virtual host the user may
+/// not use), or a failed precondition (an exchange or queue that exists with other settings).
+pub fn is_refusal(e: &Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(lapin) = s.downcast_ref::<lapin::Error>() {
+            return lapin_refusal(lapin);
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn lapin_refusal(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(p) => matches!(
+            p.kind(),
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::PRECONDITIONFAILED)
+                | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+        ),
+        lapin::ErrorKind::AuthProviderError(_) => true,
+        _ => false,
+    }
 }
 
 pub(crate) async fn connect(config: &AmqpConfig) -> Result<Connection> {
@@ -48,6 +98,14 @@ pub(crate) fn replay_queue(exchange: &str) -> String {
     format!("{exchange}.replay-requests")
 }
 
+/// Every name derived from `exchange` for `group`, each with what it names.
+pub(crate) fn group_names(exchange: &str, group: &str) -> [(&'static str, String); 2] {
+    [
+        ("queue", group_queue(exchange, group)),
+        ("dead-letter queue", dead_letter_queue(exchange, group)),
+    ]
+}
+
 /// The routing keys a group binds: `ns.type`, `ns.*`, or `#` for everything.
 pub(crate) fn binding_keys(types: &[TypeFilter]) -> Vec<String> {
     if types.is_empty() {
@@ -74,7 +132,7 @@ fn durable() -> ExchangeDeclareOptions {
 
 pub(crate) async fn declare_exchange(ch: &Channel, exchange: &str) -> Result<()> {
     ch.exchange_declare(
-        exchange.into(),
+        short("exchange", exchange)?,
         ExchangeKind::Topic,
         durable(),
         FieldTable::default(),
@@ -91,36 +149,14 @@ pub(crate) async fn declare_group(
     keys: &[String],
 ) -> Result<String> {
     declare_exchange(ch, exchange).await?;
-    let dlx = dead_letter_exchange(exchange);
-    declare_exchange(ch, &dlx).await?;
     let queue = group_queue(exchange, group);
-    let dlq = dead_letter_queue(exchange, group);
-    for q in [&queue, &dlq] {
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| amqp("declaring a queue", e))?;
-    }
-    ch.queue_bind(
-        dlq.as_str().into(),
-        dlx.as_str().into(),
-        group.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .map_err(|e| amqp("binding the dead-letter queue", e))?;
+    declare_dead_letters(ch, exchange, group).await?;
+    declare_queue(ch, &queue).await?;
     for key in keys {
         ch.queue_bind(
-            queue.as_str().into(),
-            exchange.into(),
-            key.as_str().into(),
+            short("queue", &queue)?,
+            short("exchange", exchange)?,
+            short("binding", key)?,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -128,6 +164,39 @@ pub(crate) async fn declare_group(
         .map_err(|e| amqp("binding the group's queue", e))?;
     }
     Ok(queue)
+}
+
+/// Declares a durable queue.
+pub(crate) async fn declare_queue(ch: &Channel, queue: &str) -> Result<()> {
+    ch.queue_declare(
+        short("queue", queue)?,
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .map(drop)
+    .map_err(|e| amqp("declaring a queue", e))
+}
+
+/// Declares the dead-letter exchange and the queue `{exchange}.{name}.dead-letter`, bound to it
+/// with the routing key `name` (a group, or `replay-requests` for the relay's refusals).
+pub(crate) async fn declare_dead_letters(ch: &Channel, exchange: &str, name: &str) -> Result<()> {
+    let dlx = dead_letter_exchange(exchange);
+    declare_exchange(ch, &dlx).await?;
+    let dlq = dead_letter_queue(exchange, name);
+    declare_queue(ch, &dlq).await?;
+    ch.queue_bind(
+        short("queue", &dlq)?,
+        short("exchange", &dlx)?,
+        short("group", name)?,
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| amqp("binding the dead-letter queue", e))
 }
 
 /// Closes a connection, without waiting for ever: when the broker went away, the close-ok that

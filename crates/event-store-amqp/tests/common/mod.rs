@@ -61,6 +61,7 @@ impl Drop for Names {
                 };
                 let mut queues = vec![
                     format!("{exchange}.replay-requests"),
+                    format!("{exchange}.replay-requests.dead-letter"),
                     format!("{exchange}.raw"),
                 ];
                 for g in &groups {
