@@ -1,7 +1,11 @@
 -- The grants an application role needs to use an event store schema that an owner migrated.
--- Replace event_store with the schema and app_role with the role. (Functions are executable by
--- PUBLIC by default; append_events runs with the caller's rights.)
+-- Replace event_store with the schema and app_role with the role.
+--
+-- The role appends only through append_events (it runs with the owner's rights); it can read
+-- the log and the applied migrations, and keep cached aggregates and checkpoints. It cannot
+-- insert, update or delete events.
 GRANT USAGE ON SCHEMA event_store TO app_role;
-GRANT SELECT, INSERT ON event_store.events TO app_role;
+GRANT SELECT ON event_store.events, event_store.schema_migrations TO app_role;
+GRANT EXECUTE ON FUNCTION event_store.append_events(text, bigint, uuid[], text[], text[], jsonb[], jsonb[], timestamptz[]) TO app_role;
 GRANT SELECT, INSERT, UPDATE ON event_store.aggregate_cache TO app_role;
 GRANT SELECT, INSERT, UPDATE ON event_store.checkpoints TO app_role;

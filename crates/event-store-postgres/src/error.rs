@@ -23,6 +23,19 @@ pub(crate) fn pool_error(what: &str, e: deadpool_postgres::PoolError) -> Error {
     }
 }
 
+/// Whether a failed append may simply be tried again: nothing was stored and a new attempt checks
+/// everything afresh. Serialization failures and deadlocks say so themselves; a clash on the
+/// `(stream, version)` index means the append computed its versions from a snapshot taken before
+/// the stream's lock (a caller's transaction at `repeatable read` or above).
+pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::T_R_SERIALIZATION_FAILURE
+            || *db.code() == SqlState::T_R_DEADLOCK_DETECTED
+            || (*db.code() == SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some("events_stream_version"))
+    })
+}
+
 /// Maps an append's error: the append function's own codes, then constraint violations.
 pub(crate) fn append(e: tokio_postgres::Error, stream: &str, expected: ExpectedVersion) -> Error {
     if let Some(db) = e.as_db_error() {

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "append", include_str!("../sql/002_append.sql")),
     (3, "cache", include_str!("../sql/003_cache.sql")),
     (4, "checkpoints", include_str!("../sql/004_checkpoints.sql")),
+    (5, "harden", include_str!("../sql/005_harden.sql")),
 ];
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory

@@ -76,7 +76,13 @@ impl PgStore {
         pg_config
             .application_name(&config.application_name)
             .connect_timeout(config.connect_timeout)
-            .options(format!("-c search_path={}", config.quoted_schema()));
+            // The schema first and temporary tables never (they cannot shadow the store's), and
+            // the isolation the append needs (its stream lock must be taken before its snapshot),
+            // whatever the database's or the role's defaults.
+            .options(format!(
+                "-c search_path={},pg_temp -c default_transaction_isolation=read\\ committed",
+                config.quoted_schema()
+            ));
         let connector = crate::tls::connector(&config.tls, &mut pg_config)?;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -190,6 +196,10 @@ impl PgStore {
     }
 }
 
+/// How many times an append that raced (a serialization failure, a deadlock, a version taken
+/// under a stale snapshot) is tried before it is reported as a conflict.
+const APPEND_ATTEMPTS: u32 = 5;
+
 fn expected_code(e: ExpectedVersion) -> i64 {
     match e {
         ExpectedVersion::Any => -1,
@@ -279,22 +289,39 @@ impl Store for PgStore {
             .prepare_cached(APPEND)
             .await
             .map_err(|e| pg("append", e))?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &stream,
-                    &expected_code(expected),
-                    &ids,
-                    &namespaces,
-                    &types,
-                    &data,
-                    &contexts,
-                    &times,
-                ],
-            )
-            .await
-            .map_err(|e| error::append(e, stream, expected))?;
+        let code = expected_code(expected);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &stream,
+            &code,
+            &ids,
+            &namespaces,
+            &types,
+            &data,
+            &contexts,
+            &times,
+        ];
+        let mut attempt = 1;
+        let rows = loop {
+            match client.query(&stmt, &params).await {
+                Ok(rows) => break rows,
+                Err(e) if error::retryable(&e) && attempt < APPEND_ATTEMPTS => {
+                    tracing::debug!(stream, attempt, error = %e, "append raced; retrying");
+                    attempt += 1;
+                }
+                Err(e) if error::retryable(&e) => {
+                    // Still racing after every attempt: report what the stream holds now.
+                    tracing::warn!(stream, attempts = attempt, error = %e, "append kept racing");
+                    drop(client);
+                    let actual = self.stream_version(&stream_id).await?;
+                    return Err(Error::Conflict {
+                        stream: stream.to_owned(),
+                        expected,
+                        actual,
+                    });
+                }
+                Err(e) => return Err(error::append(e, stream, expected)),
+            }
+        };
         drop(client);
         drop((namespaces, types, data, contexts));
         if rows.len() != events.len() {

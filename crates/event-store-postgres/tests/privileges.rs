@@ -56,6 +56,11 @@ async fn documented_grants_are_enough_and_events_stay_immutable() {
             "UPDATE events SET data = '{}'",
             "DELETE FROM events",
             "TRUNCATE events",
+            // Around append_events: a position before every checkpoint, a version gap.
+            "INSERT INTO events (tx, id, stream, version, namespace, event_type, data, context, time) \
+             VALUES (5, gen_random_uuid(), 'around', 0, 'priv', 'E', '{}', '{}', now())",
+            "INSERT INTO events (id, stream, version, namespace, event_type, data, context, time) \
+             VALUES (gen_random_uuid(), 's', 7, 'priv', 'E', '{}', '{}', now())",
         ] {
             let e = client.batch_execute(sql).await.expect_err(sql);
             assert_eq!(

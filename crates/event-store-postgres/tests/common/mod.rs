@@ -117,3 +117,60 @@ impl SchemaGuardFor {
         })
     }
 }
+
+/// Creates a login role and drops it (with its grants) when it goes out of scope.
+pub struct RoleGuard {
+    pub name: String,
+}
+
+impl RoleGuard {
+    pub async fn create(admin: &tokio_postgres::Client, name: &str) -> Self {
+        admin
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .await
+            .expect("create role");
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    /// `sql/grants.sql` for this role on `schema`.
+    pub fn documented_grants(&self, schema: &str) -> String {
+        include_str!("../../sql/grants.sql")
+            .replace("event_store.", &format!("\"{schema}\"."))
+            .replace("SCHEMA event_store", &format!("SCHEMA \"{schema}\""))
+            .replace("app_role", &self.name)
+    }
+
+    /// The test URL, connecting as this role.
+    pub fn url(&self) -> String {
+        url().replacen(
+            "postgres://postgres@",
+            &format!("postgres://{}@", self.name),
+            1,
+        )
+    }
+}
+
+impl Drop for RoleGuard {
+    fn drop(&mut self) {
+        let role = self.name.clone();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"))
+                        .await;
+                }
+            });
+        });
+        let _ = t.join();
+    }
+}
