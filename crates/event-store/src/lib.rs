@@ -13,6 +13,7 @@ mod facade;
 #[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub mod fuzz;
+pub mod json;
 pub mod limits;
 pub mod memory;
 mod model;

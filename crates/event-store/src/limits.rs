@@ -5,19 +5,29 @@
 //!
 //! | input | rule |
 //! |---|---|
-//! | stream id | 1 to [`MAX_STREAM_ID_BYTES`] bytes of UTF-8; no control or white-space character |
+//! | stream id | 1 to [`MAX_STREAM_ID_BYTES`] bytes of UTF-8 in Unicode normalization form C (NFC); no control, white-space or format character (category Cf: zero-width spaces, direction marks and overrides, the byte-order mark, …); not starting with a combining mark. Every script is allowed: `order-1` and `order-1` followed by a zero-width space cannot be two streams that look alike |
 //! | namespace, type | 1 to [`MAX_NAME_LEN`] characters of `A–Z a–z 0–9 _ -`, starting with a letter or digit (so `{namespace}.{type}` is a valid AMQP routing key) |
 //! | data | a JSON object; `event_namespace`/`event_type` keys, when present, equal the event's namespace and type |
-//! | any JSON (data, subject, metadata) | nested at most [`MAX_JSON_DEPTH`] deep; no string or key containing NUL (`\u0000`, which PostgreSQL's `jsonb` cannot store) |
+//! | any JSON (data, subject, metadata) | nested at most [`MAX_JSON_DEPTH`] deep; no string or key containing NUL (`\u0000`, which PostgreSQL's `jsonb` cannot store); a negative zero is stored as `0.0` (PostgreSQL's numbers have no negative zero) |
 //! | action | at most [`MAX_ACTION_BYTES`] bytes, no control character |
 //! | one event | data + context at most [`MAX_EVENT_BYTES`] bytes of JSON |
 //! | one batch | 1 to [`MAX_BATCH_EVENTS`] events, at most [`MAX_BATCH_BYTES`] bytes, no id twice |
+//!
+//! **Numbers.** Every backend compares JSON numbers by their decimal value, as PostgreSQL's
+//! `jsonb` does: `1`, `1.0` and `1e0` are equal (so re-appending an event whose data says `1.0`
+//! where the stored one says `1` is an idempotent retry, not a collision), and query equalities
+//! match across the forms. Numbers read back as they were written (`1.0` stays `1.0`), except
+//! negative zero. JSON *text* taken from users (NDJSON lines, the CLI's data argument) is read
+//! strictly by [`crate::ndjson`]: an integer that does not fit in 64 bits (it would silently
+//! become an approximate float) and an object with the same key twice (all but one value would be
+//! silently dropped) are refused, naming where.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
+use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory as _};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -64,6 +74,39 @@ pub(crate) fn check_stream_id(field: &'static str, id: &str) -> Result<()> {
             format!(
                 "contains the character {c:?}; control and white-space characters are not allowed"
             ),
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "contains the invisible format character U+{:04X}; format characters (zero-width \
+                 spaces, direction marks, byte-order marks, …) are not allowed",
+                u32::from(c)
+            ),
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .next()
+        .filter(|c| c.general_category_group() == GeneralCategoryGroup::Mark)
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "starts with the combining mark U+{:04X}; a stream id starts with a base character",
+                u32::from(c)
+            ),
+        ));
+    }
+    if !unicode_normalization::is_nfc(id) {
+        return Err(Error::invalid(
+            field,
+            "is not in Unicode normalization form C (NFC); normalize it first, so one name is one \
+             stream",
         ));
     }
     Ok(())
@@ -128,41 +171,50 @@ pub(crate) fn check_field_name(field: &'static str, name: &str) -> Result<()> {
 pub(crate) fn check_json(field: &dyn Fn() -> String, value: &Value) -> Result<()> {
     let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
     while let Some((v, depth)) = stack.pop() {
+        check_node(field, v, depth)?;
         match v {
-            Value::String(s) if s.contains('\0') => {
-                return Err(Error::invalid(
-                    field(),
-                    "strings must not contain NUL (\\u0000)",
-                ));
-            }
-            Value::Array(items) => {
-                if depth >= MAX_JSON_DEPTH {
-                    return Err(Error::invalid(
-                        field(),
-                        format!("is nested deeper than {MAX_JSON_DEPTH} levels"),
-                    ));
-                }
-                stack.extend(items.iter().map(|i| (i, depth + 1)));
-            }
-            Value::Object(map) => {
-                if depth >= MAX_JSON_DEPTH {
-                    return Err(Error::invalid(
-                        field(),
-                        format!("is nested deeper than {MAX_JSON_DEPTH} levels"),
-                    ));
-                }
-                if map.keys().any(|k| k.contains('\0')) {
-                    return Err(Error::invalid(
-                        field(),
-                        "keys must not contain NUL (\\u0000)",
-                    ));
-                }
-                stack.extend(map.values().map(|i| (i, depth + 1)));
-            }
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// [`check_json`], storing every negative zero as `0.0` on the way.
+fn check_event_json(field: &dyn Fn() -> String, value: &mut Value) -> Result<()> {
+    let mut stack: Vec<(&mut Value, usize)> = vec![(value, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        check_node(field, v, depth)?;
+        match v {
+            Value::Number(n) if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) => {
+                *n = Number::from_f64(0.0).unwrap_or_else(|| Number::from(0));
+            }
+            Value::Array(items) => stack.extend(items.iter_mut().map(|i| (i, depth + 1))),
+            Value::Object(map) => stack.extend(map.values_mut().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The checks of one node of a JSON value at `depth`.
+fn check_node(field: &dyn Fn() -> String, v: &Value, depth: usize) -> Result<()> {
+    match v {
+        Value::String(s) if s.contains('\0') => Err(Error::invalid(
+            field(),
+            "strings must not contain NUL (\\u0000)",
+        )),
+        Value::Array(_) | Value::Object(_) if depth >= MAX_JSON_DEPTH => Err(Error::invalid(
+            field(),
+            format!("is nested deeper than {MAX_JSON_DEPTH} levels"),
+        )),
+        Value::Object(map) if map.keys().any(|k| k.contains('\0')) => Err(Error::invalid(
+            field(),
+            "keys must not contain NUL (\\u0000)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Takes a refused value apart without recursion, so that dropping a hostile, very deeply nested
@@ -248,13 +300,14 @@ impl PendingEvent {
     }
 
     /// Whether `stored` (an event with the same id) has the same content: the same stream,
-    /// namespace, type and data. The context is not compared, so a retry that stamped a new time
+    /// namespace, type and data (numbers compared by value, see [`crate::query::json_eq`]). The
+    /// context is not compared, so a retry that stamped a new time
     /// is still recognised as the same event.
     pub fn same_content(&self, stream: &StreamId, stored: &RecordedEvent) -> bool {
         stored.stream == stream.as_str()
             && stored.namespace == self.namespace
             && stored.event_type == self.event_type
-            && stored.data == self.data
+            && crate::query::json_eq(&stored.data, &self.data)
     }
 
     /// The event's time.
@@ -366,19 +419,19 @@ impl AppendBatch {
     }
 }
 
-fn validate_event(i: usize, event: NewEvent) -> Result<PendingEvent> {
+fn validate_event(i: usize, mut event: NewEvent) -> Result<PendingEvent> {
     // Depth first, on the untouched event: a refused one is taken apart without recursion.
-    let deep = check_json(&|| format!("events[{i}].data"), &event.data)
+    let deep = check_event_json(&|| format!("events[{i}].data"), &mut event.data)
         .and_then(|()| {
             check_object(
                 &|| format!("events[{i}].context.subject"),
-                &event.context.subject,
+                &mut event.context.subject,
             )
         })
         .and_then(|()| {
             check_object(
                 &|| format!("events[{i}].context.metadata"),
-                &event.context.metadata,
+                &mut event.context.metadata,
             )
         });
     if let Err(e) = deep {
@@ -447,15 +500,15 @@ fn validate_event(i: usize, event: NewEvent) -> Result<PendingEvent> {
     })
 }
 
-fn check_object(field: &dyn Fn() -> String, map: &Map<String, Value>) -> Result<()> {
+fn check_object(field: &dyn Fn() -> String, map: &mut Map<String, Value>) -> Result<()> {
     if map.keys().any(|k| k.contains('\0')) {
         return Err(Error::invalid(
             field(),
             "keys must not contain NUL (\\u0000)",
         ));
     }
-    for v in map.values() {
-        check_json(field, v)?;
+    for v in map.values_mut() {
+        check_event_json(field, v)?;
     }
     Ok(())
 }
@@ -515,6 +568,53 @@ mod tests {
         );
         assert!(
             AppendBatch::new("ünïcødé:ok/1", ExpectedVersion::Any, vec![ev(json!({}))]).is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_stream_ids_that_look_like_others() {
+        for (s, why) in [
+            ("order-1\u{200b}", "U+200B"),   // zero-width space
+            ("\u{200f}order-1", "U+200F"),   // right-to-left mark
+            ("order-\u{202e}1", "U+202E"),   // right-to-left override
+            ("\u{feff}order-1", "U+FEFF"),   // byte-order mark
+            ("order\u{2060}-1", "U+2060"),   // word joiner
+            ("\u{301}order-1", "combining"), // a leading combining mark
+            ("orde\u{301}r-1", "NFC"),       // e + combining acute: not NFC
+        ] {
+            match AppendBatch::new(s, ExpectedVersion::Any, vec![ev(json!({}))]) {
+                Err(Error::InvalidInput { field, reason }) => {
+                    assert_eq!(field, "stream", "{s:?}");
+                    assert!(reason.contains(why), "{s:?}: {reason}");
+                }
+                other => panic!("{s:?} accepted: {other:?}"),
+            }
+        }
+        for s in ["ordér-1", "заказ-1", "注文-1", "طلب-1", "ऑर्डर-1", "🧾-1"]
+        {
+            assert!(
+                AppendBatch::new(s, ExpectedVersion::Any, vec![ev(json!({}))]).is_ok(),
+                "{s} is a valid stream id"
+            );
+        }
+    }
+
+    #[test]
+    fn negative_zero_is_stored_as_zero() {
+        let b = AppendBatch::new(
+            "s",
+            ExpectedVersion::Any,
+            vec![ev(json!({"z": -0.0, "deep": [{"z": -0.0}], "one": 1.0})).with_subject("z", -0.0)],
+        )
+        .unwrap();
+        let e = &b.events()[0];
+        assert_eq!(
+            serde_json::to_string(&e.data).unwrap(),
+            r#"{"deep":[{"z":0.0}],"event_namespace":"ns","event_type":"Type","one":1.0,"z":0.0}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&e.context.subject).unwrap(),
+            r#"{"z":0.0}"#
         );
     }
 

@@ -14,7 +14,8 @@ use crate::event::Events;
 /// The id of a stream: the entity a sequence of events belongs to (`order-42`, `user:7f3a…`).
 ///
 /// A stream id is 1 to [`MAX_STREAM_ID_BYTES`](crate::limits::MAX_STREAM_ID_BYTES) bytes of
-/// UTF-8 with no control and no white-space characters.
+/// UTF-8 in Unicode NFC, with no control, white-space or invisible format character and no
+/// leading combining mark (see [`crate::limits`]).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct StreamId(String);

@@ -64,17 +64,20 @@ impl Line {
 
 /// Parses one line (`Ok(None)` for a blank line). Invalid UTF-8 and invalid JSON are
 /// [`Error::InvalidInput`] on the field `line`; JSON nested deeper than 128 levels is refused by
-/// the parser, without recursion trouble.
+/// the parser, without recursion trouble. The JSON is read strictly (see [`crate::json`]): an
+/// integer beyond 64 bits or a key twice in one object is refused on the field where it is
+/// (`data.items[2]`). A byte-order mark at the start of the line is skipped.
 pub fn parse_line(bytes: &[u8]) -> Result<Option<Line>> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::invalid("line", format!("not valid UTF-8 ({e})")))?;
-    let text = text.trim();
+    let text = text.trim_start_matches('\u{feff}').trim();
     if text.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(text)
-        .map(Some)
-        .map_err(|e| Error::invalid("line", format!("not an event: {e}")))
+    let line = serde_json::from_str(text)
+        .map_err(|e| Error::invalid("line", format!("not an event: {e}")))?;
+    crate::json::check_text("", text)?;
+    Ok(Some(line))
 }
 
 #[cfg(test)]
@@ -100,5 +103,26 @@ mod tests {
         assert!(parse_line(br#"{"stream":"s","namespace":"n","type":"T","colour":1}"#).is_err());
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse_line(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let l =
+            parse_line("\u{feff}{\"stream\":\"s\",\"namespace\":\"n\",\"type\":\"T\"}".as_bytes())
+                .unwrap()
+                .unwrap();
+        assert_eq!(l.stream, "s");
+    }
+
+    #[test]
+    fn lines_are_read_strictly() {
+        let e = parse_line(
+            br#"{"stream":"s","namespace":"n","type":"T","data":{"n":123456789012345678901234}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("data.n"), "{e}");
+        let e = parse_line(br#"{"stream":"s","namespace":"n","type":"T","data":{"k":1,"k":2}}"#)
+            .unwrap_err();
+        assert_eq!(e.field(), Some("data.k"), "{e}");
     }
 }

@@ -246,8 +246,9 @@ impl Query {
     }
 }
 
-/// JSON equality with numbers compared by value (`7 == 7.0`), as PostgreSQL's `jsonb` and
-/// SQLite's JSON functions compare them.
+/// JSON equality with numbers compared by their exact decimal value (`7 == 7.0 == 7e0`, and
+/// `-0 == 0`), as PostgreSQL's `jsonb` compares them: every backend decides idempotent retries
+/// and query equalities with this rule.
 pub fn json_eq(left: &Value, right: &Value) -> bool {
     match (left, right) {
         (Value::Number(l), Value::Number(r)) => {
@@ -256,7 +257,7 @@ pub fn json_eq(left: &Value, right: &Value) -> bool {
             } else if let (Some(l), Some(r)) = (l.as_u64(), r.as_u64()) {
                 l == r
             } else {
-                l.as_f64() == r.as_f64()
+                Decimal::of(l) == Decimal::of(r)
             }
         }
         (Value::Array(l), Value::Array(r)) => {
@@ -268,6 +269,48 @@ pub fn json_eq(left: &Value, right: &Value) -> bool {
                     .all(|(k, l)| r.get(k).is_some_and(|r| json_eq(l, r)))
         }
         _ => left == right,
+    }
+}
+
+/// A JSON number as an exact decimal: sign, significant digits (no leading or trailing zero) and
+/// the exponent of the last digit; zero is `(false, "", 0)` whatever its sign.
+#[derive(PartialEq, Eq, Debug)]
+struct Decimal {
+    negative: bool,
+    digits: String,
+    exponent: i64,
+}
+
+impl Decimal {
+    /// The decimal value of the number's JSON text (floats print their shortest exact form).
+    fn of(n: &serde_json::Number) -> Self {
+        let text = n.to_string();
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, text.as_str()),
+        };
+        let (mantissa, exp) = match rest.split_once(['e', 'E']) {
+            Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+            None => (rest, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all: String = int.chars().chain(frac.chars()).collect();
+        let exponent = exp - i64::try_from(frac.len()).unwrap_or(0);
+        let trimmed = all.trim_start_matches('0');
+        let significant = trimmed.trim_end_matches('0');
+        let dropped = i64::try_from(trimmed.len() - significant.len()).unwrap_or(0);
+        if significant.is_empty() {
+            return Self {
+                negative: false,
+                digits: String::new(),
+                exponent: 0,
+            };
+        }
+        Self {
+            negative,
+            digits: significant.to_owned(),
+            exponent: exponent + dropped,
+        }
     }
 }
 
@@ -296,8 +339,23 @@ mod tests {
     }
 
     #[test]
-    fn numbers_compare_by_value() {
+    fn numbers_compare_by_exact_decimal_value() {
         assert!(json_eq(&json!(7), &json!(7.0)));
+        assert!(json_eq(&json!(-0.0), &json!(0)));
+        assert!(json_eq(&json!(1.5), &json!(15e-1)));
+        assert!(json_eq(&json!(100), &json!(1e2)));
+        assert!(!json_eq(&json!(1.5), &json!(-1.5)));
+        assert!(!json_eq(&json!(0.1), &json!(0.100_000_000_000_000_02)));
+        // 2^64 as a float prints as 18446744073709552000: not u64::MAX, as in PostgreSQL.
+        assert!(!json_eq(
+            &json!(u64::MAX),
+            &json!(18_446_744_073_709_551_616.0_f64)
+        ));
+        assert!(!json_eq(
+            &json!(i64::MIN),
+            &json!(-9.223_372_036_854_776e18)
+        ));
+        assert!(json_eq(&json!(1_000_000_000_000_000_000_i64), &json!(1e18)));
         assert!(json_eq(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
         assert!(!json_eq(&json!(7), &json!("7")));
         assert!(!json_eq(&json!([1]), &json!([1, 1])));

@@ -658,6 +658,18 @@ pub async fn idempotent_reappend<S: Store>(store: &S) {
         .expect("retry of one event");
     assert!(!single.stored);
     assert_eq!(single.events, first.events[1..].to_vec());
+    // Numbers compare by value: `1.0` (and `1e0`) is the same content as `1`.
+    for same in [json!({"x": 1.0}), json!({"x": 1e0})] {
+        let retry = store
+            .append(batch(
+                &s,
+                ExpectedVersion::Any,
+                vec![ev("kit", "A", same.clone()).with_id(a)],
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{same} is the same content as {{\"x\": 1}}: {e}"));
+        assert!(!retry.stored, "{same}: a retry stores nothing");
+    }
 
     let changed = vec![ev("kit", "A", json!({"x": 999})).with_id(a)];
     let r = store.append(batch(&s, ExpectedVersion::Any, changed)).await;
