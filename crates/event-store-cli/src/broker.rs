@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use event_store::{BoxError, Emitter as _, RecordedEvent, SubscriptionSpec, TypeFilter};
 use event_store_amqp::{AmqpConfig, AmqpEmitter, Relay};
 use tokio::sync::{mpsc, oneshot};
@@ -14,7 +14,8 @@ use crate::backend::AnyStore;
 use crate::cli::{PublishArgs, SubscribeArgs};
 
 pub(crate) async fn publish(store: AnyStore, args: PublishArgs) -> Result<()> {
-    let config = AmqpConfig::new(args.broker.amqp, args.broker.exchange.clone());
+    let mut config = AmqpConfig::new(args.broker.amqp, args.broker.exchange.clone());
+    config.adopt_legacy_checkpoint = args.adopt_legacy_checkpoint;
     let relay = Arc::new(Relay::new(store, config)?);
     let metrics = relay.metrics();
     let runner = {
@@ -36,7 +37,12 @@ pub(crate) async fn publish(store: AnyStore, args: PublishArgs) -> Result<()> {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if runner.is_finished() {
-            bail!("the relay stopped");
+            status.finish_and_clear();
+            return match runner.await {
+                Ok(Err(e)) => Err(anyhow!(e).context("the relay stopped")),
+                Ok(Ok(())) => Err(anyhow!("the relay stopped")),
+                Err(e) => Err(anyhow!(e).context("the relay stopped")),
+            };
         }
         let confirmed = metrics.confirmed.load(Ordering::Relaxed);
         let rate = (confirmed - previous) as f64 / previous_at.elapsed().as_secs_f64();
@@ -89,11 +95,7 @@ fn bindings(binds: &[String]) -> Result<Vec<TypeFilter>> {
 
 pub(crate) async fn subscribe(args: SubscribeArgs) -> Result<()> {
     let types = bindings(&args.bind)?;
-    let idle = match args.idle_exit {
-        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => bail!("--idle-exit takes a number of seconds, not {s}"),
-        None => None,
-    };
+    let idle = args.idle_exit;
     let limit = args.limit.unwrap_or(usize::MAX);
     let emitter = AmqpEmitter::new(AmqpConfig::new(args.broker.amqp, args.broker.exchange))?;
     // The handler hands each event over and is acknowledged only once it has been printed.

@@ -59,7 +59,7 @@ pub(crate) enum Command {
     /// Write the global log as NDJSON (to stdout or --output).
     Export(ExportArgs),
     /// Append the events of an NDJSON file (from `export`); ids are kept, so importing a file
-    /// twice stores nothing new.
+    /// twice stores nothing new (lines without an id: see --derive-ids).
     Import(ImportArgs),
     /// Run the AMQP relay: publish the log to a RabbitMQ exchange, in order, from a checkpoint
     /// kept in the store (runs until interrupted; shows the lag).
@@ -92,9 +92,15 @@ pub(crate) struct AppendArgs {
     pub(crate) expected_version: String,
     /// Read events from stdin instead, one JSON object per line:
     /// {"stream","namespace","type","data","id"?,"context"?}. Consecutive lines of one stream
-    /// are appended together.
+    /// are appended together. Lines without an id get a new one each time: appending the same
+    /// lines twice stores them twice, unless --derive-ids is given.
     #[arg(long, conflicts_with_all = ["stream", "kind", "data", "id"])]
     pub(crate) ndjson: bool,
+    /// With --ndjson: give each line without an id one derived from its content (stream,
+    /// namespace, type, data, context) and how many identical lines came before it, so that
+    /// appending the same input again stores nothing new.
+    #[arg(long, requires = "ndjson")]
+    pub(crate) derive_ids: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -143,9 +149,26 @@ pub(crate) struct TailArgs {
     /// Exit after this many events.
     #[arg(long)]
     pub(crate) limit: Option<usize>,
-    /// Exit after this many seconds without a new event.
-    #[arg(long, value_name = "SECONDS")]
-    pub(crate) idle_exit: Option<f64>,
+    /// Exit after this many seconds without a new event (0 to 1000000000).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub(crate) idle_exit: Option<std::time::Duration>,
+}
+
+/// The longest `--idle-exit`: about 31 years.
+pub(crate) const MAX_SECONDS: f64 = 1e9;
+
+/// A number of seconds: finite, 0 to [`MAX_SECONDS`].
+pub(crate) fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(0.0..=MAX_SECONDS).contains(&s) {
+        return Err(format!(
+            "{text} seconds is out of range: use 0 to {MAX_SECONDS:.0}"
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(s).map_err(|e| format!("`{text}`: {e}"))
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +192,11 @@ pub(crate) struct ExportArgs {
 pub(crate) struct ImportArgs {
     /// The NDJSON file (`-` for stdin).
     pub(crate) file: PathBuf,
+    /// Give each line without an id one derived from its content (stream, namespace, type,
+    /// data, context) and how many identical lines came before it, so that importing the same
+    /// file again stores nothing new. Lines with an id (every line `export` writes) keep it.
+    #[arg(long)]
+    pub(crate) derive_ids: bool,
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +225,11 @@ pub(crate) struct BrokerArgs {
 pub(crate) struct PublishArgs {
     #[command(flatten)]
     pub(crate) broker: BrokerArgs,
+    /// When this destination (broker, virtual host, exchange) has no checkpoint yet, take over
+    /// the one earlier releases kept under the exchange's name alone. Use it once, when
+    /// upgrading a relay that published to this same broker and virtual host.
+    #[arg(long)]
+    pub(crate) adopt_legacy_checkpoint: bool,
 }
 
 #[derive(Args, Debug)]
@@ -213,9 +246,9 @@ pub(crate) struct SubscribeArgs {
     /// Exit after this many events.
     #[arg(long)]
     pub(crate) limit: Option<usize>,
-    /// Exit after this many seconds without a new event.
-    #[arg(long, value_name = "SECONDS")]
-    pub(crate) idle_exit: Option<f64>,
+    /// Exit after this many seconds without a new event (0 to 1000000000).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub(crate) idle_exit: Option<std::time::Duration>,
 }
 
 #[derive(Args, Debug)]

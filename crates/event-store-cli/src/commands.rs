@@ -1,7 +1,6 @@
 //! The subcommands that operate a store.
 
 use std::io::{BufWriter, IsTerminal as _, Write as _};
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use event_store::{
@@ -37,7 +36,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             let es =
                 EventStore::from_store(store.clone()).with_poll_interval(store.poll_interval());
             match command {
-                Command::Append(args) if args.ndjson => append_ndjson(&es).await,
+                Command::Append(args) if args.ndjson => append_ndjson(&es, args.derive_ids).await,
                 Command::Append(args) => append_one(&es, args).await,
                 Command::Read(args) => read(&es, args).await,
                 Command::Tail(args) => tail(&es, args).await,
@@ -77,7 +76,7 @@ async fn append_one(es: &EventStore<AnyStore>, args: AppendArgs) -> Result<()> {
         bail!("`{kind}` is not NAMESPACE.TYPE (like shop.OrderPlaced)");
     };
     let data: Value = match &args.data {
-        Some(text) => serde_json::from_str(text).context("DATA_JSON is not valid JSON")?,
+        Some(text) => event_store::json::value_from_str("DATA_JSON", text)?,
         None => Value::Object(serde_json::Map::new()),
     };
     let expected: ExpectedVersion = args.expected_version.parse().map_err(|_| {
@@ -100,9 +99,10 @@ async fn append_one(es: &EventStore<AnyStore>, args: AppendArgs) -> Result<()> {
 async fn append_lines<R: AsyncBufRead + Unpin>(
     es: &EventStore<AnyStore>,
     mut input: R,
+    derive_ids: bool,
     mut on_appended: impl FnMut(&[RecordedEvent], u64) -> Result<()>,
 ) -> Result<crate::lines::Progress> {
-    let mut batcher = Batcher::new(es);
+    let mut batcher = Batcher::new(es, derive_ids);
     let mut buf = Vec::new();
     let mut read = 0u64;
     let mut number = 0usize;
@@ -134,10 +134,10 @@ async fn append_lines<R: AsyncBufRead + Unpin>(
     Ok(batcher.progress)
 }
 
-async fn append_ndjson(es: &EventStore<AnyStore>) -> Result<()> {
+async fn append_ndjson(es: &EventStore<AnyStore>, derive_ids: bool) -> Result<()> {
     let mut out = stdout();
     let input = BufReader::new(tokio::io::stdin());
-    append_lines(es, input, |events, _| {
+    append_lines(es, input, derive_ids, |events, _| {
         for e in events {
             print_line(&mut out, e)?;
         }
@@ -214,11 +214,7 @@ async fn tail(es: &EventStore<AnyStore>, args: TailArgs) -> Result<()> {
             .first()
             .map_or(Position::START, |e| e.position),
     };
-    let idle = match args.idle_exit {
-        Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => bail!("--idle-exit takes a number of seconds, not {s}"),
-        None => None,
-    };
+    let idle = args.idle_exit;
     let keep = |e: &RecordedEvent| {
         args.stream.as_ref().is_none_or(|s| *s == e.stream)
             && args.namespace.as_ref().is_none_or(|n| *n == e.namespace)
@@ -230,7 +226,8 @@ async fn tail(es: &EventStore<AnyStore>, args: TailArgs) -> Result<()> {
     }
     let mut out = stdout();
     let mut tail = Box::pin(es.tail(start, None));
-    let mut deadline = idle.map(|d| tokio::time::Instant::now() + d);
+    // A deadline too far to represent is no deadline.
+    let mut deadline = idle.and_then(|d| tokio::time::Instant::now().checked_add(d));
     let mut count = 0;
     loop {
         let next = match deadline {
@@ -248,7 +245,7 @@ async fn tail(es: &EventStore<AnyStore>, args: TailArgs) -> Result<()> {
                 if count >= limit {
                     break;
                 }
-                deadline = idle.map(|d| tokio::time::Instant::now() + d);
+                deadline = idle.and_then(|d| tokio::time::Instant::now().checked_add(d));
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => eprintln!("warning: {e}; still following"),
@@ -418,10 +415,15 @@ async fn import(es: &EventStore<AnyStore>, args: ImportArgs) -> Result<()> {
     let result = if args.file.as_os_str() == "-" {
         progress = bar(None, "importing");
         let p = &progress;
-        append_lines(es, BufReader::new(tokio::io::stdin()), |_, _| {
-            p.tick();
-            Ok(())
-        })
+        append_lines(
+            es,
+            BufReader::new(tokio::io::stdin()),
+            args.derive_ids,
+            |_, _| {
+                p.tick();
+                Ok(())
+            },
+        )
         .await
     } else {
         let file = tokio::fs::File::open(&args.file)
@@ -430,7 +432,7 @@ async fn import(es: &EventStore<AnyStore>, args: ImportArgs) -> Result<()> {
         let size = file.metadata().await.map(|m| m.len()).ok();
         progress = bar(size, "importing");
         let p = &progress;
-        append_lines(es, BufReader::new(file), |_, read| {
+        append_lines(es, BufReader::new(file), args.derive_ids, |_, read| {
             p.set_position(read);
             Ok(())
         })
@@ -442,5 +444,12 @@ async fn import(es: &EventStore<AnyStore>, args: ImportArgs) -> Result<()> {
         "imported {} events ({} already present)",
         done.stored, done.already
     );
+    if done.fresh_ids > 0 {
+        eprintln!(
+            "note: {} lines had no id and were given new ones: importing them again stores them \
+             again (--derive-ids gives ids that repeat)",
+            done.fresh_ids
+        );
+    }
     Ok(())
 }

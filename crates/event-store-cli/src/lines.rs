@@ -26,7 +26,8 @@ pub(crate) async fn next_line<R: AsyncBufRead + Unpin>(
 /// Parses one line (`None` for a blank line).
 pub(crate) fn parse(bytes: &[u8]) -> Result<Option<Line>> {
     event_store::ndjson::parse_line(bytes).map_err(|e| match e {
-        Error::InvalidInput { reason, .. } => anyhow!(reason),
+        Error::InvalidInput { field, reason } if field == "line" => anyhow!(reason),
+        Error::InvalidInput { field, reason } => anyhow!("{field}: {reason}"),
         other => anyhow!(other),
     })
 }
@@ -40,6 +41,9 @@ pub(crate) struct Progress {
     pub(crate) stored: u64,
     /// Events that were already present (same id, same content).
     pub(crate) already: u64,
+    /// Lines that had no id and were given a fresh one (appending them again stores them
+    /// again).
+    pub(crate) fresh_ids: u64,
 }
 
 impl Progress {
@@ -62,21 +66,65 @@ pub(crate) struct Batcher<'a> {
     pending: Vec<(usize, Line)>,
     pub(crate) progress: Progress,
     last_line: usize,
+    /// With `--derive-ids`: how many lines of each content were seen (by content hash).
+    derived: Option<DerivedIds>,
+}
+
+/// Ids derived from a line's content and how many identical lines came before it: the same
+/// input gives the same ids, and identical lines stay distinct events. Memory: one entry per
+/// distinct content.
+#[derive(Default)]
+pub(crate) struct DerivedIds {
+    seen: std::collections::HashMap<uuid::Uuid, u64>,
+}
+
+/// The UUID namespace of derived ids (a v5 UUID is SHA-1 of this and the name).
+const DERIVED_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6e5c_2f1a_9d3b_4c8e_a7f0_1b2c_3d4e_5f60);
+
+impl DerivedIds {
+    pub(crate) fn id_for(&mut self, line: &Line) -> uuid::Uuid {
+        // The canonical content: serde_json sorts object keys.
+        let content = serde_json::json!([
+            line.stream,
+            line.namespace,
+            line.event_type,
+            line.data,
+            line.context
+        ])
+        .to_string();
+        let key = uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, content.as_bytes());
+        let n = self.seen.entry(key).or_insert(0);
+        let id = uuid::Uuid::new_v5(&key, &n.to_be_bytes());
+        *n += 1;
+        id
+    }
 }
 
 impl<'a> Batcher<'a> {
-    pub(crate) fn new(store: &'a EventStore<AnyStore>) -> Self {
+    pub(crate) fn new(store: &'a EventStore<AnyStore>, derive_ids: bool) -> Self {
         Self {
             store,
             pending: Vec::new(),
             progress: Progress::default(),
             last_line: 0,
+            derived: derive_ids.then(DerivedIds::default),
         }
     }
 
     /// Adds line `number`; appends the pending batch first when the line cannot join it.
     /// Returns the events that were appended, if any.
-    pub(crate) async fn push(&mut self, number: usize, line: Line) -> Result<Vec<RecordedEvent>> {
+    pub(crate) async fn push(
+        &mut self,
+        number: usize,
+        mut line: Line,
+    ) -> Result<Vec<RecordedEvent>> {
+        if line.id.is_none() {
+            match &mut self.derived {
+                Some(derived) => line.id = Some(derived.id_for(&line)),
+                None => self.progress.fresh_ids += 1,
+            }
+        }
         let joins = self.pending.last().is_none_or(|(_, last)| {
             last.stream == line.stream
                 && self.pending.len() < MAX_BATCH_EVENTS
@@ -104,42 +152,68 @@ impl<'a> Batcher<'a> {
         }
     }
 
-    /// Appends the pending batch.
+    /// Appends the pending batch. A batch refused because some of its ids are stored already
+    /// (a file that grew since it was last imported) is appended line by line instead: stored
+    /// lines are recognised as retries, the new ones are stored, and a real collision names its
+    /// line.
     pub(crate) async fn flush(&mut self) -> Result<Vec<RecordedEvent>> {
-        let Some((first_line, first)) = self.pending.first() else {
+        let batch = std::mem::take(&mut self.pending);
+        let Some((_, first)) = batch.first() else {
             return Ok(Vec::new());
         };
-        let first_line = *first_line;
         let stream = first.stream.clone();
-        let expected = match first.version {
-            Some(0) => ExpectedVersion::NoStream,
-            Some(v) => ExpectedVersion::Exact(v - 1),
-            None => ExpectedVersion::Any,
-        };
-        let batch = std::mem::take(&mut self.pending);
         let numbers: Vec<usize> = batch.iter().map(|(n, _)| *n).collect();
-        let last_line = numbers.last().copied().unwrap_or(first_line);
-        let events: Vec<NewEvent> = batch.into_iter().map(|(_, l)| l.into_new_event()).collect();
-        let n = events.len() as u64;
-        match self.store.append(&stream, expected, events).await {
-            Ok(appended) => {
-                if appended.stored {
-                    self.progress.stored += n;
-                } else {
-                    self.progress.already += n;
+        let events: Vec<NewEvent> = batch.iter().map(|(_, l)| l.to_new_event()).collect();
+        match self.append(&stream, expected(first), events).await {
+            Err(e) if e.is_duplicate_id() && batch.len() > 1 => {
+                let mut stored = Vec::new();
+                for (number, line) in batch {
+                    let appended = self
+                        .append(&stream, expected(&line), vec![line.into_new_event()])
+                        .await
+                        .map_err(|e| anyhow!("{}: {e}", failing_line(&e, &[number])))?;
+                    stored.extend(appended);
+                    self.progress.committed_through = number;
                 }
-                self.progress.committed_through = self.last_line.max(last_line);
-                Ok(if appended.stored {
-                    appended.events
-                } else {
-                    Vec::new()
-                })
+                self.progress.committed_through =
+                    self.last_line.max(self.progress.committed_through);
+                Ok(stored)
             }
-            Err(e) => {
-                let line = failing_line(&e, &numbers);
-                Err(anyhow!("{line}: {e}"))
+            Err(e) => Err(anyhow!("{}: {e}", failing_line(&e, &numbers))),
+            Ok(events) => {
+                let last = numbers.last().copied().unwrap_or_default();
+                self.progress.committed_through = self.last_line.max(last);
+                Ok(events)
             }
         }
+    }
+
+    /// Appends events, counting them; returns the ones stored now.
+    async fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> event_store::Result<Vec<RecordedEvent>> {
+        let n = events.len() as u64;
+        let appended = self.store.append(stream, expected, events).await?;
+        if appended.stored {
+            self.progress.stored += n;
+            Ok(appended.events)
+        } else {
+            self.progress.already += n;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// What appending a line (or a batch starting with it) expects of its stream: exported lines
+/// carry their version, so the stream must be just before it.
+fn expected(line: &Line) -> ExpectedVersion {
+    match line.version {
+        Some(0) => ExpectedVersion::NoStream,
+        Some(v) => ExpectedVersion::Exact(v - 1),
+        None => ExpectedVersion::Any,
     }
 }
 

@@ -31,8 +31,15 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EVENT_STORE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+            // By default only the store's own errors: a failure the command reports as its
+            // `error:` line is not logged a second time by the drivers underneath (lapin logs
+            // a refused login at ERROR level).
+            tracing_subscriber::EnvFilter::try_from_env("EVENT_STORE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "off,event_store=error,event_store_amqp=error,event_store_postgres=error,\
+                     event_store_sqlite=error,event_store_cli=error",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
