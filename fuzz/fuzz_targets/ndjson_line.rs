@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    event_store::fuzz::ndjson_line(data);
+    event_store_testkit::fuzz::ndjson_line(data);
 });

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_store::{
-    Checkpoints, Error, Event as _, Events as _, Position, Query, RecordedEvent, Result, Store,
+    CheckpointName, Checkpoints, Error, Event as _, Events as _, LogCursor, Position, Query,
+    RecordedEvent, Result, Store,
 };
 use futures::StreamExt;
 use lapin::options::{
@@ -90,7 +91,7 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Relay<S> {
     store: S,
     config: AmqpConfig,
-    checkpoint: String,
+    checkpoint: CheckpointName,
     metrics: Arc<RelayMetrics>,
 }
 
@@ -107,16 +108,16 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     pub fn new(store: S, config: AmqpConfig) -> Result<Self> {
         config.validate()?;
         let checkpoint = format!("{CHECKPOINT_PREFIX}{}", config.destination()?);
-        if checkpoint.len() > MAX_NAME_BYTES {
-            return Err(Error::invalid(
+        let checkpoint = CheckpointName::new(checkpoint).map_err(|_| {
+            Error::invalid(
                 "amqp",
                 format!(
                     "the relay's checkpoint name (`{CHECKPOINT_PREFIX}HOST:PORT/VHOST/EXCHANGE`) \
-                     would be {} bytes; the limit is {MAX_NAME_BYTES}",
-                    checkpoint.len()
+                     must be at most {} bytes",
+                    event_store::limits::MAX_CHECKPOINT_NAME_BYTES
                 ),
-            ));
-        }
+            )
+        })?;
         Ok(Self {
             store,
             config,
@@ -126,7 +127,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     }
 
     /// The name of the relay's checkpoint in the store: `amqp-relay:` and the destination.
-    pub fn checkpoint_name(&self) -> &str {
+    pub fn checkpoint_name(&self) -> &CheckpointName {
         &self.checkpoint
     }
 
@@ -137,7 +138,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         if let Some(at) = self.store.load_checkpoint(&self.checkpoint).await? {
             return Ok(at);
         }
-        let legacy = format!("{CHECKPOINT_PREFIX}{}", self.config.exchange);
+        let legacy = CheckpointName::new(format!("{CHECKPOINT_PREFIX}{}", self.config.exchange))?;
         match self.store.load_checkpoint(&legacy).await? {
             Some(at) if self.config.adopt_legacy_checkpoint => {
                 tracing::warn!(from = %legacy, to = %self.checkpoint, checkpoint = %at, "adopting the legacy relay checkpoint");
@@ -158,20 +159,13 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     }
 
     /// How many final events follow the relay's checkpoint, counting at most `cap`.
-    pub async fn lag(&self, cap: usize) -> Result<u64> {
-        let mut after = self
+    pub async fn lag(&self, cap: u64) -> Result<u64> {
+        let after = self
             .store
             .load_checkpoint(&self.checkpoint)
             .await?
             .unwrap_or(Position::START);
-        let mut n = 0usize;
-        while n < cap {
-            let page = self.store.read_all(after, 1000.min(cap - n)).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            n += page.len();
-        }
-        Ok(n as u64)
+        event_store::lag(&self.store, after, cap).await
     }
 
     /// Runs until the task is aborted: connects, takes the lock, publishes, and reconnects after
@@ -264,9 +258,10 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         let requests = self.replay_consumer(conn).await.map_err(Ended::Failed)?;
         let mut requests = Box::pin(requests);
         let name = self.checkpoint.clone();
-        let mut after = self.start_checkpoint().await.map_err(Ended::Failed)?;
+        let start = self.start_checkpoint().await.map_err(Ended::Failed)?;
+        let mut cursor = LogCursor::with_page(start, self.config.relay_batch);
         let mut changes = self.store.changes();
-        tracing::info!(exchange = %self.config.exchange, checkpoint = %after, "relay publishing");
+        tracing::info!(exchange = %self.config.exchange, checkpoint = %start, "relay publishing");
         loop {
             if last_probe.elapsed() >= PROBE_EVERY {
                 alive(conn, &lock, &lock_queue)
@@ -275,13 +270,10 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                 last_probe = tokio::time::Instant::now();
             }
             changes.borrow_and_update();
-            let page = self
-                .store
-                .read_all(after, self.config.relay_batch)
-                .await
-                .map_err(Ended::Failed)?;
-            if let Some(last) = page.last() {
-                let last = last.position;
+            // The cursor moves on read; the stored checkpoint only after the confirms (a failure
+            // ends the session, and the next one starts from the stored checkpoint).
+            let page = cursor.next_page(&self.store).await.map_err(Ended::Failed)?;
+            if !page.is_empty() {
                 while_connected(
                     conn,
                     &lock,
@@ -291,11 +283,10 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                 .await
                 .map_err(Ended::Failed)?;
                 self.store
-                    .save_checkpoint(&name, last)
+                    .save_checkpoint(&name, cursor.position())
                     .await
                     .map_err(Ended::Failed)?;
-                after = last;
-                tracing::debug!(events = page.len(), checkpoint = %after, "published");
+                tracing::debug!(events = page.len(), checkpoint = %cursor.position(), "published");
                 continue;
             }
             tokio::select! {
@@ -414,7 +405,9 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                     .map_err(|e| amqp("acknowledging a replay request", e));
             }
         };
-        let query = Query::all().event_type(request.namespace.clone(), request.type_name.clone());
+        let query = Query::all()
+            .event_type(request.namespace.clone(), request.type_name.clone())
+            .check()?;
         let mut after = request.since;
         let mut sent = 0u64;
         loop {

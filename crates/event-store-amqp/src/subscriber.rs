@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_store::{
-    Emitter, Error, Event as _, Events as _, Handler, Position, RecordedEvent, Result, Store,
-    Subscription, SubscriptionSpec, TypeFilter,
+    Emitter, Error, Event as _, Events as _, Handler, LogCursor, Position, RecordedEvent, Result,
+    Store, Subscription, SubscriptionSpec, TypeFilter,
 };
 use futures::StreamExt;
 use lapin::options::{
@@ -195,20 +195,18 @@ pub(crate) async fn within<T>(
 
 /// A store to catch up from, behind a box (the subscription future is not generic).
 trait CatchUp: Send + Sync {
-    fn page(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> futures::future::BoxFuture<'_, Result<Vec<RecordedEvent>>>;
+    fn next_page<'a>(
+        &'a self,
+        cursor: &'a mut LogCursor,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<RecordedEvent>>>;
 }
 
 impl<S: Store> CatchUp for S {
-    fn page(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> futures::future::BoxFuture<'_, Result<Vec<RecordedEvent>>> {
-        Box::pin(self.read_all(after, limit))
+    fn next_page<'a>(
+        &'a self,
+        cursor: &'a mut LogCursor,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<RecordedEvent>>> {
+        Box::pin(cursor.next_page(self))
     }
 }
 
@@ -252,14 +250,6 @@ struct Worker {
     keys: Vec<String>,
     handler: Handler,
     seen: Seen,
-}
-
-fn matches(types: &[TypeFilter], e: &RecordedEvent) -> bool {
-    types.is_empty()
-        || types.iter().any(|t| {
-            t.namespace == e.namespace
-                && t.event_type.as_deref().is_none_or(|ty| ty == e.event_type)
-        })
 }
 
 impl Worker {
@@ -309,14 +299,16 @@ impl Worker {
     }
 
     async fn catch_up(&mut self, store: &dyn CatchUp, since: Position) -> Result<()> {
-        let mut after = since;
+        let mut cursor = LogCursor::new(since);
         loop {
-            let page = store.page(after, 512).await?;
-            let Some(last) = page.last() else {
+            let page = store.next_page(&mut cursor).await?;
+            if page.is_empty() {
                 return Ok(());
+            }
+            let mine = |e: &RecordedEvent| {
+                TypeFilter::any_matches(&self.types, &e.namespace, &e.event_type)
             };
-            after = last.position;
-            for e in page.into_iter().filter(|e| matches(&self.types, e)) {
+            for e in page.into_iter().filter(mine) {
                 if self.seen.contains(&e.id) {
                     continue;
                 }

@@ -366,7 +366,8 @@ async fn a_legacy_checkpoint_is_adopted_only_when_asked() {
     save_many(&es, 1, 5, 2).await; // 10 events in one stream
     let log: Vec<_> = futures::StreamExt::collect::<Vec<_>>(es.read_all(Position::START)).await;
     let fifth = log[4].as_ref().unwrap().position;
-    let legacy = format!("amqp-relay:{}", names.exchange);
+    let legacy =
+        event_store::CheckpointName::new(format!("amqp-relay:{}", names.exchange)).unwrap();
     es.store().save_checkpoint(&legacy, fifth).await.unwrap();
 
     // Not asked: the new destination starts from the beginning.
@@ -378,7 +379,7 @@ async fn a_legacy_checkpoint_is_adopted_only_when_asked() {
     let mut config = common::config(&names);
     config.adopt_legacy_checkpoint = true;
     let relay = Relay::new(es.store().clone(), config).unwrap();
-    let name = relay.checkpoint_name().to_owned();
+    let name = relay.checkpoint_name().clone();
     let task = tokio::spawn(async move { relay.run().await });
     wait_until("the rest published", Duration::from_secs(30), || {
         got.lock().unwrap().len() >= 5

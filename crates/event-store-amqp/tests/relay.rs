@@ -58,7 +58,7 @@ async fn a_relay_restarted_before_its_checkpoint_republishes_and_dedupe_holds() 
     let name = Relay::new(es.store().clone(), common::config(&names))
         .unwrap()
         .checkpoint_name()
-        .to_owned();
+        .clone();
     wait_until("checkpoint at the end", Duration::from_secs(30), || {
         m1.confirmed.load(Ordering::Relaxed) >= 500
     })

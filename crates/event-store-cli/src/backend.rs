@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use event_store::{
-    AppendBatch, Appended, Checkpoints, Direction, Position, Query, RecordedEvent, Store,
-    StoreStats, StreamId,
+    AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, EventStore,
+    Position, RecordedEvent, Store, StoreStats, StreamId,
 };
 use event_store_postgres::{PgConfig, PgStore};
 use event_store_sqlite::SqliteStore;
@@ -41,6 +41,28 @@ pub(crate) fn parse_url(url: &str) -> Result<Target> {
         other => {
             bail!("unknown scheme `{other}` in --url: use sqlite://PATH or postgres://USER@HOST/DB")
         }
+    }
+}
+
+/// Where the store is, from the global options.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreUrl {
+    pub(crate) url: String,
+    pub(crate) schema: String,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+}
+
+impl StoreUrl {
+    /// Opens the store; `init` creates or migrates it.
+    pub(crate) async fn open(&self, init: bool) -> Result<AnyStore> {
+        AnyStore::open(&self.url, &self.schema, self.ca_file.clone(), init).await
+    }
+
+    /// The facade over the (existing) store, with the polling interval its backend needs.
+    pub(crate) async fn facade(&self) -> Result<EventStore<AnyStore>> {
+        let store = self.open(false).await?;
+        let every = store.poll_interval();
+        Ok(EventStore::from_store(store).with_poll_interval(every))
     }
 }
 
@@ -123,13 +145,20 @@ macro_rules! each {
 }
 
 impl Checkpoints for AnyStore {
-    async fn load_checkpoint(&self, name: &str) -> event_store::Result<Option<Position>> {
+    async fn load_checkpoint(
+        &self,
+        name: &CheckpointName,
+    ) -> event_store::Result<Option<Position>> {
         each!(self, s => s.load_checkpoint(name).await)
     }
-    async fn save_checkpoint(&self, name: &str, position: Position) -> event_store::Result<()> {
+    async fn save_checkpoint(
+        &self,
+        name: &CheckpointName,
+        position: Position,
+    ) -> event_store::Result<()> {
         each!(self, s => s.save_checkpoint(name, position).await)
     }
-    async fn checkpoints(&self) -> event_store::Result<Vec<(String, Position)>> {
+    async fn checkpoints(&self) -> event_store::Result<Vec<(CheckpointName, Position)>> {
         each!(self, s => s.checkpoints().await)
     }
 }
@@ -166,7 +195,7 @@ impl Store for AnyStore {
     }
     async fn read_query(
         &self,
-        query: &Query,
+        query: &CheckedQuery,
         after: Position,
         limit: usize,
     ) -> event_store::Result<Vec<RecordedEvent>> {

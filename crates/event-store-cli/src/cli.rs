@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use event_store::{ExpectedVersion, Position};
 
 /// Operate an event store: an append-only log of immutable events.
 ///
@@ -88,8 +89,13 @@ pub(crate) struct AppendArgs {
     #[arg(long)]
     pub(crate) id: Option<uuid::Uuid>,
     /// What the stream must be at: any, no-stream, exists, or a version number.
-    #[arg(long, value_name = "any|no-stream|exists|N", default_value = "any")]
-    pub(crate) expected_version: String,
+    #[arg(
+        long,
+        value_name = "any|no-stream|exists|N",
+        default_value = "any",
+        value_parser = expected_version
+    )]
+    pub(crate) expected_version: ExpectedVersion,
     /// Read events from stdin instead, one JSON object per line:
     /// {"stream","namespace","type","data","id"?,"context"?}. Consecutive lines of one stream
     /// are appended together. Lines without an id get a new one each time: appending the same
@@ -135,8 +141,8 @@ pub(crate) struct ReadArgs {
 #[derive(Args, Debug)]
 pub(crate) struct TailArgs {
     /// Start after this checkpoint (`0`: from the beginning). Default: only new events.
-    #[arg(long)]
-    pub(crate) from: Option<String>,
+    #[arg(long, value_name = "CHECKPOINT", value_parser = position)]
+    pub(crate) from: Option<Position>,
     /// Only this stream.
     #[arg(long)]
     pub(crate) stream: Option<String>,
@@ -152,6 +158,19 @@ pub(crate) struct TailArgs {
     /// Exit after this many seconds without a new event (0 to 1000000000).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub(crate) idle_exit: Option<std::time::Duration>,
+}
+
+/// A checkpoint: `42`, or `7741:42`.
+pub(crate) fn position(text: &str) -> Result<Position, String> {
+    text.parse().map_err(|_| {
+        format!("`{text}` is not a checkpoint (a number like 42, or high:low like 7741:42)")
+    })
+}
+
+/// An expectation: `any`, `no-stream`, `exists` or a version number.
+pub(crate) fn expected_version(text: &str) -> Result<ExpectedVersion, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not any, no-stream, exists or a version number"))
 }
 
 /// The longest `--idle-exit`: about 31 years.
@@ -181,8 +200,8 @@ pub(crate) struct StatsArgs {
 #[derive(Args, Debug)]
 pub(crate) struct ExportArgs {
     /// Start after this checkpoint.
-    #[arg(long)]
-    pub(crate) from: Option<String>,
+    #[arg(long, value_name = "CHECKPOINT", value_parser = position)]
+    pub(crate) from: Option<Position>,
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub(crate) output: Option<PathBuf>,

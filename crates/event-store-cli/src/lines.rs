@@ -1,10 +1,9 @@
 //! NDJSON input (`append --ndjson`, `import`): parsing lines and appending them in batches that
 //! report, on failure, which line failed and exactly what was committed before it.
 
-use anyhow::{Result, anyhow};
-use event_store::{
-    Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent, limits::MAX_BATCH_EVENTS,
-};
+use anyhow::{Context as _, Result, anyhow, bail};
+use event_store::limits::MAX_BATCH_EVENTS;
+use event_store::{Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::backend::AnyStore;
@@ -231,4 +230,45 @@ fn failing_line(e: &Error, numbers: &[usize]) -> String {
         (None, [first, .., last]) => format!("lines {first}-{last} (appended together)"),
         (None, []) => "input".to_owned(),
     }
+}
+
+/// Appends NDJSON lines from `input` in batches, calling `on_appended` with what each batch
+/// stored and how many bytes were read so far; on failure, says which line and what was
+/// committed.
+pub(crate) async fn append_lines<R: AsyncBufRead + Unpin>(
+    es: &EventStore<AnyStore>,
+    mut input: R,
+    derive_ids: bool,
+    mut on_appended: impl FnMut(&[RecordedEvent], u64) -> Result<()>,
+) -> Result<Progress> {
+    let mut batcher = Batcher::new(es, derive_ids);
+    let mut buf = Vec::new();
+    let mut read = 0u64;
+    let mut number = 0usize;
+    loop {
+        let more = next_line(&mut input, &mut buf, &mut read)
+            .await
+            .with_context(|| format!("reading line {}", number + 1))?;
+        if more.is_none() {
+            break;
+        }
+        number += 1;
+        let line = match parse(&buf) {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                batcher.skip(number);
+                continue;
+            }
+            Err(e) => bail!("line {number}: {e}; {}", batcher.progress.describe()),
+        };
+        match batcher.push(number, line).await {
+            Ok(events) => on_appended(&events, read)?,
+            Err(e) => bail!("{e}; {}", batcher.progress.describe()),
+        }
+    }
+    match batcher.flush().await {
+        Ok(events) => on_appended(&events, read)?,
+        Err(e) => bail!("{e}; {}", batcher.progress.describe()),
+    }
+    Ok(batcher.progress)
 }

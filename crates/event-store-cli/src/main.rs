@@ -1,13 +1,12 @@
 //! `event-store`: operate an event store from the shell. See `event-store --help`.
 
 mod backend;
-mod bench;
-mod broker;
 mod cli;
 mod commands;
-mod demo;
 mod lines;
+mod out;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 

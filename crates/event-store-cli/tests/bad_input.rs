@@ -113,7 +113,9 @@ async fn hostile<S: Store + Clone>(store: S) {
         .read_query(
             &event_store::Query::all()
                 .subject_eq("user", METACHARACTERS)
-                .data_eq("note", METACHARACTERS),
+                .data_eq("note", METACHARACTERS)
+                .check()
+                .unwrap(),
             event_store::Position::START,
             10,
         )

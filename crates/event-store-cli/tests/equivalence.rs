@@ -200,6 +200,7 @@ async fn run<S: Store + Clone>(store: &S, prefix: &str, key: u64, ops: &[Op]) ->
                 if let Some(v) = value {
                     q = q.data_eq("v", number(*v));
                 }
+                let q = q.check().unwrap();
                 events(store.read_query(&q, start, 1000).await.unwrap(), prefix)
             }
             Op::Version { stream: s } => {

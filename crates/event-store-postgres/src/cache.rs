@@ -1,10 +1,10 @@
 //! The aggregate cache on PostgreSQL.
 
-use event_store::{Cache, CacheKey, CachedState, Error, Position, Result};
+use event_store::{Cache, CacheKey, CachedState, Error, Result};
+use event_store_sql::convert::position_parts;
 
 use crate::error::pg;
-use crate::query::to_i64;
-use crate::store::PgStore;
+use crate::store::{PgStore, column, position_at};
 
 const GET: &str = include_str!("../sql/queries/cache_get.sql");
 const PUT: &str = include_str!("../sql/queries/cache_put.sql");
@@ -40,13 +40,13 @@ impl Cache for PgCache {
             .query_opt(&stmt, &[&key.aggregate, &version, &key.query])
             .await
             .map_err(|e| pg("cache get", e))?;
-        Ok(row.map(|r| {
-            let (tx, seq): (i64, i64) = (r.get(1), r.get(2));
-            CachedState {
-                state: r.get(0),
-                checkpoint: Position::from_parts(tx.unsigned_abs(), seq.unsigned_abs()),
-            }
-        }))
+        row.map(|r| {
+            Ok(CachedState {
+                state: column(&r, 0, "state")?,
+                checkpoint: position_at(&r, 1)?,
+            })
+        })
+        .transpose()
     }
 
     async fn put(&self, key: &CacheKey, entry: CachedState) -> Result<()> {
@@ -57,7 +57,7 @@ impl Cache for PgCache {
             .map_err(|e| pg("cache put", e))?;
         let version = i32::try_from(key.version)
             .map_err(|_| Error::invalid("version", "aggregate versions fit in 31 bits"))?;
-        let (tx, seq) = entry.checkpoint.parts();
+        let (tx, seq) = position_parts(entry.checkpoint);
         client
             .execute(
                 &stmt,
@@ -66,8 +66,8 @@ impl Cache for PgCache {
                     &version,
                     &key.query,
                     &entry.state,
-                    &to_i64(tx),
-                    &to_i64(seq),
+                    &tx,
+                    &seq,
                 ],
             )
             .await

@@ -36,21 +36,32 @@ pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// An append's error, mapped: `Clash` when two appends raced to store the same id and the server
+/// did not say which (the caller looks it up).
+pub(crate) enum AppendError {
+    Mapped(Error),
+    Clash(tokio_postgres::Error),
+}
+
 /// Maps an append's error: the append function's own codes, then constraint violations.
-pub(crate) fn append(e: tokio_postgres::Error, stream: &str, expected: ExpectedVersion) -> Error {
+pub(crate) fn append(
+    e: tokio_postgres::Error,
+    stream: &str,
+    expected: ExpectedVersion,
+) -> AppendError {
     if let Some(db) = e.as_db_error() {
         let detail = db.detail().unwrap_or_default();
         match db.code().code() {
             "ES409" => {
-                return Error::Conflict {
+                return AppendError::Mapped(Error::Conflict {
                     stream: stream.to_owned(),
                     expected,
                     actual: detail.parse().ok(),
-                };
+                });
             }
             "ES422" => {
                 if let Ok(id) = detail.parse::<Uuid>() {
-                    return Error::DuplicateId { id };
+                    return AppendError::Mapped(Error::DuplicateId { id });
                 }
             }
             _ if *db.code() == SqlState::UNIQUE_VIOLATION
@@ -60,12 +71,14 @@ pub(crate) fn append(e: tokio_postgres::Error, stream: &str, expected: ExpectedV
                 let id = detail
                     .split_once("=(")
                     .and_then(|(_, rest)| rest.split_once(')'))
-                    .and_then(|(id, _)| id.parse().ok())
-                    .unwrap_or_else(Uuid::nil);
-                return Error::DuplicateId { id };
+                    .and_then(|(id, _)| id.parse().ok());
+                return match id {
+                    Some(id) => AppendError::Mapped(Error::DuplicateId { id }),
+                    None => AppendError::Clash(e),
+                };
             }
             _ => {}
         }
     }
-    pg("append", e)
+    AppendError::Mapped(pg("append", e))
 }

@@ -1,23 +1,35 @@
 //! Versioned, idempotent migrations.
 
 use event_store::Result;
+use event_store_sql::{Migration, pending};
 
 use crate::config::PgConfig;
 use crate::error::{pg, pool_error};
+use crate::store::column;
 
-/// The migrations, in order: `(version, name, sql)`. Each is idempotent, and applied versions
-/// are recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "events", include_str!("../sql/001_events.sql")),
-    (2, "append", include_str!("../sql/002_append.sql")),
-    (3, "cache", include_str!("../sql/003_cache.sql")),
-    (4, "checkpoints", include_str!("../sql/004_checkpoints.sql")),
-    (5, "harden", include_str!("../sql/005_harden.sql")),
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../sql/", $file)),
+        }
+    };
+}
+
+/// The migrations, in order. Each is idempotent, and applied versions are recorded in
+/// `schema_migrations`.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "events", "001_events.sql"),
+    migration!(2, "append", "002_append.sql"),
+    migration!(3, "cache", "003_cache.sql"),
+    migration!(4, "checkpoints", "004_checkpoints.sql"),
+    migration!(5, "harden", "005_harden.sql"),
 ];
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory
 /// lock so concurrent callers wait for each other. Returns the versions it applied.
-pub(crate) async fn migrate(pool: &deadpool_postgres::Pool, config: &PgConfig) -> Result<Vec<i32>> {
+pub(crate) async fn migrate(pool: &deadpool_postgres::Pool, config: &PgConfig) -> Result<Vec<i64>> {
     let mut client = pool.get().await.map_err(|e| pool_error("migrate", e))?;
     let tx = client.transaction().await.map_err(|e| pg("migrate", e))?;
     let schema = config.quoted_schema();
@@ -33,28 +45,25 @@ pub(crate) async fn migrate(pool: &deadpool_postgres::Pool, config: &PgConfig) -
     ))
     .await
     .map_err(|e| pg("migrate", e))?;
-    let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
+    let applied = tx
+        .query("SELECT version::bigint FROM schema_migrations", &[])
         .await
         .map_err(|e| pg("migrate", e))?
         .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| column(r, 0, "version"))
+        .collect::<Result<Vec<i64>>>()?;
     let mut done = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql)
+    for m in pending(MIGRATIONS, &applied) {
+        tx.batch_execute(m.sql)
             .await
-            .map_err(|e| pg(&format!("migration {version} ({name})"), e))?;
+            .map_err(|e| pg(&format!("migration {} ({})", m.version, m.name), e))?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
+            "INSERT INTO schema_migrations (version, name) VALUES ($1::bigint, $2)",
+            &[&m.version, &m.name],
         )
         .await
         .map_err(|e| pg("migrate", e))?;
-        done.push(*version);
+        done.push(m.version);
     }
     tx.commit().await.map_err(|e| pg("migrate", e))?;
     if !done.is_empty() {

@@ -5,16 +5,19 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use event_store::{
-    AppendBatch, Appended, Checkpoints, Direction, Error, EventContext, ExpectedVersion, Position,
-    Query, RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
+    AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, Error,
+    EventContext, ExpectedVersion, Position, RecordedEvent, Result, Store, StoreStats, StreamId,
+    TypeCount,
 };
+use event_store_sql::convert::{clamp, limit, position_parts, unsigned};
+use event_store_sql::{EventRow, compile};
 use tokio::sync::{Notify, watch};
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{FromSql, Json};
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::PgConfig;
 use crate::error::{self, BACKEND, pg, pool_error};
-use crate::query::{COLUMNS, compile, to_i64};
+use crate::query::{COLUMNS, Postgres, as_sql};
 use crate::tls::Connector;
 
 const APPEND: &str = include_str!("../sql/queries/append.sql");
@@ -133,27 +136,26 @@ impl PgStore {
 
     /// Creates the schema and applies missing migrations (idempotent; concurrent callers wait
     /// for each other). Returns the versions it applied.
-    pub async fn migrate(&self) -> Result<Vec<i32>> {
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
         crate::migrate::migrate(&self.inner.pool, &self.inner.config).await
     }
 
     /// The latest migration applied to the schema (`None`: the schema holds no event store yet;
     /// run [`PgStore::migrate`]).
-    pub async fn schema_version(&self) -> Result<Option<i32>> {
+    pub async fn schema_version(&self) -> Result<Option<i64>> {
         let client = self.client("schema version").await?;
-        let exists: bool = client
+        let row = client
             .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
             .await
-            .map_err(|e| pg("schema version", e))?
-            .get(0);
-        if !exists {
+            .map_err(|e| pg("schema version", e))?;
+        if !column::<bool>(&row, 0, "exists")? {
             return Ok(None);
         }
         let row = client
-            .query_one("SELECT max(version) FROM schema_migrations", &[])
+            .query_one("SELECT max(version)::bigint FROM schema_migrations", &[])
             .await
             .map_err(|e| pg("schema version", e))?;
-        Ok(row.get(0))
+        column(&row, 0, "version")
     }
 
     /// The connection pool (its connections use the store's schema as `search_path`).
@@ -168,16 +170,19 @@ impl PgStore {
 
     /// The plan PostgreSQL chooses for reading `query` (after `after`, a page at a time), as
     /// `EXPLAIN (FORMAT JSON)` output: to check that a query is served by an index.
-    pub async fn explain(&self, query: &Query, after: Position) -> Result<serde_json::Value> {
-        query.validate()?;
-        let (sql, params) = compile(query, after, event_store::PAGE_SIZE);
-        let refs: Vec<_> = params.iter().map(crate::query::Param::as_sql).collect();
-        let rows = self
-            .rows("explain", &format!("EXPLAIN (FORMAT JSON) {sql}"), &refs)
-            .await?;
-        rows.first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| Error::backend(BACKEND, "EXPLAIN returned no row"))
+    pub async fn explain(
+        &self,
+        query: &CheckedQuery,
+        after: Position,
+    ) -> Result<serde_json::Value> {
+        let compiled = compile::<Postgres>(query, after, event_store::PAGE_SIZE);
+        let refs: Vec<_> = compiled.params.iter().map(as_sql).collect();
+        let sql = format!("EXPLAIN (FORMAT JSON) {}", compiled.sql);
+        let rows = self.rows("explain", &sql, &refs).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::backend(BACKEND, "EXPLAIN returned no row"))?;
+        column(row, 0, "QUERY PLAN")
     }
 
     pub(crate) async fn client(&self, what: &str) -> Result<deadpool_postgres::Object> {
@@ -205,39 +210,64 @@ fn expected_code(e: ExpectedVersion) -> i64 {
         ExpectedVersion::Any => -1,
         ExpectedVersion::NoStream => -2,
         ExpectedVersion::StreamExists => -3,
-        ExpectedVersion::Exact(v) => to_i64(v),
+        ExpectedVersion::Exact(v) => clamp(v),
     }
 }
 
-fn position(tx: i64, seq: i64) -> Position {
-    Position::from_parts(tx.unsigned_abs(), seq.unsigned_abs())
+impl PgStore {
+    /// The error for a batch one of whose ids another append stored meanwhile: which id, looked
+    /// up, as [`Error::DuplicateId`].
+    async fn clash(&self, ids: &[uuid::Uuid], cause: tokio_postgres::Error) -> Error {
+        let found = self
+            .rows(
+                "append",
+                "SELECT id FROM events WHERE id = ANY($1) LIMIT 1",
+                &[&ids],
+            )
+            .await
+            .and_then(|rows| rows.first().map(|r| column(r, 0, "id")).transpose());
+        match found {
+            Ok(Some(id)) => Error::DuplicateId { id },
+            Ok(None) | Err(_) => pg("append", cause),
+        }
+    }
 }
 
+/// Column `index` (named `name` in errors) of a row: a type mismatch or a NULL where none is
+/// expected is an error naming the column, never a panic.
+pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, name: &str) -> Result<T> {
+    row.try_get(index)
+        .map_err(|e| Error::backend_with(BACKEND, format!("reading column `{name}`: {e}"), e))
+}
+
+/// The position in columns `index` (`tx`) and `index + 1` (`seq`).
+pub(crate) fn position_at(row: &Row, index: usize) -> Result<Position> {
+    event_store_sql::convert::position(
+        BACKEND,
+        ("tx", column(row, index, "tx")?),
+        ("seq", column(row, index + 1, "seq")?),
+    )
+}
+
+/// An event in the columns of [`COLUMNS`].
 fn recorded(row: &Row) -> Result<RecordedEvent> {
     // Straight from the column's bytes into the context, with no JSON tree in between.
-    let Json(context): Json<EventContext> = row.try_get(8).map_err(|e| pg("decoding a row", e))?;
-    let version: i64 = row.try_get(4).map_err(|e| pg("decoding a row", e))?;
-    Ok(RecordedEvent {
-        position: position(
-            row.try_get(0).map_err(|e| pg("decoding a row", e))?,
-            row.try_get(1).map_err(|e| pg("decoding a row", e))?,
-        ),
-        id: row.try_get(2).map_err(|e| pg("decoding a row", e))?,
-        stream: row.try_get(3).map_err(|e| pg("decoding a row", e))?,
-        version: version.unsigned_abs(),
-        namespace: row.try_get(5).map_err(|e| pg("decoding a row", e))?,
-        event_type: row.try_get(6).map_err(|e| pg("decoding a row", e))?,
-        data: row.try_get(7).map_err(|e| pg("decoding a row", e))?,
+    let Json(context): Json<EventContext> = column(row, 8, "context")?;
+    EventRow {
+        position: position_at(row, 0)?,
+        id: column(row, 2, "id")?,
+        stream: column(row, 3, "stream")?,
+        version: column(row, 4, "version")?,
+        namespace: column(row, 5, "namespace")?,
+        event_type: column(row, 6, "event_type")?,
+        data: column(row, 7, "data")?,
         context,
-    })
+    }
+    .into_recorded(BACKEND)
 }
 
 fn all(rows: &[Row]) -> Result<Vec<RecordedEvent>> {
     rows.iter().map(recorded).collect()
-}
-
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 const CHECKPOINT_LOAD: &str = include_str!("../sql/queries/checkpoint_load.sql");
@@ -245,31 +275,32 @@ const CHECKPOINT_SAVE: &str = include_str!("../sql/queries/checkpoint_save.sql")
 const CHECKPOINT_LIST: &str = include_str!("../sql/queries/checkpoint_list.sql");
 
 impl Checkpoints for PgStore {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>> {
+    async fn load_checkpoint(&self, name: &CheckpointName) -> Result<Option<Position>> {
         let rows = self
-            .rows("load checkpoint", CHECKPOINT_LOAD, &[&name])
+            .rows("load checkpoint", CHECKPOINT_LOAD, &[&name.as_str()])
             .await?;
-        Ok(rows.first().map(|r| position(r.get(0), r.get(1))))
+        rows.first().map(|r| position_at(r, 0)).transpose()
     }
 
-    async fn save_checkpoint(&self, name: &str, at: Position) -> Result<()> {
-        event_store::limits::check_checkpoint_name(name)?;
-        let (tx, seq) = at.parts();
+    async fn save_checkpoint(&self, name: &CheckpointName, at: Position) -> Result<()> {
+        let (tx, seq) = position_parts(at);
         self.rows(
             "save checkpoint",
             CHECKPOINT_SAVE,
-            &[&name, &to_i64(tx), &to_i64(seq)],
+            &[&name.as_str(), &tx, &seq],
         )
         .await?;
         Ok(())
     }
 
-    async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+    async fn checkpoints(&self) -> Result<Vec<(CheckpointName, Position)>> {
         let rows = self.rows("list checkpoints", CHECKPOINT_LIST, &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), position(r.get(1), r.get(2))))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                let name = CheckpointName::new(column::<String>(r, 0, "name")?)?;
+                Ok((name, position_at(r, 1)?))
+            })
+            .collect()
     }
 }
 
@@ -319,7 +350,13 @@ impl Store for PgStore {
                         actual,
                     });
                 }
-                Err(e) => return Err(error::append(e, stream, expected)),
+                Err(e) => match error::append(e, stream, expected) {
+                    error::AppendError::Mapped(e) => return Err(e),
+                    error::AppendError::Clash(e) => {
+                        drop(client);
+                        return Err(self.clash(&ids, e).await);
+                    }
+                },
             }
         };
         drop(client);
@@ -337,13 +374,9 @@ impl Store for PgStore {
         let mut out = Vec::with_capacity(rows.len());
         let mut stored = true;
         for (row, event) in rows.iter().zip(events) {
-            let version: i64 = row.get(1);
-            stored = row.get(4);
-            out.push(event.into_record(
-                &stream_id,
-                version.unsigned_abs(),
-                position(row.get(2), row.get(3)),
-            ));
+            let version = unsigned(BACKEND, "version", column(row, 1, "version")?)?;
+            stored = column(row, 4, "stored")?;
+            out.push(event.into_record(&stream_id, version, position_at(row, 2)?));
         }
         if !stored {
             // An idempotent retry: report the events as first stored.
@@ -384,13 +417,13 @@ impl Store for PgStore {
         let n = n.min(100_000);
         let (sql, from, bound) = match direction {
             Direction::Forward => {
-                let from = to_i64(from);
+                let from = clamp(from);
                 (READ_FORWARD, from, from.saturating_add(limit(n)))
             }
             Direction::Backward => {
                 // Start at or below the stream's last version, so the window holds the page.
                 let from = match self.stream_version(stream).await? {
-                    Some(last) => to_i64(from.min(last)),
+                    Some(last) => clamp(from.min(last)),
                     None => return Ok(Vec::new()),
                 };
                 (READ_BACKWARD, from, from.saturating_sub(limit(n)))
@@ -407,13 +440,9 @@ impl Store for PgStore {
     }
 
     async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
-        let (tx, seq) = after.parts();
+        let (tx, seq) = position_parts(after);
         let rows = self
-            .rows(
-                "read all",
-                READ_ALL,
-                &[&to_i64(tx), &to_i64(seq), &limit(n)],
-            )
+            .rows("read all", READ_ALL, &[&tx, &seq, &limit(n)])
             .await?;
         all(&rows)
     }
@@ -423,10 +452,7 @@ impl Store for PgStore {
         before: Option<Position>,
         n: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let (tx, seq) = before.map_or((i64::MAX, i64::MAX), |p| {
-            let (tx, seq) = p.parts();
-            (to_i64(tx), to_i64(seq))
-        });
+        let (tx, seq) = before.map_or((i64::MAX, i64::MAX), position_parts);
         let rows = self
             .rows(
                 "read all backward",
@@ -439,44 +465,49 @@ impl Store for PgStore {
 
     async fn stats(&self) -> Result<StoreStats> {
         let counts = self.rows("stats", STATS_COUNTS, &[]).await?;
-        let (events, streams, size): (i64, i64, i64) = counts
+        let row = counts
             .first()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
             .ok_or_else(|| Error::backend(BACKEND, "the stats query returned no row"))?;
+        let count = |i: usize, name: &str| -> Result<u64> {
+            unsigned(BACKEND, name, column(row, i, name)?)
+        };
+        let (events, streams, size) =
+            (count(0, "events")?, count(1, "streams")?, count(2, "size")?);
         let types = self
             .rows("stats", STATS_TYPES, &[])
             .await?
             .iter()
-            .map(|r| TypeCount {
-                namespace: r.get(0),
-                event_type: r.get(1),
-                events: r.get::<_, i64>(2).unsigned_abs(),
+            .map(|r| {
+                Ok(TypeCount {
+                    namespace: column(r, 0, "namespace")?,
+                    event_type: column(r, 1, "event_type")?,
+                    events: unsigned(BACKEND, "count", column(r, 2, "count")?)?,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let head = self
             .read_all_backward(None, 1)
             .await?
             .first()
             .map(|e| e.position);
         Ok(StoreStats {
-            events: events.unsigned_abs(),
-            streams: streams.unsigned_abs(),
+            events,
+            streams,
             types,
-            size_bytes: Some(size.unsigned_abs()),
+            size_bytes: Some(size),
             head,
         })
     }
 
     async fn read_query(
         &self,
-        query: &Query,
+        query: &CheckedQuery,
         after: Position,
         n: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        query.validate()?;
-        let (sql, params) = compile(query, after, n);
-        let refs: Vec<_> = params.iter().map(crate::query::Param::as_sql).collect();
-        let rows = self.rows("read query", &sql, &refs).await?;
+        let compiled = compile::<Postgres>(query, after, n);
+        let refs: Vec<_> = compiled.params.iter().map(as_sql).collect();
+        let rows = self.rows("read query", &compiled.sql, &refs).await?;
         all(&rows)
     }
 
@@ -484,17 +515,21 @@ impl Store for PgStore {
         let rows = self
             .rows("stream version", STREAM_VERSION, &[&stream.as_str()])
             .await?;
-        let v: Option<i64> = rows.first().and_then(|r| r.get(0));
-        Ok(v.map(i64::unsigned_abs))
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        column::<Option<i64>>(row, 0, "version")?
+            .map(|v| unsigned(BACKEND, "version", v))
+            .transpose()
     }
 
     async fn watermark(&self) -> Result<Position> {
         let rows = self.rows("watermark", WATERMARK, &[]).await?;
-        let xmin: i64 = rows
+        let row = rows
             .first()
-            .map(|r| r.get(0))
             .ok_or_else(|| Error::backend(BACKEND, "the watermark query returned no row"))?;
-        Ok(Position::from_parts(xmin.unsigned_abs(), 0))
+        let xmin = unsigned(BACKEND, "xmin", column(row, 0, "xmin")?)?;
+        Ok(Position::from_parts(xmin, 0))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

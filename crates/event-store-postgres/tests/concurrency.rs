@@ -16,11 +16,11 @@ use common::Schema as _;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use event_store::testkit::{Added, KitCounter, Rng};
 use event_store::{
     Aggregate, EventStore, ExpectedVersion, NewEvent, Position, Query, RecordedEvent,
 };
 use event_store_postgres::PgCache;
+use event_store_testkit::{Added, KitCounter, Rng};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -97,10 +97,10 @@ async fn cache_never_skips_a_late_commit() {
     struct NamespaceTotal(KitCounter);
     impl Aggregate for NamespaceTotal {
         const NAME: &'static str = "namespace-total";
-        type Event = event_store::testkit::CounterEvent;
+        type Event = event_store_testkit::CounterEvent;
         type Args = ();
         fn query((): &()) -> Query {
-            Query::events::<event_store::testkit::CounterEvent>()
+            Query::events::<event_store_testkit::CounterEvent>()
         }
         fn apply(&mut self, e: &Self::Event) {
             KitCounter::apply(&mut self.0, e);

@@ -3,6 +3,6 @@
 
 mod common;
 
-event_store::store_conformance_tests!(common::fresh);
-event_store::cache_conformance_tests!(common::fresh_pair);
-event_store::checkpoint_conformance_tests!(common::fresh);
+event_store_testkit::store_conformance_tests!(common::fresh);
+event_store_testkit::cache_conformance_tests!(common::fresh_pair);
+event_store_testkit::checkpoint_conformance_tests!(common::fresh);

@@ -192,7 +192,7 @@ async fn repeatable_read_by_default_does_not_break_concurrent_appends() {
                 .map_or(0, |v| v + 1);
         }
         assert_eq!(stored, 8 * 50, "every append landed, each once");
-        event_store::testkit::concurrent_appenders(&store).await;
+        event_store_testkit::concurrent_appenders(&store).await;
     })
     .await;
     drop(role);
@@ -217,10 +217,11 @@ async fn upgrading_moves_roles_that_could_insert_onto_the_function() {
          CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
                                          applied_at timestamptz NOT NULL DEFAULT now());"
     );
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v <= 4) {
-        setup.push_str(sql);
+    for m in MIGRATIONS.iter().filter(|m| m.version <= 4) {
+        setup.push_str(m.sql);
         setup.push_str(&format!(
-            ";\nINSERT INTO schema_migrations (version, name) VALUES ({version}, '{name}');\n"
+            ";\nINSERT INTO schema_migrations (version, name) VALUES ({}, '{}');\n",
+            m.version, m.name
         ));
     }
     setup.push_str(&format!(

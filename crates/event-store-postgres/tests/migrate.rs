@@ -37,7 +37,7 @@ async fn migrate_is_idempotent_and_versioned() {
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let expected: Vec<(i32, String)> = MIGRATIONS
         .iter()
-        .map(|(v, n, _)| (*v, (*n).to_owned()))
+        .map(|m| (i32::try_from(m.version).unwrap(), m.name.to_owned()))
         .collect();
     assert_eq!(applied, expected);
 }

@@ -40,10 +40,10 @@ async fn documented_grants_are_enough_and_events_stay_immutable() {
     let outcome = async move {
         let store = PgStore::connect(&url, config).await.unwrap();
         let es = EventStore::new(store.clone(), PgCache::new(&store), event_store::NoEmitter);
-        event_store::testkit::round_trip(&store).await;
-        event_store::testkit::expected_versions(&store).await;
-        event_store::testkit::cached_equals_uncached(&store, &PgCache::new(&store)).await;
-        event_store::testkit::checkpoints_round_trip(&store).await;
+        event_store_testkit::round_trip(&store).await;
+        event_store_testkit::expected_versions(&store).await;
+        event_store_testkit::cached_equals_uncached(&store, &PgCache::new(&store)).await;
+        event_store_testkit::checkpoints_round_trip(&store).await;
         es.append(
             "s",
             ExpectedVersion::Any,

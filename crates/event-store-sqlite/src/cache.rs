@@ -1,9 +1,8 @@
 //! The aggregate cache on SQLite.
 
-use event_store::{Cache, CacheKey, CachedState, Position, Result};
-use rusqlite::OptionalExtension;
+use event_store::{Cache, CacheKey, CachedState, Result};
 
-use crate::connection::sqlite;
+use crate::connection::{BACKEND, collect, column, sqlite};
 use crate::store::SqliteStore;
 use crate::writer::Job;
 
@@ -32,24 +31,29 @@ impl Cache for SqliteCache {
         let key = key.clone();
         self.store
             .read(move |conn| {
-                let row: Option<(String, i64, i64)> = conn
+                let mut stmt = conn
                     .prepare_cached(GET)
-                    .and_then(|mut s| {
-                        s.query_row(
-                            rusqlite::params![key.aggregate, i64::from(key.version), key.query],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
-                        .optional()
-                    })
                     .map_err(|e| sqlite("cache get", e))?;
-                row.map(|(state, high, low)| {
+                let rows = stmt
+                    .query(rusqlite::params![
+                        key.aggregate,
+                        i64::from(key.version),
+                        key.query
+                    ])
+                    .map_err(|e| sqlite("cache get", e))?;
+                let entries = collect(rows, "cache get", |r| {
+                    let state: String = column(r, 0, "state")?;
                     Ok(CachedState {
                         state: serde_json::from_str(&state)
                             .map_err(|e| event_store::Error::codec("decode a cached state", e))?,
-                        checkpoint: Position::from_parts(high.unsigned_abs(), low.unsigned_abs()),
+                        checkpoint: event_store_sql::convert::position(
+                            BACKEND,
+                            ("high", column(r, 1, "high")?),
+                            ("low", column(r, 2, "low")?),
+                        )?,
                     })
-                })
-                .transpose()
+                })?;
+                Ok(entries.into_iter().next())
             })
             .await
     }

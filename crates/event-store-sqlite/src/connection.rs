@@ -3,18 +3,30 @@
 use std::path::Path;
 
 use event_store::{Error, EventContext, Position, RecordedEvent, Result};
+use event_store_sql::convert::clamp;
+use event_store_sql::{EventRow, Migration, pending};
 use rusqlite::{Connection, OpenFlags, Row};
 
 use crate::config::{SqliteConfig, Synchronous};
 
 pub(crate) const BACKEND: &str = "sqlite";
 
-/// The migrations, in order: `(version, name, sql)`. Each is idempotent, and applied versions
-/// are recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "events", include_str!("../sql/001_events.sql")),
-    (2, "cache", include_str!("../sql/002_cache.sql")),
-    (3, "checkpoints", include_str!("../sql/003_checkpoints.sql")),
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../sql/", $file)),
+        }
+    };
+}
+
+/// The migrations, in order. Each is idempotent, and applied versions are recorded in
+/// `schema_migrations`.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "events", "001_events.sql"),
+    migration!(2, "cache", "002_cache.sql"),
+    migration!(3, "checkpoints", "003_checkpoints.sql"),
 ];
 
 pub(crate) fn sqlite(what: &str, e: rusqlite::Error) -> Error {
@@ -70,53 +82,80 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<Vec<i64>> {
             .map_err(|e| sqlite("migrate", e))?
     };
     let mut done = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.execute_batch(sql)
-            .map_err(|e| sqlite(&format!("migration {version} ({name})"), e))?;
+    for m in pending(MIGRATIONS, &applied) {
+        tx.execute_batch(m.sql)
+            .map_err(|e| sqlite(&format!("migration {} ({})", m.version, m.name), e))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
-            rusqlite::params![version, name],
+            rusqlite::params![m.version, m.name],
         )
         .map_err(|e| sqlite("migrate", e))?;
-        done.push(*version);
+        done.push(m.version);
     }
     tx.commit().map_err(|e| sqlite("migrate", e))?;
     Ok(done)
 }
 
-/// Columns: position, id, stream, version, namespace, event_type, data, context.
-pub(crate) fn recorded(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
-    let position: i64 = row.get(0)?;
-    let id: String = row.get(1)?;
-    let version: i64 = row.get(3)?;
-    let data: String = row.get(6)?;
-    let context: String = row.get(7)?;
-    let bad = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+/// An event in the columns of [`COLUMNS`](crate::query::COLUMNS).
+pub(crate) fn recorded(row: &Row<'_>) -> Result<RecordedEvent> {
+    let id: String = column(row, 1, "id")?;
+    let data: String = column(row, 6, "data")?;
+    let context: String = column(row, 7, "context")?;
+    let bad = |name: &str, e: &dyn std::fmt::Display| {
+        Error::backend(BACKEND, format!("reading column `{name}`: {e}"))
     };
-    Ok(RecordedEvent {
-        id: id.parse().map_err(|e| bad(1, Box::new(e)))?,
-        stream: row.get(2)?,
-        version: version.unsigned_abs(),
-        position: Position::from_offset(position.unsigned_abs()),
-        namespace: row.get(4)?,
-        event_type: row.get(5)?,
-        data: serde_json::from_str(&data).map_err(|e| bad(6, Box::new(e)))?,
-        context: serde_json::from_str::<EventContext>(&context).map_err(|e| bad(7, Box::new(e)))?,
-    })
+    EventRow {
+        position: position(column(row, 0, "position")?)?,
+        id: id.parse().map_err(|e| bad("id", &e))?,
+        stream: column(row, 2, "stream")?,
+        version: column(row, 3, "version")?,
+        namespace: column(row, 4, "namespace")?,
+        event_type: column(row, 5, "event_type")?,
+        data: serde_json::from_str(&data).map_err(|e| bad("data", &e))?,
+        context: serde_json::from_str::<EventContext>(&context).map_err(|e| bad("context", &e))?,
+    }
+    .into_recorded(BACKEND)
 }
 
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// Column `index` (named `name` in errors): a type mismatch or an unexpected NULL is an error
+/// naming the column, never a panic.
+pub(crate) fn column<T: rusqlite::types::FromSql>(
+    row: &Row<'_>,
+    index: usize,
+    name: &str,
+) -> Result<T> {
+    let value = row
+        .get_ref(index)
+        .map_err(|e| Error::backend_with(BACKEND, format!("reading column `{name}`: {e}"), e))?;
+    T::column_result(value)
+        .map_err(|e| Error::backend_with(BACKEND, format!("reading column `{name}`: {e}"), e))
+}
+
+/// A log position stored as one integer.
+pub(crate) fn position(stored: i64) -> Result<Position> {
+    Ok(Position::from_offset(event_store_sql::convert::unsigned(
+        BACKEND, "position", stored,
+    )?))
+}
+
+/// Collects rows decoded by `f`, mapping driver errors with `what`.
+pub(crate) fn collect<T>(
+    rows: rusqlite::Rows<'_>,
+    what: &str,
+    f: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut rows = rows;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| sqlite(what, e))? {
+        out.push(f(row)?);
+    }
+    Ok(out)
 }
 
 /// A memory position's offset (the high part of a foreign position sorts after every offset).
 pub(crate) fn offset(p: Position) -> i64 {
     match p.parts() {
-        (0, low) => to_i64(low),
+        (0, low) => clamp(low),
         _ => i64::MAX,
     }
 }

@@ -1,60 +1,45 @@
-//! Typed queries: stream, types, time range and checkpoint become bound SQL parameters; equality
-//! on `subject` and `data` fields is checked in Rust with [`Query::matches`], so it behaves
-//! exactly as in every other backend.
+//! SQLite's dialect of the shared query compiler: `?n` parameters, positions as one offset, times
+//! as fixed-width RFC 3339 text; `subject` and `data` equalities are checked in Rust with
+//! [`Query::matches`](event_store::Query::matches), so they behave exactly as in every other
+//! backend.
 
-use event_store::{Position, Query};
+use chrono::{DateTime, Utc};
+use event_store::Position;
+use event_store_sql::{Dialect, Param};
 use rusqlite::types::Value as SqlValue;
 
-use crate::connection::{offset, time_text, to_i64};
+use crate::connection::{offset, time_text};
 
-const COLUMNS: &str = "position, id, stream, version, namespace, event_type, data, context";
+/// The columns an event is read from, in the order `connection::recorded` decodes them.
+pub(crate) const COLUMNS: &str =
+    "position, id, stream, version, namespace, event_type, data, context";
 
-/// The SQL and parameters reading up to `limit` candidate rows after `after`, in log order.
-pub(crate) fn compile(query: &Query, after: Position, limit: usize) -> (String, Vec<SqlValue>) {
-    let mut params = vec![
-        SqlValue::Integer(offset(after)),
-        SqlValue::Integer(to_i64(limit as u64)),
-    ];
-    let next = |params: &mut Vec<SqlValue>, v: SqlValue| {
-        params.push(v);
-        format!("?{}", params.len())
-    };
-    let mut clauses = vec!["position > ?1".to_owned()];
-    if let Some(stream) = query.stream_id() {
-        let p = next(&mut params, SqlValue::Text(stream.to_owned()));
-        clauses.push(format!("stream = {p}"));
+pub(crate) struct Sqlite;
+
+impl Dialect for Sqlite {
+    const COLUMNS: &'static str = COLUMNS;
+    const LOG_ORDER: &'static str = "position";
+    const FIELDS_IN_SQL: bool = false;
+
+    fn placeholder(n: usize) -> String {
+        format!("?{n}")
     }
-    if !query.types().is_empty() {
-        let mut any = Vec::new();
-        for t in query.types() {
-            let ns = next(&mut params, SqlValue::Text(t.namespace.clone()));
-            match &t.event_type {
-                Some(ty) => {
-                    let ty = next(&mut params, SqlValue::Text(ty.clone()));
-                    any.push(format!("(namespace = {ns} AND event_type = {ty})"));
-                }
-                None => any.push(format!("namespace = {ns}")),
-            }
-        }
-        clauses.push(format!("({})", any.join(" OR ")));
+
+    fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String {
+        format!("position > {}", bind(Param::Int(offset(after))))
     }
-    let (since, until) = query.time_range();
-    if let Some(t) = since {
-        let p = next(&mut params, SqlValue::Text(time_text(t)));
-        clauses.push(format!("time >= {p}"));
+
+    fn time(t: DateTime<Utc>) -> Param {
+        Param::Text(time_text(t))
     }
-    if let Some(t) = until {
-        let p = next(&mut params, SqlValue::Text(time_text(t)));
-        clauses.push(format!("time < {p}"));
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE {} ORDER BY position LIMIT ?2",
-        clauses.join(" AND ")
-    );
-    (sql, params)
 }
 
-/// Whether the query needs the Rust-side filter.
-pub(crate) fn filters_fields(query: &Query) -> bool {
-    !query.subject_fields().is_empty() || !query.data_fields().is_empty()
+/// A parameter as the driver takes it.
+pub(crate) fn to_sql(p: &Param) -> SqlValue {
+    match p {
+        Param::Int(v) => SqlValue::Integer(*v),
+        Param::Text(v) => SqlValue::Text(v.clone()),
+        Param::Json(v) => SqlValue::Text(v.to_string()),
+        Param::Time(t) => SqlValue::Text(time_text(*t)),
+    }
 }

@@ -4,22 +4,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use event_store::{
-    AppendBatch, Appended, Checkpoints, Direction, Error, Position, Query, RecordedEvent, Result,
-    Store, StoreStats, StreamId, TypeCount,
+    AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, Error, Position,
+    RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
 };
-use rusqlite::{Connection, OptionalExtension};
+use event_store_sql::compile;
+use event_store_sql::convert::{clamp, limit, unsigned};
+use rusqlite::Connection;
 use tokio::sync::watch;
 
 use crate::config::SqliteConfig;
-use crate::connection::{BACKEND, offset, open, recorded, sqlite, to_i64};
-use crate::query::{compile, filters_fields};
+use crate::connection::{BACKEND, collect, column, offset, open, position, recorded, sqlite};
+use crate::query::{Sqlite, to_sql};
 use crate::writer::{Job, Writer};
 
 const READ_ALL: &str = include_str!("../sql/queries/read_all.sql");
 const READ_ALL_BACKWARD: &str = include_str!("../sql/queries/read_all_backward.sql");
 const READ_FORWARD: &str = include_str!("../sql/queries/read_stream_forward.sql");
 const READ_BACKWARD: &str = include_str!("../sql/queries/read_stream_backward.sql");
-const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
 const WATERMARK: &str = include_str!("../sql/queries/watermark.sql");
 const STATS_COUNTS: &str = include_str!("../sql/queries/stats_counts.sql");
 const STATS_TYPES: &str = include_str!("../sql/queries/stats_types.sql");
@@ -128,10 +129,9 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(sql).map_err(|e| sqlite(what, e))?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(params), recorded)
+                .query(rusqlite::params_from_iter(params))
                 .map_err(|e| sqlite(what, e))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(|e| sqlite(what, e))
+            collect(rows, what, recorded)
         })
         .await
     }
@@ -145,54 +145,50 @@ fn text(v: &str) -> rusqlite::types::Value {
     rusqlite::types::Value::Text(v.to_owned())
 }
 
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+/// A position stored as `high`, `low` in columns `index` and `index + 1`.
+fn position_at(row: &rusqlite::Row<'_>, index: usize) -> Result<Position> {
+    event_store_sql::convert::position(
+        BACKEND,
+        ("high", column(row, index, "high")?),
+        ("low", column(row, index + 1, "low")?),
+    )
 }
 
 impl Checkpoints for SqliteStore {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>> {
-        let name = name.to_owned();
+    async fn load_checkpoint(&self, name: &CheckpointName) -> Result<Option<Position>> {
+        let name = name.as_str().to_owned();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT high, low FROM checkpoints WHERE name = ?1")
-                .and_then(|mut s| {
-                    s.query_row([name], |r| {
-                        Ok(Position::from_parts(
-                            r.get::<_, i64>(0)?.unsigned_abs(),
-                            r.get::<_, i64>(1)?.unsigned_abs(),
-                        ))
-                    })
-                    .optional()
-                })
-                .map_err(|e| sqlite("load checkpoint", e))
+            let mut stmt = conn
+                .prepare_cached("SELECT high, low FROM checkpoints WHERE name = ?1")
+                .map_err(|e| sqlite("load checkpoint", e))?;
+            let rows = stmt
+                .query([name])
+                .map_err(|e| sqlite("load checkpoint", e))?;
+            Ok(collect(rows, "load checkpoint", |r| position_at(r, 0))?
+                .into_iter()
+                .next())
         })
         .await
     }
 
-    async fn save_checkpoint(&self, name: &str, at: Position) -> Result<()> {
-        event_store::limits::check_checkpoint_name(name)?;
-        let name = name.to_owned();
+    async fn save_checkpoint(&self, name: &CheckpointName, at: Position) -> Result<()> {
+        let name = name.as_str().to_owned();
         self.inner
             .writer
             .call(|reply| Job::Checkpoint(name, at, reply))
             .await
     }
 
-    async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
+    async fn checkpoints(&self) -> Result<Vec<(CheckpointName, Position)>> {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT name, high, low FROM checkpoints ORDER BY name")
                 .map_err(|e| sqlite("list checkpoints", e))?;
-            stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Position::from_parts(
-                        r.get::<_, i64>(1)?.unsigned_abs(),
-                        r.get::<_, i64>(2)?.unsigned_abs(),
-                    ),
-                ))
+            let rows = stmt.query([]).map_err(|e| sqlite("list checkpoints", e))?;
+            collect(rows, "list checkpoints", |r| {
+                let name = CheckpointName::new(column::<String>(r, 0, "name")?)?;
+                Ok((name, position_at(r, 1)?))
             })
-            .and_then(Iterator::collect)
-            .map_err(|e| sqlite("list checkpoints", e))
         })
         .await
     }
@@ -220,7 +216,7 @@ impl Store for SqliteStore {
         self.rows(
             "read stream",
             sql,
-            vec![text(stream.as_str()), int(to_i64(from)), int(limit(n))],
+            vec![text(stream.as_str()), int(clamp(from)), int(limit(n))],
         )
         .await
     }
@@ -250,29 +246,41 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<StoreStats> {
         self.read(|conn| {
-            let (events, streams, head, size): (i64, i64, Option<i64>, i64) = conn
-                .query_row(STATS_COUNTS, [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(|e| sqlite("stats", e))?;
+            let mut stmt = conn.prepare(STATS_COUNTS).map_err(|e| sqlite("stats", e))?;
+            let rows = stmt.query([]).map_err(|e| sqlite("stats", e))?;
+            let counts = collect(rows, "stats", |r| {
+                let count = |i: usize, name: &str| -> Result<u64> {
+                    unsigned(BACKEND, name, column(r, i, name)?)
+                };
+                let head = column::<Option<i64>>(r, 2, "head")?
+                    .map(position)
+                    .transpose()?;
+                Ok((
+                    count(0, "events")?,
+                    count(1, "streams")?,
+                    head,
+                    count(3, "size")?,
+                ))
+            })?;
+            let (events, streams, head, size) = counts
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::backend(BACKEND, "the stats query returned no row"))?;
             let mut stmt = conn.prepare(STATS_TYPES).map_err(|e| sqlite("stats", e))?;
-            let types = stmt
-                .query_map([], |r| {
-                    Ok(TypeCount {
-                        namespace: r.get(0)?,
-                        event_type: r.get(1)?,
-                        events: r.get::<_, i64>(2)?.unsigned_abs(),
-                    })
+            let rows = stmt.query([]).map_err(|e| sqlite("stats", e))?;
+            let types = collect(rows, "stats", |r| {
+                Ok(TypeCount {
+                    namespace: column(r, 0, "namespace")?,
+                    event_type: column(r, 1, "event_type")?,
+                    events: unsigned(BACKEND, "count", column(r, 2, "count")?)?,
                 })
-                .map_err(|e| sqlite("stats", e))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(|e| sqlite("stats", e))?;
+            })?;
             Ok(StoreStats {
-                events: events.unsigned_abs(),
-                streams: streams.unsigned_abs(),
+                events,
+                streams,
                 types,
-                size_bytes: Some(size.unsigned_abs()),
-                head: head.map(|h| Position::from_offset(h.unsigned_abs())),
+                size_bytes: Some(size),
+                head,
             })
         })
         .await
@@ -280,34 +288,33 @@ impl Store for SqliteStore {
 
     async fn read_query(
         &self,
-        query: &Query,
+        query: &CheckedQuery,
         after: Position,
         n: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        query.validate()?;
         let query = query.clone();
         self.read(move |conn| {
-            let filter = filters_fields(&query);
             let mut out = Vec::new();
             let mut cursor = after;
-            // With field filters, candidates are read in chunks until `n` match.
-            let chunk = if filter { n.max(256) } else { n };
+            // With field filters left to Rust, candidates are read in chunks until `n` match.
+            let probe = compile::<Sqlite>(&query, cursor, n);
+            let chunk = if probe.filter_rows { n.max(256) } else { n };
             loop {
-                let (sql, params) = compile(&query, cursor, chunk);
+                let compiled = compile::<Sqlite>(&query, cursor, chunk);
                 let mut stmt = conn
-                    .prepare_cached(&sql)
+                    .prepare_cached(&compiled.sql)
                     .map_err(|e| sqlite("read query", e))?;
+                let params: Vec<_> = compiled.params.iter().map(to_sql).collect();
                 let rows = stmt
-                    .query_map(rusqlite::params_from_iter(params), recorded)
-                    .map_err(|e| sqlite("read query", e))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .query(rusqlite::params_from_iter(params))
                     .map_err(|e| sqlite("read query", e))?;
+                let rows = collect(rows, "read query", recorded)?;
                 let exhausted = rows.len() < chunk;
                 if let Some(last) = rows.last() {
                     cursor = last.position;
                 }
                 for e in rows {
-                    if out.len() < n && (!filter || query.matches(&e)) {
+                    if out.len() < n && (!compiled.filter_rows || query.matches(&e)) {
                         out.push(e);
                     }
                 }
@@ -321,14 +328,8 @@ impl Store for SqliteStore {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
         let stream = stream.as_str().to_owned();
-        self.read(move |conn| {
-            let v: Option<i64> = conn
-                .prepare_cached(STREAM_VERSION)
-                .and_then(|mut s| s.query_row([stream], |r| r.get(0)))
-                .map_err(|e| sqlite("stream version", e))?;
-            Ok(v.map(i64::unsigned_abs))
-        })
-        .await
+        self.read(move |conn| crate::writer::stream_version(conn, &stream))
+            .await
     }
 
     async fn watermark(&self) -> Result<Position> {
@@ -336,7 +337,7 @@ impl Store for SqliteStore {
             let w: i64 = conn
                 .query_row(WATERMARK, [], |r| r.get(0))
                 .map_err(|e| sqlite("watermark", e))?;
-            Ok(Position::from_offset(w.unsigned_abs()))
+            position(w)
         })
         .await
     }

@@ -6,10 +6,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use event_store::{AppendBatch, Appended, CacheKey, CachedState, Error, Result};
-use rusqlite::{Connection, OptionalExtension, params};
+use event_store_sql::convert::{clamp, position_parts, unsigned};
+use rusqlite::{Connection, params};
 use tokio::sync::{oneshot, watch};
 
-use crate::connection::{BACKEND, migrate, recorded, sqlite, time_text, to_i64};
+use crate::connection::{BACKEND, collect, migrate, position, recorded, sqlite, time_text};
 
 const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
@@ -205,12 +206,13 @@ fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
     append_careful(conn, batch)
 }
 
-fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>> {
+/// The version of a stream's last event (`None`: no such stream).
+pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>> {
     let actual: Option<i64> = conn
         .prepare_cached(STREAM_VERSION)
         .and_then(|mut s| s.query_row([stream], |r| r.get(0)))
-        .map_err(|e| sqlite("append", e))?;
-    Ok(actual.map(i64::unsigned_abs))
+        .map_err(|e| sqlite("stream version", e))?;
+    actual.map(|v| unsigned(BACKEND, "version", v)).transpose()
 }
 
 /// Inserts every event after `actual`; `None` when one was skipped (its id is stored).
@@ -234,7 +236,7 @@ fn insert_all(
             .execute(params![
                 e.id.to_string(),
                 stream.as_str(),
-                to_i64(version),
+                clamp(version),
                 e.namespace,
                 e.event_type,
                 data,
@@ -245,52 +247,31 @@ fn insert_all(
         if inserted == 0 {
             return Ok(None);
         }
-        let position = conn.last_insert_rowid();
-        events.push(e.record(
-            stream,
-            version,
-            event_store::Position::from_offset(position.unsigned_abs()),
-        ));
+        events.push(e.record(stream, version, position(conn.last_insert_rowid())?));
     }
     Ok(Some(events))
 }
 
 /// The careful path: idempotent retries, clashing ids and conflicts.
 fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
-    let stream = batch.stream();
     let mut find = conn
         .prepare_cached(FIND_BY_ID)
         .map_err(|e| sqlite("append", e))?;
-    let mut known = Vec::new();
+    let mut stored = Vec::with_capacity(batch.len());
     for e in batch.events() {
-        let stored = find
-            .query_row([e.id.to_string()], recorded)
-            .optional()
+        let rows = find
+            .query([e.id.to_string()])
             .map_err(|e| sqlite("append", e))?;
-        if let Some(r) = stored {
-            if !e.same_content(stream, &r) {
-                return Err(Error::DuplicateId { id: e.id });
-            }
-            known.push(r);
-        }
+        stored.push(collect(rows, "append", recorded)?.into_iter().next());
     }
-    if known.len() == batch.len() {
+    if let Some(originals) = batch.check_stored(stored)? {
         return Ok(Appended {
-            events: known,
+            events: originals,
             stored: false,
         });
     }
-    if let Some(first) = known.first() {
-        return Err(Error::DuplicateId { id: first.id });
-    }
-    let actual = stream_version(conn, stream.as_str())?;
-    if !batch.expected().admits(actual) {
-        return Err(Error::Conflict {
-            stream: stream.to_string(),
-            expected: batch.expected(),
-            actual,
-        });
-    }
+    let actual = stream_version(conn, batch.stream().as_str())?;
+    batch.check_expected(actual)?;
     insert_all(conn, batch, actual)?
         .map(|events| Appended {
             events,
@@ -300,7 +281,7 @@ fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
 }
 
 fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<()> {
-    let (high, low) = entry.checkpoint.parts();
+    let (high, low) = position_parts(entry.checkpoint);
     let state =
         serde_json::to_string(&entry.state).map_err(|e| Error::codec("encode a state", e))?;
     conn.prepare_cached(CACHE_PUT)
@@ -310,8 +291,8 @@ fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<(
                 i64::from(key.version),
                 key.query,
                 state,
-                to_i64(high),
-                to_i64(low)
+                high,
+                low
             ])
         })
         .map_err(|e| sqlite("cache put", e))?;
@@ -319,9 +300,9 @@ fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<(
 }
 
 fn save_checkpoint(conn: &Connection, name: &str, at: event_store::Position) -> Result<()> {
-    let (high, low) = at.parts();
+    let (high, low) = position_parts(at);
     conn.prepare_cached(CHECKPOINT_SAVE)
-        .and_then(|mut s| s.execute(params![name, to_i64(high), to_i64(low)]))
+        .and_then(|mut s| s.execute(params![name, high, low]))
         .map_err(|e| sqlite("save checkpoint", e))?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The whole conformance kit against SQLite, each check on a fresh file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use event_store::testkit::Guarded;
 use event_store_sqlite::{SqliteCache, SqliteStore};
+use event_store_testkit::Guarded;
 use tempfile::TempDir;
 
 /// A store in a temporary directory, removed with the last clone.
@@ -20,6 +20,6 @@ async fn fresh_pair() -> Option<(Guarded<SqliteStore, TempDir>, SqliteCache)> {
     Some((t, cache))
 }
 
-event_store::store_conformance_tests!(fresh);
-event_store::cache_conformance_tests!(fresh_pair);
-event_store::checkpoint_conformance_tests!(fresh);
+event_store_testkit::store_conformance_tests!(fresh);
+event_store_testkit::cache_conformance_tests!(fresh_pair);
+event_store_testkit::checkpoint_conformance_tests!(fresh);

@@ -1,8 +1,10 @@
-//! The traits the adapters implement: [`Store`], [`Cache`] and [`Emitter`].
+//! The traits the adapters implement: [`Store`], [`Checkpoints`], [`Cache`] and [`Emitter`].
 //!
 //! Every method returns a `Send` future, so the traits work on a multi-threaded runtime without
-//! boxing; none is object-safe (`dyn`), on purpose: backends are chosen at compile time, and the
-//! CLI, which picks one at run time, has its own boxed layer.
+//! boxing; none is object-safe (`dyn`), on purpose: backends are chosen at compile time. The CLI,
+//! which picks one at run time, wraps the two SQL stores in an enum that implements the traits
+//! by matching (design.md §7.3). Inputs reach the traits validated: an [`AppendBatch`], a
+//! [`StreamId`], a [`CheckedQuery`], a [`CheckpointName`].
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -14,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::batch::AppendBatch;
 use crate::error::{BoxError, Error, Result};
-use crate::limits::AppendBatch;
-use crate::model::{Direction, Position, RecordedEvent, StreamId};
-use crate::query::{Query, TypeFilter};
+use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
+use crate::query::{CheckedQuery, TypeFilter};
 
 /// What an append stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +94,7 @@ pub trait Store: Send + Sync + 'static {
     /// keep one below [`Store::watermark`].
     fn read_query(
         &self,
-        query: &Query,
+        query: &CheckedQuery,
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
@@ -114,17 +116,20 @@ pub trait Store: Send + Sync + 'static {
 /// relay, a projection) resumes where it stopped, with the same durability as the events.
 pub trait Checkpoints: Send + Sync + 'static {
     /// The checkpoint saved under `name`, if any.
-    fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<Position>>> + Send;
+    fn load_checkpoint(
+        &self,
+        name: &CheckpointName,
+    ) -> impl Future<Output = Result<Option<Position>>> + Send;
 
     /// Saves `position` under `name` (replacing the previous one).
     fn save_checkpoint(
         &self,
-        name: &str,
+        name: &CheckpointName,
         position: Position,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Every saved checkpoint, by name.
-    fn checkpoints(&self) -> impl Future<Output = Result<Vec<(String, Position)>>> + Send;
+    fn checkpoints(&self) -> impl Future<Output = Result<Vec<(CheckpointName, Position)>>> + Send;
 }
 
 /// What a store holds (see [`Store::stats`]).

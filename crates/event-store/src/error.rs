@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use uuid::Uuid;
 
-use crate::model::ExpectedVersion;
+use crate::version::ExpectedVersion;
 
 /// A boxed error from a driver, a handler or any other source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

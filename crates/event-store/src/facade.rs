@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::future::Either;
 use futures::{FutureExt, Stream};
 use tokio::sync::watch;
 
@@ -14,15 +15,14 @@ use crate::backend::{
     Appended, Cache, CacheKey, CachedState, Emitter, Handler, NoCache, NoEmitter, Store,
     Subscription, SubscriptionSpec,
 };
+use crate::batch::AppendBatch;
+use crate::cursor::{LogCursor, PAGE_SIZE, failed, paged};
 use crate::error::{BoxError, Error, Result};
 use crate::event::Events;
-use crate::limits::AppendBatch;
 use crate::memory::{InProcessEmitter, MemoryCache, MemoryStore};
-use crate::model::{Direction, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
+use crate::model::{Direction, NewEvent, Position, RecordedEvent, StreamId};
 use crate::query::{Query, TypeFilter};
-
-/// How many events one backend call reads.
-pub const PAGE_SIZE: usize = 512;
+use crate::version::ExpectedVersion;
 
 /// How often a live tail re-reads when no change notification arrives (the fallback for
 /// backends that cannot notify).
@@ -291,7 +291,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         if query.types().is_empty() {
             query = query.of::<A::Event>();
         }
-        query.validate()?;
+        let query = query.check()?;
         let key = CacheKey {
             aggregate: A::NAME.to_owned(),
             version: A::VERSION,
@@ -408,55 +408,25 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
     where
         S: Clone,
     {
-        let id = StreamId::new(stream);
         let store = self.inner.store.clone();
-        struct St<S> {
-            store: S,
-            id: Option<StreamId>,
-            next: Option<u64>,
-            buf: VecDeque<RecordedEvent>,
-            err: Option<Error>,
+        match StreamId::new(stream) {
+            Err(e) => Either::Left(failed(e)),
+            Ok(id) => Either::Right(paged((id, from), move |(id, from)| {
+                let store = store.clone();
+                async move {
+                    let page = store.read_stream(&id, from, direction, PAGE_SIZE).await?;
+                    let next = page
+                        .last()
+                        .filter(|_| page.len() == PAGE_SIZE)
+                        .and_then(|last| match direction {
+                            Direction::Forward => last.version.checked_add(1),
+                            Direction::Backward => last.version.checked_sub(1),
+                        })
+                        .map(|v| (id, v));
+                    Ok((page, next))
+                }
+            })),
         }
-        let (id, err) = match id {
-            Ok(id) => (Some(id), None),
-            Err(e) => (None, Some(e)),
-        };
-        let st = St {
-            store,
-            id,
-            next: Some(from),
-            buf: VecDeque::new(),
-            err,
-        };
-        futures::stream::unfold(st, move |mut st| async move {
-            if let Some(e) = st.err.take() {
-                st.next = None;
-                return Some((Err(e), st));
-            }
-            loop {
-                if let Some(e) = st.buf.pop_front() {
-                    return Some((Ok(e), st));
-                }
-                let (Some(from), Some(id)) = (st.next, st.id.as_ref()) else {
-                    return None;
-                };
-                match st.store.read_stream(id, from, direction, PAGE_SIZE).await {
-                    Err(e) => {
-                        st.next = None;
-                        return Some((Err(e), st));
-                    }
-                    Ok(page) => {
-                        st.next = match (page.last(), direction) {
-                            _ if page.len() < PAGE_SIZE => None,
-                            (Some(l), Direction::Forward) => l.version.checked_add(1),
-                            (Some(l), Direction::Backward) => l.version.checked_sub(1),
-                            (None, _) => None,
-                        };
-                        st.buf.extend(page);
-                    }
-                }
-            }
-        })
     }
 
     /// Streams the global log after `after`, up to its current end, a page at a time.
@@ -470,6 +440,29 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         self.log_stream(after, None, false)
     }
 
+    /// Streams the global log backward, newest first, from before `before` (`None`: from the
+    /// end), a page at a time.
+    pub fn read_all_backward(
+        &self,
+        before: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static
+    where
+        S: Clone,
+    {
+        let store = self.inner.store.clone();
+        paged(before, move |before| {
+            let store = store.clone();
+            async move {
+                let page = store.read_all_backward(before, PAGE_SIZE).await?;
+                let next = page
+                    .last()
+                    .filter(|_| page.len() == PAGE_SIZE)
+                    .map(|last| Some(last.position));
+                Ok((page, next))
+            }
+        })
+    }
+
     /// Streams the events matching `query` after `after`, up to the current end.
     pub fn read_query(
         &self,
@@ -480,27 +473,20 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         S: Clone,
     {
         let store = self.inner.store.clone();
-        futures::stream::unfold(
-            (store, query, Some(after), VecDeque::new()),
-            |(store, query, mut after, mut buf)| async move {
-                loop {
-                    if let Some(e) = buf.pop_front() {
-                        return Some((Ok(e), (store, query, after, buf)));
-                    }
-                    let from = after?;
-                    match store.read_query(&query, from, PAGE_SIZE).await {
-                        Err(e) => return Some((Err(e), (store, query, None, buf))),
-                        Ok(page) => {
-                            after = match page.last() {
-                                Some(l) if page.len() == PAGE_SIZE => Some(l.position),
-                                _ => None,
-                            };
-                            buf.extend(page);
-                        }
-                    }
+        match query.check() {
+            Err(e) => Either::Left(failed(e)),
+            Ok(query) => Either::Right(paged((query, after), move |(query, after)| {
+                let store = store.clone();
+                async move {
+                    let page = store.read_query(&query, after, PAGE_SIZE).await?;
+                    let next = page
+                        .last()
+                        .filter(|_| page.len() == PAGE_SIZE)
+                        .map(|last| (query, last.position));
+                    Ok((page, next))
                 }
-            },
-        )
+            })),
+        }
     }
 
     /// Follows the global log live from `after`: every event, in log order, as it becomes final;
@@ -528,7 +514,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
     {
         struct St<S> {
             store: S,
-            after: Position,
+            cursor: LogCursor,
             filter: Option<Query>,
             buf: VecDeque<RecordedEvent>,
             changes: watch::Receiver<u64>,
@@ -540,7 +526,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         let st = St {
             changes: self.inner.store.changes(),
             store: self.inner.store.clone(),
-            after,
+            cursor: LogCursor::new(after),
             filter,
             buf: VecDeque::new(),
             live,
@@ -562,7 +548,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
                 // Mark the current change as seen *before* reading, so a commit between the
                 // read and the wait still wakes the wait.
                 st.changes.borrow_and_update();
-                match st.store.read_all(st.after, PAGE_SIZE).await {
+                match st.cursor.next_page(&st.store).await {
                     Err(e) => {
                         st.failed = true;
                         st.done = !st.live;
@@ -579,16 +565,12 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
                         }
                     }
                     Ok(page) => {
-                        let full = page.len() == PAGE_SIZE;
-                        if let Some(l) = page.last() {
-                            st.after = l.position;
+                        if st.cursor.was_short(&page) && !st.live {
+                            st.done = true;
                         }
                         match &st.filter {
                             Some(q) => st.buf.extend(page.into_iter().filter(|e| q.matches(e))),
                             None => st.buf.extend(page),
-                        }
-                        if !full && !st.live {
-                            st.done = true;
                         }
                     }
                 }

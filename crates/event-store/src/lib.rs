@@ -1,43 +1,39 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
-// Lets the derives, which name `::event_store`, work inside this crate (the test kit).
-#[cfg(feature = "testkit")]
-extern crate self as event_store;
-
 mod aggregate;
-pub mod backend;
+mod backend;
+mod batch;
+mod cursor;
 mod error;
 mod event;
 mod facade;
-#[cfg(feature = "testkit")]
-#[doc(hidden)]
-pub mod fuzz;
 pub mod json;
 pub mod limits;
-pub mod memory;
+mod memory;
 mod model;
 pub mod ndjson;
 mod query;
-#[cfg(feature = "testkit")]
-pub mod testkit;
+mod version;
 
 pub use aggregate::Aggregate;
 pub use backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, NoCache, NoEmitter,
     Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
 };
+pub use batch::{AppendBatch, PendingEvent};
+pub use cursor::{LogCursor, PAGE_SIZE, head, lag};
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventType, Events, decode_event, encode_event};
 #[cfg(feature = "derive")]
 pub use event_store_derive::{Event, Events};
-pub use facade::{DEFAULT_POLL_INTERVAL, EventStore, Folded, PAGE_SIZE};
-pub use limits::{AppendBatch, PendingEvent};
-pub use memory::{InProcessEmitter, MemoryCache, MemoryStore};
+pub use facade::{DEFAULT_POLL_INTERVAL, EventStore, Folded};
+pub use memory::{DeadLetter, InProcessEmitter, MemoryCache, MemoryStore};
 pub use model::{
-    Direction, EventContext, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+    CheckpointName, Direction, EventContext, NewEvent, Position, RecordedEvent, StreamId,
 };
-pub use query::{Query, TypeFilter, json_eq};
+pub use query::{CheckedQuery, Query, TypeFilter, json_eq};
+pub use version::ExpectedVersion;
 
 #[doc(hidden)]
 pub mod __private {

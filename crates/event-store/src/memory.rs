@@ -14,10 +14,10 @@ use crate::backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, Store, StoreStats,
     Subscription, SubscriptionSpec, TypeCount,
 };
-use crate::error::{Error, Result};
-use crate::limits::AppendBatch;
-use crate::model::{Direction, Position, RecordedEvent, StreamId};
-use crate::query::{Query, TypeFilter};
+use crate::batch::AppendBatch;
+use crate::error::Result;
+use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
+use crate::query::{CheckedQuery, TypeFilter};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section below checks before it mutates, so a panic cannot leave the data
@@ -34,7 +34,7 @@ struct Log {
 
 struct MemoryInner {
     log: RwLock<Log>,
-    checkpoints: Mutex<HashMap<String, Position>>,
+    checkpoints: Mutex<HashMap<CheckpointName, Position>>,
     changes: watch::Sender<u64>,
 }
 
@@ -99,45 +99,19 @@ impl MemoryStore {
     fn append_now(&self, batch: &AppendBatch) -> Result<Appended> {
         let stream = batch.stream();
         let mut log = self.write();
-        // Idempotency: a batch whose events are all stored with the same content is a retry.
-        let mut known = 0;
-        for e in batch.events() {
-            if let Some(&i) = log.ids.get(&e.id) {
-                if !e.same_content(stream, &log.events[i]) {
-                    return Err(Error::DuplicateId { id: e.id });
-                }
-                known += 1;
-            }
-        }
-        if known == batch.len() {
-            let events = batch
-                .events()
-                .iter()
-                .filter_map(|e| log.ids.get(&e.id).map(|&i| log.events[i].clone()))
-                .collect();
+        let stored = batch
+            .events()
+            .iter()
+            .map(|e| log.ids.get(&e.id).map(|&i| log.events[i].clone()))
+            .collect();
+        if let Some(originals) = batch.check_stored(stored)? {
             return Ok(Appended {
-                events,
+                events: originals,
                 stored: false,
             });
         }
-        if known > 0 {
-            // Part of the batch is stored: this is not a retry of one append.
-            let id = batch
-                .events()
-                .iter()
-                .find(|e| log.ids.contains_key(&e.id))
-                .map_or_else(Uuid::nil, |e| e.id);
-            return Err(Error::DuplicateId { id });
-        }
         let actual = log.streams.get(stream.as_str()).map(|v| v.len() as u64 - 1);
-        if !batch.expected().admits(actual) {
-            return Err(Error::Conflict {
-                stream: stream.to_string(),
-                expected: batch.expected(),
-                actual,
-            });
-        }
-        let first_version = actual.map_or(0, |a| a + 1);
+        let first_version = batch.check_expected(actual)?;
         let mut recorded = Vec::with_capacity(batch.len());
         for (i, e) in batch.events().iter().enumerate() {
             let index = log.events.len();
@@ -256,11 +230,10 @@ impl Store for MemoryStore {
 
     async fn read_query(
         &self,
-        query: &Query,
+        query: &CheckedQuery,
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        query.validate()?;
         let log = self.read();
         let start = offset(after).min(log.events.len());
         let out = if let Some(stream) = query.stream_id() {
@@ -304,18 +277,17 @@ impl Store for MemoryStore {
 }
 
 impl Checkpoints for MemoryStore {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>> {
+    async fn load_checkpoint(&self, name: &CheckpointName) -> Result<Option<Position>> {
         Ok(lock(&self.inner.checkpoints).get(name).copied())
     }
 
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<()> {
-        crate::limits::check_checkpoint_name(name)?;
-        lock(&self.inner.checkpoints).insert(name.to_owned(), position);
+    async fn save_checkpoint(&self, name: &CheckpointName, position: Position) -> Result<()> {
+        lock(&self.inner.checkpoints).insert(name.clone(), position);
         Ok(())
     }
 
-    async fn checkpoints(&self) -> Result<Vec<(String, Position)>> {
-        let mut all: Vec<(String, Position)> = lock(&self.inner.checkpoints)
+    async fn checkpoints(&self) -> Result<Vec<(CheckpointName, Position)>> {
+        let mut all: Vec<(CheckpointName, Position)> = lock(&self.inner.checkpoints)
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
@@ -383,14 +355,6 @@ struct Group {
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<RecordedEvent>>>,
 }
 
-fn type_matches(types: &[TypeFilter], e: &RecordedEvent) -> bool {
-    types.is_empty()
-        || types.iter().any(|t| {
-            t.namespace == e.namespace
-                && t.event_type.as_deref().is_none_or(|ty| ty == e.event_type)
-        })
-}
-
 /// Delivers events to subscribers in the same process.
 ///
 /// A group owns one queue that receives every published event of the types its subscriptions
@@ -453,7 +417,10 @@ impl Emitter for InProcessEmitter {
     async fn publish(&self, events: &[RecordedEvent]) -> Result<()> {
         let groups = lock(&self.groups);
         for g in groups.values() {
-            for e in events.iter().filter(|e| type_matches(&g.types, e)) {
+            for e in events
+                .iter()
+                .filter(|e| TypeFilter::any_matches(&g.types, &e.namespace, &e.event_type))
+            {
                 // The receiver lives as long as the group entry: sending cannot fail.
                 let _ = g.tx.send(e.clone());
             }

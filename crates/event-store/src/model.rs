@@ -10,6 +10,71 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::Events;
+use crate::version::ExpectedVersion;
+
+/// The impls every validated string type shares: `Debug` and `Display` as the text, `AsRef<str>`,
+/// `FromStr`, `TryFrom<&str>`, `TryFrom<String>`, and a `Deserialize` that validates.
+macro_rules! validated_string {
+    ($name:ident) => {
+        impl $name {
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The text, as a `String`.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Error;
+            fn try_from(s: &str) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                Self::new(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
 
 /// The id of a stream: the entity a sequence of events belongs to (`order-42`, `user:7f3a…`).
 ///
@@ -27,100 +92,27 @@ impl StreamId {
         crate::limits::check_stream_id("stream", &id)?;
         Ok(Self(id))
     }
-
-    /// The id as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The id as a `String`.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
-impl fmt::Debug for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
+validated_string!(StreamId);
 
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// The name of a checkpoint kept in the store (a relay's, a projection's): 1 to
+/// [`MAX_CHECKPOINT_NAME_BYTES`](crate::limits::MAX_CHECKPOINT_NAME_BYTES) bytes without
+/// control characters.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CheckpointName(String);
+
+impl CheckpointName {
+    /// Validates `name` as a checkpoint name.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        crate::limits::check_checkpoint_name(&name)?;
+        Ok(Self(name))
     }
 }
 
-impl AsRef<str> for StreamId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for StreamId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for StreamId {
-    type Error = Error;
-    fn try_from(s: &str) -> Result<Self> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<String> for StreamId {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        Self::new(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for StreamId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::new(s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// What an append expects of its stream; a mismatch stores nothing and returns
-/// [`Error::Conflict`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ExpectedVersion {
-    /// No expectation: append at the end, whatever the stream holds.
-    #[default]
-    Any,
-    /// The stream must not exist yet (it has no event).
-    NoStream,
-    /// The stream must exist (it has at least one event).
-    StreamExists,
-    /// The stream's last event must have exactly this version.
-    Exact(u64),
-}
-
-impl ExpectedVersion {
-    /// Whether a stream at `actual` (`None`: no stream) satisfies this expectation.
-    pub fn admits(self, actual: Option<u64>) -> bool {
-        match (self, actual) {
-            (Self::Any, _) | (Self::NoStream, None) | (Self::StreamExists, Some(_)) => true,
-            (Self::Exact(e), Some(a)) => e == a,
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Any => f.write_str("any version"),
-            Self::NoStream => f.write_str("no stream"),
-            Self::StreamExists => f.write_str("an existing stream"),
-            Self::Exact(v) => write!(f, "version {v}"),
-        }
-    }
-}
+validated_string!(CheckpointName);
 
 impl FromStr for ExpectedVersion {
     type Err = Error;

@@ -19,6 +19,19 @@ pub struct TypeFilter {
     pub event_type: Option<String>,
 }
 
+impl TypeFilter {
+    /// Whether an event of `namespace.event_type` passes this filter.
+    pub fn matches(&self, namespace: &str, event_type: &str) -> bool {
+        self.namespace == namespace && self.event_type.as_deref().is_none_or(|t| t == event_type)
+    }
+
+    /// Whether an event of `namespace.event_type` passes any of `filters` (none: every event
+    /// passes).
+    pub fn any_matches(filters: &[Self], namespace: &str, event_type: &str) -> bool {
+        filters.is_empty() || filters.iter().any(|f| f.matches(namespace, event_type))
+    }
+}
+
 /// Which events to read: every condition given must hold (an empty query matches every event).
 ///
 /// Backends turn a query into bound parameters, never into SQL text built from its values.
@@ -159,8 +172,15 @@ impl Query {
         (self.since, self.until)
     }
 
-    /// Checks every part of the query against the input rules of [`crate::limits`].
-    pub fn validate(&self) -> Result<()> {
+    /// Checks every part of the query against the input rules of [`crate::limits`]: what a
+    /// backend takes is a [`CheckedQuery`], so it never checks again.
+    pub fn check(mut self) -> Result<CheckedQuery> {
+        self.validate()?;
+        self.normalize();
+        Ok(CheckedQuery(self))
+    }
+
+    fn validate(&self) -> Result<()> {
         if let Some(s) = &self.stream {
             check_stream_id("query.stream", s)?;
         }
@@ -217,14 +237,7 @@ impl Query {
         if self.stream.as_deref().is_some_and(|s| s != event.stream) {
             return false;
         }
-        if !self.types.is_empty()
-            && !self.types.iter().any(|t| {
-                t.namespace == event.namespace
-                    && t.event_type
-                        .as_deref()
-                        .is_none_or(|ty| ty == event.event_type)
-            })
-        {
+        if !TypeFilter::any_matches(&self.types, &event.namespace, &event.event_type) {
             return false;
         }
         if !self
@@ -243,6 +256,30 @@ impl Query {
         }
         let t = event.context.time;
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+/// A [`Query`] whose every part passed the input rules (made by [`Query::check`]): what the
+/// backends take, so none of them checks again. Dereferences to the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedQuery(Query);
+
+impl CheckedQuery {
+    /// The query.
+    pub fn query(&self) -> &Query {
+        &self.0
+    }
+
+    /// The query, taken out.
+    pub fn into_query(self) -> Query {
+        self.0
+    }
+}
+
+impl std::ops::Deref for CheckedQuery {
+    type Target = Query;
+    fn deref(&self) -> &Query {
+        &self.0
     }
 }
 
@@ -363,21 +400,16 @@ mod tests {
     }
 
     #[test]
-    fn validate_refuses_bad_parts() {
-        assert!(Query::stream("a b").validate().is_err());
-        assert!(Query::all().namespace("a.b").validate().is_err());
-        assert!(Query::all().subject_eq("", 1).validate().is_err());
-        assert!(
-            Query::all()
-                .data_eq("k", json!("\u{0}"))
-                .validate()
-                .is_err()
-        );
+    fn check_refuses_bad_parts() {
+        assert!(Query::stream("a b").check().is_err());
+        assert!(Query::all().namespace("a.b").check().is_err());
+        assert!(Query::all().subject_eq("", 1).check().is_err());
+        assert!(Query::all().data_eq("k", json!("\u{0}")).check().is_err());
         assert!(
             Query::stream("ok")
                 .namespace("ns")
                 .data_eq("k", 1)
-                .validate()
+                .check()
                 .is_ok()
         );
     }

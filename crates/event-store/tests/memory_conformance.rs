@@ -1,18 +1,19 @@
 //! The whole conformance kit against the in-memory adapters.
-#![cfg(feature = "testkit")]
 
 use event_store::{MemoryCache, MemoryStore};
 
-event_store::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
-event_store::checkpoint_conformance_tests!(|| async { Some(MemoryStore::new()) });
-event_store::cache_conformance_tests!(|| async { Some((MemoryStore::new(), MemoryCache::new())) });
+event_store_testkit::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
+event_store_testkit::checkpoint_conformance_tests!(|| async { Some(MemoryStore::new()) });
+event_store_testkit::cache_conformance_tests!(|| async {
+    Some((MemoryStore::new(), MemoryCache::new()))
+});
 
 /// The sequential runners run every check on one shared store, as an adapter without the
 /// macros would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_suite_on_one_store() {
     let store = MemoryStore::new();
-    event_store::testkit::run_store_suite(&store).await;
-    event_store::testkit::run_cache_suite(&store, &MemoryCache::new()).await;
-    event_store::testkit::checkpoints_round_trip(&store).await;
+    event_store_testkit::run_store_suite(&store).await;
+    event_store_testkit::run_cache_suite(&store, &MemoryCache::new()).await;
+    event_store_testkit::checkpoints_round_trip(&store).await;
 }

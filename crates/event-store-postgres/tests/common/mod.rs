@@ -8,8 +8,8 @@
     clippy::manual_assert
 )]
 
-use event_store::testkit::Guarded;
 use event_store_postgres::{PgCache, PgConfig, PgStore};
+use event_store_testkit::Guarded;
 
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

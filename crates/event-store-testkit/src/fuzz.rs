@@ -2,9 +2,8 @@
 //! their corpus (`tests/fuzz_corpus.rs`). Each takes arbitrary bytes, must never panic, and
 //! checks an invariant on what it manages to parse.
 
-use crate::limits::AppendBatch;
-use crate::model::{ExpectedVersion, RecordedEvent};
-use crate::ndjson::parse_line;
+use event_store::ndjson::parse_line;
+use event_store::{AppendBatch, ExpectedVersion, RecordedEvent};
 
 /// Decoding a recorded event (a message body, an exported line): whatever decodes re-encodes
 /// to JSON that decodes to the same event, and decoding it as a typed event never panics.
@@ -15,7 +14,7 @@ pub fn decode_event(bytes: &[u8]) {
     let text = serde_json::to_vec(&event).unwrap_or_default();
     let again: Option<RecordedEvent> = serde_json::from_slice(&text).ok();
     assert_eq!(again.as_ref(), Some(&event), "a decoded event round-trips");
-    let _ = event.decode::<crate::testkit::CounterEvent>();
+    let _ = event.decode::<crate::CounterEvent>();
 }
 
 /// One line of an NDJSON import: parsing and validating never panic, and a line that validates

@@ -1,6 +1,5 @@
 //! Replays the fuzzing corpus (`fuzz/corpus/`) through the fuzzing harnesses, so every input the
 //! fuzzers keep is checked by the normal test suite.
-#![cfg(feature = "testkit")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::path::Path;
@@ -20,10 +19,10 @@ fn replay(target: &str, harness: fn(&[u8])) {
 
 #[test]
 fn decode_event_corpus() {
-    replay("decode_event", event_store::fuzz::decode_event);
+    replay("decode_event", event_store_testkit::fuzz::decode_event);
 }
 
 #[test]
 fn ndjson_line_corpus() {
-    replay("ndjson_line", event_store::fuzz::ndjson_line);
+    replay("ndjson_line", event_store_testkit::fuzz::ndjson_line);
 }

@@ -1,0 +1,265 @@
+//! The workloads every store runs (appends, reads, aggregates), measured through the facade.
+
+// Each workload reads best as one straight sequence of steps.
+#![allow(clippy::too_many_lines)]
+
+use std::time::Instant;
+
+use event_store::{
+    Aggregate, Cache, Event, EventStore, ExpectedVersion, NewEvent, NoCache, NoEmitter, Position,
+    Query, Store,
+};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{Result, ensure};
+use crate::report::{Report, Sizes, best, ms, rate};
+
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(namespace = "bench")]
+pub(crate) struct Moved {
+    pub(crate) sku: String,
+    pub(crate) quantity: i64,
+    pub(crate) note: String,
+}
+
+#[derive(Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Total {
+    pub(crate) quantity: i64,
+    pub(crate) count: u64,
+}
+
+impl Aggregate for Total {
+    const NAME: &'static str = "bench-total";
+    type Event = Moved;
+    type Args = str;
+    fn query(stream: &str) -> Query {
+        Query::stream(stream)
+    }
+    fn apply(&mut self, e: &Moved) {
+        self.quantity += e.quantity;
+        self.count += 1;
+    }
+}
+
+pub(crate) fn payload(i: usize) -> Value {
+    json!({"sku": format!("sku-{}", i % 1000), "quantity": i % 17, "note": "n".repeat(100)})
+}
+
+pub(crate) fn event(i: usize) -> NewEvent {
+    NewEvent::new("bench", "Moved", payload(i))
+}
+
+/// The same-run baselines of a SQL backend, in events/s (reads: events/s of a plain SELECT).
+#[derive(Default)]
+pub(crate) struct Baselines {
+    pub(crate) single: Option<f64>,
+    pub(crate) concurrent: Option<f64>,
+    pub(crate) batch: Option<f64>,
+    pub(crate) read_log: Option<f64>,
+    pub(crate) read_stream: Option<f64>,
+}
+
+/// Appends, reads and aggregates on one store; `baselines` measures the same on plain SQL, after
+/// the store's own run (so the reads see the same rows).
+pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
+    report: &mut Report,
+    backend: &str,
+    store: &S,
+    cache: C,
+    sizes: Sizes,
+    baselines: Option<
+        &mut dyn FnMut(&'static str) -> futures::future::BoxFuture<'_, Result<Option<f64>>>,
+    >,
+) -> Result<()> {
+    let es = EventStore::new(store.clone(), NoCache, NoEmitter);
+    // 1 event per append, 1 writer.
+    let t = Instant::now();
+    for i in 0..sizes.single {
+        es.append(
+            &format!("single-{}", i % 100),
+            ExpectedVersion::Any,
+            vec![event(i)],
+        )
+        .await?;
+    }
+    let single = rate(sizes.single, t.elapsed());
+    // 1 event per append, 8 writers on distinct streams.
+    let t = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let es = es.clone();
+            let n = sizes.concurrent / 8;
+            tokio::spawn(async move {
+                for i in 0..n {
+                    es.append(&format!("writer-{w}"), ExpectedVersion::Any, vec![event(i)])
+                        .await?;
+                }
+                Ok::<(), event_store::Error>(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await??;
+    }
+    let concurrent = rate(sizes.concurrent / 8 * 8, t.elapsed());
+    // 100 events per append.
+    let t = Instant::now();
+    for b in 0..sizes.batches {
+        let events = (0..100).map(|i| event(b * 100 + i)).collect();
+        es.append(&format!("batch-{}", b % 10), ExpectedVersion::Any, events)
+            .await?;
+    }
+    let batch = rate(sizes.batches * 100, t.elapsed());
+    // One long stream (filled in batches of 1000; not measured).
+    for _ in 0..sizes.stream / 1000 {
+        let events = (0..1000_i64)
+            .map(|i| {
+                NewEvent::from_event(&Moved {
+                    sku: "s".into(),
+                    quantity: i % 7,
+                    note: "n".repeat(100),
+                })
+            })
+            .collect::<event_store::Result<Vec<_>>>()?;
+        es.append("long", ExpectedVersion::Any, events).await?;
+    }
+    // Reads. The backend settles first (PostgreSQL: VACUUM ANALYZE of the scratch tables), then
+    // one untimed pass pays the one-time costs of fresh rows (hint bits, page cache); ours and
+    // the baseline then alternate, and each keeps its better run, so background work (the
+    // autovacuum, the checkpointer) weighs on neither more than the other.
+    let mut base = Baselines::default();
+    let mut measure = baselines;
+    if let Some(m) = measure.as_mut() {
+        m("settle").await?;
+    }
+    let warm: usize = es.read_all(Position::START).count().await;
+    ensure(warm > 0, "nothing to read")?;
+    let (mut read_log, mut read_stream, mut log_events, mut stream_events) =
+        (0f64, 0f64, 0usize, 0usize);
+    for _ in 0..2 {
+        let started = Instant::now();
+        log_events = 0;
+        let mut log = Box::pin(es.read_all(Position::START));
+        while let Some(e) = log.next().await {
+            e?;
+            log_events += 1;
+        }
+        read_log = read_log.max(rate(log_events, started.elapsed()));
+        let started = Instant::now();
+        stream_events = 0;
+        let mut stream = Box::pin(es.read_stream("long", 0, event_store::Direction::Forward));
+        while let Some(e) = stream.next().await {
+            e?;
+            stream_events += 1;
+        }
+        read_stream = read_stream.max(rate(stream_events, started.elapsed()));
+        if let Some(f) = measure.as_mut() {
+            let (a, b) = (f("read_log").await?, f("read_stream").await?);
+            base.read_log = best(base.read_log, a);
+            base.read_stream = best(base.read_stream, b);
+        }
+    }
+    // Aggregates: cold (nothing cached; median of three) and warm (10 new events; median of 20).
+    let cached = EventStore::new(store.clone(), cache, NoEmitter);
+    let mut colds = Vec::new();
+    let t = Instant::now();
+    let first = cached.fold::<Total>("long").await?;
+    colds.push(t.elapsed());
+    for _ in 0..2 {
+        let t = Instant::now();
+        es.aggregate::<Total>("long").await?;
+        colds.push(t.elapsed());
+    }
+    colds.sort();
+    let mut warms = Vec::new();
+    for round in 0..20 {
+        let events = (0..10).map(|i| event(round * 10 + i)).collect();
+        es.append("long", ExpectedVersion::Any, events).await?;
+        let t = Instant::now();
+        let warm = cached.fold::<Total>("long").await?;
+        warms.push(t.elapsed());
+        ensure(
+            warm.from_cache,
+            "the warm fold did not use the cache",
+        )?;
+    }
+    warms.sort();
+    let (cold, warm) = (colds[1], warms[warms.len() / 2]);
+    ensure(
+        first.events_read >= sizes.stream as u64,
+        format!("the cold fold read {} events", first.events_read),
+    )?;
+
+    if let Some(f) = measure.as_mut() {
+        base.single = f("single").await?;
+        base.concurrent = f("concurrent").await?;
+        base.batch = f("batch").await?;
+    }
+    let sqlite = backend == "sqlite";
+    report.add(
+        "append 1 event/call, 1 writer",
+        backend,
+        single,
+        "ev/s",
+        base.single,
+        true,
+        (backend == "postgres").then_some(">= 0.8"),
+    );
+    report.add(
+        "append 1 event/call, 8 writers",
+        backend,
+        concurrent,
+        "ev/s",
+        base.concurrent,
+        true,
+        (backend == "postgres").then_some(">= 0.8"),
+    );
+    report.add(
+        "append 100 events/call",
+        backend,
+        batch,
+        "ev/s",
+        base.batch,
+        true,
+        (backend == "postgres" || sqlite).then_some(">= 0.7"),
+    );
+    report.add(
+        &format!("read the global log ({log_events} events)"),
+        backend,
+        read_log,
+        "ev/s",
+        base.read_log,
+        true,
+        (backend == "postgres").then_some(">= 0.5"),
+    );
+    report.add(
+        &format!("read one stream ({stream_events} events)"),
+        backend,
+        read_stream,
+        "ev/s",
+        base.read_stream,
+        true,
+        None,
+    );
+    report.add(
+        &format!("aggregate cold ({} events)", sizes.stream),
+        backend,
+        ms(cold),
+        "ms",
+        None,
+        false,
+        None,
+    );
+    report.add(
+        "aggregate warm (+10 events) vs cold",
+        backend,
+        ms(warm),
+        "ms",
+        Some(ms(cold)),
+        false,
+        Some(">= 50 (x faster)"),
+    );
+    Ok(())
+}

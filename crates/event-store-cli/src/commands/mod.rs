@@ -1,0 +1,40 @@
+//! One module per subcommand; [`run`] dispatches (every subcommand by name: adding one to
+//! `cli::Command` without a line here does not compile).
+
+mod append;
+mod bench;
+mod demo;
+mod export;
+mod import;
+mod init;
+mod publish;
+mod read;
+mod stats;
+mod subscribe;
+mod tail;
+
+use anyhow::Result;
+
+use crate::backend::StoreUrl;
+use crate::cli::{Cli, Command};
+
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let url = StoreUrl {
+        url: cli.url,
+        schema: cli.schema,
+        ca_file: cli.pg_ca_file,
+    };
+    match cli.command {
+        Command::Init => init::run(&url).await,
+        Command::Append(args) => append::run(&url.facade().await?, args).await,
+        Command::Read(args) => read::run(&url.facade().await?, args).await,
+        Command::Tail(args) => tail::run(&url.facade().await?, args).await,
+        Command::Stats(args) => stats::run(&url.open(false).await?, &args).await,
+        Command::Export(args) => export::run(&url.facade().await?, args).await,
+        Command::Import(args) => import::run(&url.facade().await?, args).await,
+        Command::Publish(args) => publish::run(url.open(false).await?, args).await,
+        Command::Subscribe(args) => subscribe::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}

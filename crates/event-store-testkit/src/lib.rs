@@ -1,0 +1,152 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+// The kit is test code: a failed expectation is a panic with a message, by design.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::many_single_char_names,
+    clippy::too_many_lines,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::match_wild_err_arm
+)]
+
+mod aggregates;
+mod cache;
+mod checkpoints;
+mod concurrency;
+mod faults;
+#[doc(hidden)]
+pub mod fuzz;
+mod reads;
+mod support;
+mod writes;
+
+pub use aggregates::{Added, CounterEvent, KitCounter, KitCounterV2, KitUserTotal, Removed};
+pub use cache::{cache_moves_forward, cached_equals_uncached, version_bump_invalidates};
+pub use checkpoints::checkpoints_round_trip;
+pub use concurrency::{concurrent_appenders, mixed_workload, tail_during_appends};
+pub use faults::{
+    FaultyCache, FaultyStore, Method, fold_survives_cache_faults, fold_survives_store_faults,
+    tail_survives_failed_reads,
+};
+pub use reads::{bad_input, global_order, paging, queries, read_stream_directions, stats_counts};
+pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service};
+pub use writes::{
+    batch_atomicity, expected_versions, idempotent_emits_once, idempotent_reappend, round_trip,
+};
+
+/// The store checks, written once: [`run_store_suite`] and [`store_conformance_tests!`] both
+/// expand this list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kit_store_checks {
+    ($mode:ident $arg:expr) => {
+        $crate::__kit_each!($mode $arg;
+            round_trip, batch_atomicity, expected_versions, concurrent_appenders,
+            idempotent_reappend, idempotent_emits_once, global_order, paging, stats_counts,
+            tail_during_appends, mixed_workload, bad_input, read_stream_directions, queries,
+            fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads);
+    };
+}
+
+/// The checkpoint checks, written once.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kit_checkpoint_checks {
+    ($mode:ident $arg:expr) => {
+        $crate::__kit_each!($mode $arg; checkpoints_round_trip);
+    };
+}
+
+/// The cache checks, written once (each takes a store and a cache).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kit_cache_checks {
+    ($mode:ident $arg:expr) => {
+        $crate::__kit_each!($mode $arg;
+            cache_moves_forward, cached_equals_uncached, version_bump_invalidates);
+    };
+}
+
+/// Expands a check list: `run` awaits each check on a store, `run_pair` on a `(store, cache)`,
+/// `tests` and `pair_tests` make one `#[tokio::test]` per check from a factory.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kit_each {
+    (run $store:expr; $($check:ident),* $(,)?) => {
+        $( $crate::$check($store).await; )*
+    };
+    (run_pair $pair:expr; $($check:ident),* $(,)?) => {
+        $( $crate::$check($pair.0, $pair.1).await; )*
+    };
+    (tests $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = ($make)().await {
+                    $crate::$check(&store).await;
+                }
+            }
+        )*
+    };
+    (pair_tests $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some((store, cache)) = ($make)().await {
+                    $crate::$check(&store, &cache).await;
+                }
+            }
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per store check, each on a fresh store from `$make` (a
+/// closure returning a future of `Option<store>`; `None` skips the test, see
+/// [`require_service`]). The test crate needs `tokio` with the `macros` and `rt-multi-thread`
+/// features.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::__kit_store_checks!(tests $make);
+    };
+}
+
+/// Expands to one `#[tokio::test]` per checkpoint check on a store from `$make`.
+#[macro_export]
+macro_rules! checkpoint_conformance_tests {
+    ($make:expr) => {
+        $crate::__kit_checkpoint_checks!(tests $make);
+    };
+}
+
+/// Expands to one `#[tokio::test]` per cache check, each on a fresh `(store, cache)` pair from
+/// `$make` (a closure returning a future of `Option<(store, cache)>`; `None` skips the test).
+#[macro_export]
+macro_rules! cache_conformance_tests {
+    ($make:expr) => {
+        $crate::__kit_cache_checks!(pair_tests $make);
+    };
+}
+
+/// Runs every store check on `store`, in turn (as the tests from [`store_conformance_tests!`]
+/// do, one store for all).
+pub async fn run_store_suite<S: event_store::Store + Clone>(store: &S) {
+    crate::__kit_store_checks!(run store);
+}
+
+/// Runs every checkpoint check on `store`, in turn.
+pub async fn run_checkpoint_suite<S: event_store::Checkpoints>(store: &S) {
+    crate::__kit_checkpoint_checks!(run store);
+}
+
+/// Runs every cache check on `store` and `cache`, in turn.
+pub async fn run_cache_suite<S, C>(store: &S, cache: &C)
+where
+    S: event_store::Store + Clone,
+    C: event_store::Cache + Clone,
+{
+    crate::__kit_cache_checks!(run_pair(store, cache));
+}
