@@ -27,16 +27,11 @@ async fn relay_over_postgres_with_concurrent_writers() {
         "es_amqp_{}",
         &uuid::Uuid::now_v7().simple().to_string()[20..]
     );
-    let store = match PgStore::connect(&url, PgConfig::with_schema(&schema)).await {
-        Ok(s) => s,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "PostgreSQL is required in CI: {e}"
-            );
-            eprintln!("SKIPPED: PostgreSQL unreachable ({e})");
-            return;
-        }
+    let Some(store) = event_store_testkit::require_service(
+        "PostgreSQL (EVENT_STORE_TEST_PG)",
+        PgStore::connect(&url, PgConfig::with_schema(&schema)).await,
+    ) else {
+        return;
     };
     store.migrate().await.unwrap();
     let names = common::names(&["pg"]);

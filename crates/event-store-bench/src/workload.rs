@@ -180,10 +180,7 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
         let t = Instant::now();
         let warm = cached.fold::<Total>("long").await?;
         warms.push(t.elapsed());
-        ensure(
-            warm.from_cache,
-            "the warm fold did not use the cache",
-        )?;
+        ensure(warm.from_cache, "the warm fold did not use the cache")?;
     }
     warms.sort();
     let (cold, warm) = (colds[1], warms[warms.len() / 2]);

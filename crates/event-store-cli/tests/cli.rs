@@ -441,20 +441,12 @@ fn every_subcommand_on_postgres() {
         .build()
         .unwrap();
     let admin = rt.block_on(async {
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                Some(client)
-            }
-            Err(e) => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "PostgreSQL is required in CI: {e}"
-                );
-                eprintln!("SKIPPED: PostgreSQL unreachable at EVENT_STORE_TEST_PG ({e})");
-                None
-            }
-        }
+        let (client, conn) = event_store_testkit::require_service(
+            "PostgreSQL (EVENT_STORE_TEST_PG)",
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await,
+        )?;
+        tokio::spawn(conn);
+        Some(client)
     });
     let Some(admin) = admin else { return };
     let t = Target {
@@ -618,16 +610,10 @@ fn publish_and_subscribe_through_rabbitmq() {
         &amqp,
         lapin::ConnectionProperties::default(),
     ));
-    let conn = match reachable {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "RabbitMQ is required in CI: {e}"
-            );
-            eprintln!("SKIPPED: RabbitMQ unreachable at EVENT_STORE_TEST_AMQP ({e})");
-            return;
-        }
+    let Some(conn) =
+        event_store_testkit::require_service("RabbitMQ (EVENT_STORE_TEST_AMQP)", reachable)
+    else {
+        return;
     };
     let exchange = format!(
         "es_cli_{}",

@@ -248,14 +248,10 @@ fn memory_sqlite_and_postgres_agree() {
                 s.migrate().await.unwrap();
                 Some(s)
             }
-            Err(e) => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "PostgreSQL is required in CI: {e}"
-                );
-                eprintln!("SKIPPED (PostgreSQL part): unreachable ({e})");
-                None
-            }
+            Err(e) => event_store_testkit::require_service(
+                "PostgreSQL (EVENT_STORE_TEST_PG), for its part",
+                Err(e),
+            ),
         };
         (sqlite, pg, schema)
     });

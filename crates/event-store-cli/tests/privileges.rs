@@ -62,20 +62,12 @@ fn the_cli_runs_with_exactly_the_documented_grants() {
         .build()
         .unwrap();
     let admin = rt.block_on(async {
-        match tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                Some(client)
-            }
-            Err(e) => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "PostgreSQL is required in CI: {e}"
-                );
-                eprintln!("SKIPPED: PostgreSQL unreachable at EVENT_STORE_TEST_PG ({e})");
-                None
-            }
-        }
+        let (client, conn) = event_store_testkit::require_service(
+            "PostgreSQL (EVENT_STORE_TEST_PG)",
+            tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await,
+        )?;
+        tokio::spawn(conn);
+        Some(client)
     });
     let Some(admin) = admin else { return };
     let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
@@ -157,9 +149,11 @@ fn the_cli_runs_with_exactly_the_documented_grants() {
                 let mut err = String::new();
                 std::io::Read::read_to_string(&mut publish.stderr.take().unwrap(), &mut err)
                     .unwrap();
-                if err.contains("connecting to the broker") && std::env::var_os("CI").is_none() {
-                    eprintln!("SKIPPED publish: RabbitMQ unreachable ({err})");
-                    break None;
+                if err.contains("connecting to the broker") {
+                    break event_store_testkit::require_service(
+                        "RabbitMQ (EVENT_STORE_TEST_AMQP)",
+                        Err::<String, _>(err),
+                    );
                 }
                 panic!("publish ended ({status}): {err}");
             }

@@ -7,24 +7,14 @@ use crate::config::PgConfig;
 use crate::error::{pg, pool_error};
 use crate::store::column;
 
-macro_rules! migration {
-    ($version:literal, $name:literal, $file:literal) => {
-        Migration {
-            version: $version,
-            name: $name,
-            sql: include_str!(concat!("../sql/", $file)),
-        }
-    };
-}
-
 /// The migrations, in order. Each is idempotent, and applied versions are recorded in
 /// `schema_migrations`.
 pub const MIGRATIONS: &[Migration] = &[
-    migration!(1, "events", "001_events.sql"),
-    migration!(2, "append", "002_append.sql"),
-    migration!(3, "cache", "003_cache.sql"),
-    migration!(4, "checkpoints", "004_checkpoints.sql"),
-    migration!(5, "harden", "005_harden.sql"),
+    event_store_sql::migration!(1, "events", "001_events.sql"),
+    event_store_sql::migration!(2, "append", "002_append.sql"),
+    event_store_sql::migration!(3, "cache", "003_cache.sql"),
+    event_store_sql::migration!(4, "checkpoints", "004_checkpoints.sql"),
+    event_store_sql::migration!(5, "harden", "005_harden.sql"),
 ];
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory

@@ -1,52 +1,8 @@
-//! PostgreSQL's dialect of the shared query compiler: `$n` parameters, positions as
-//! `(tx, seq)`, `subject`/`data` equalities in SQL (containment uses the GIN index; the
-//! equalities make it exact for arrays and objects).
+//! Parameters of the shared SQL layer as `tokio-postgres` takes them (the dialect itself is
+//! [`event_store_sql::dialects::Postgres`]).
 
-use event_store::{CheckedQuery, Position};
-use event_store_sql::convert::position_parts;
-use event_store_sql::{Dialect, Param, subject_object};
+use event_store_sql::Param;
 use tokio_postgres::types::ToSql;
-
-/// The columns an event is read from, in the order `store::recorded` decodes them.
-pub(crate) const COLUMNS: &str =
-    "tx, seq, id, stream, version, namespace, event_type, data, context";
-
-pub(crate) struct Postgres;
-
-impl Dialect for Postgres {
-    const COLUMNS: &'static str = COLUMNS;
-    const LOG_ORDER: &'static str = "tx, seq";
-    const FIELDS_IN_SQL: bool = true;
-
-    fn placeholder(n: usize) -> String {
-        format!("${n}")
-    }
-
-    fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String {
-        let (tx, seq) = position_parts(after);
-        let (tx, seq) = (bind(Param::Int(tx)), bind(Param::Int(seq)));
-        format!("(tx, seq) > ({tx}, {seq})")
-    }
-
-    fn fields(query: &CheckedQuery, bind: &mut dyn FnMut(Param) -> String) -> Vec<String> {
-        let mut clauses = Vec::new();
-        if !query.subject_fields().is_empty() {
-            let p = bind(Param::Json(subject_object(query)));
-            clauses.push(format!("(context -> 'subject') @> {p}"));
-            for (k, v) in query.subject_fields() {
-                let k = bind(Param::Text(k.clone()));
-                let v = bind(Param::Json(v.clone()));
-                clauses.push(format!("(context -> 'subject' -> {k}) = {v}"));
-            }
-        }
-        for (k, v) in query.data_fields() {
-            let k = bind(Param::Text(k.clone()));
-            let v = bind(Param::Json(v.clone()));
-            clauses.push(format!("(data -> {k}) = {v}"));
-        }
-        clauses
-    }
-}
 
 /// A parameter as the driver takes it.
 pub(crate) fn as_sql(p: &Param) -> &(dyn ToSql + Sync) {
@@ -60,10 +16,9 @@ pub(crate) fn as_sql(p: &Param) -> &(dyn ToSql + Sync) {
 
 #[cfg(test)]
 mod tests {
-    use event_store::Query;
+    use event_store::{Position, Query};
+    use event_store_sql::dialects::Postgres;
     use serde_json::json;
-
-    use super::*;
 
     #[test]
     fn fields_are_compiled_to_bound_parameters() {

@@ -4,31 +4,23 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
 use event_store::{
-    AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, Error,
-    EventContext, ExpectedVersion, Position, RecordedEvent, Result, Store, StoreStats, StreamId,
-    TypeCount,
+    AppendBatch, Appended, CheckedQuery, Error, EventContext, ExpectedVersion, Position, Result,
 };
-use event_store_sql::convert::{clamp, limit, position_parts, unsigned};
-use event_store_sql::{EventRow, compile};
+use event_store_sql::convert::{clamp, unsigned};
+use event_store_sql::dialects::Postgres;
+use event_store_sql::{Decode, Dialect as _, Driver, Queries, SqlRow, Statement, compile};
 use tokio::sync::{Notify, watch};
 use tokio_postgres::types::{FromSql, Json};
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::PgConfig;
 use crate::error::{self, BACKEND, pg, pool_error};
-use crate::query::{COLUMNS, Postgres, as_sql};
+use crate::query::as_sql;
 use crate::tls::Connector;
 
 const APPEND: &str = include_str!("../sql/queries/append.sql");
-const READ_ALL: &str = include_str!("../sql/queries/read_all.sql");
-const READ_FORWARD: &str = include_str!("../sql/queries/read_stream_forward.sql");
-const READ_BACKWARD: &str = include_str!("../sql/queries/read_stream_backward.sql");
-const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
-const WATERMARK: &str = include_str!("../sql/queries/watermark.sql");
-const READ_ALL_BACKWARD: &str = include_str!("../sql/queries/read_all_backward.sql");
-const STATS_COUNTS: &str = include_str!("../sql/queries/stats_counts.sql");
-const STATS_TYPES: &str = include_str!("../sql/queries/stats_types.sql");
 
 struct Inner {
     pool: Pool,
@@ -249,63 +241,9 @@ pub(crate) fn position_at(row: &Row, index: usize) -> Result<Position> {
     )
 }
 
-/// An event in the columns of [`COLUMNS`].
-fn recorded(row: &Row) -> Result<RecordedEvent> {
-    // Straight from the column's bytes into the context, with no JSON tree in between.
-    let Json(context): Json<EventContext> = column(row, 8, "context")?;
-    EventRow {
-        position: position_at(row, 0)?,
-        id: column(row, 2, "id")?,
-        stream: column(row, 3, "stream")?,
-        version: column(row, 4, "version")?,
-        namespace: column(row, 5, "namespace")?,
-        event_type: column(row, 6, "event_type")?,
-        data: column(row, 7, "data")?,
-        context,
-    }
-    .into_recorded(BACKEND)
-}
-
-fn all(rows: &[Row]) -> Result<Vec<RecordedEvent>> {
-    rows.iter().map(recorded).collect()
-}
-
-const CHECKPOINT_LOAD: &str = include_str!("../sql/queries/checkpoint_load.sql");
-const CHECKPOINT_SAVE: &str = include_str!("../sql/queries/checkpoint_save.sql");
-const CHECKPOINT_LIST: &str = include_str!("../sql/queries/checkpoint_list.sql");
-
-impl Checkpoints for PgStore {
-    async fn load_checkpoint(&self, name: &CheckpointName) -> Result<Option<Position>> {
-        let rows = self
-            .rows("load checkpoint", CHECKPOINT_LOAD, &[&name.as_str()])
-            .await?;
-        rows.first().map(|r| position_at(r, 0)).transpose()
-    }
-
-    async fn save_checkpoint(&self, name: &CheckpointName, at: Position) -> Result<()> {
-        let (tx, seq) = position_parts(at);
-        self.rows(
-            "save checkpoint",
-            CHECKPOINT_SAVE,
-            &[&name.as_str(), &tx, &seq],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<(CheckpointName, Position)>> {
-        let rows = self.rows("list checkpoints", CHECKPOINT_LIST, &[]).await?;
-        rows.iter()
-            .map(|r| {
-                let name = CheckpointName::new(column::<String>(r, 0, "name")?)?;
-                Ok((name, position_at(r, 1)?))
-            })
-            .collect()
-    }
-}
-
-impl Store for PgStore {
-    async fn append(&self, batch: AppendBatch) -> Result<Appended> {
+impl PgStore {
+    /// Appends a batch through `append_events` (one statement), retrying races.
+    async fn append_batch(&self, batch: AppendBatch) -> Result<Appended> {
         let (stream_id, expected, events) = batch.into_parts();
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
@@ -343,7 +281,7 @@ impl Store for PgStore {
                     // Still racing after every attempt: report what the stream holds now.
                     tracing::warn!(stream, attempts = attempt, error = %e, "append kept racing");
                     drop(client);
-                    let actual = self.stream_version(&stream_id).await?;
+                    let actual = event_store_sql::store::stream_version(self, &stream_id).await?;
                     return Err(Error::Conflict {
                         stream: stream.to_owned(),
                         expected,
@@ -380,20 +318,8 @@ impl Store for PgStore {
         }
         if !stored {
             // An idempotent retry: report the events as first stored.
-            let mut originals = Vec::with_capacity(out.len());
-            for chunk in ids.chunks(1000) {
-                let rows = self
-                    .rows(
-                        "append",
-                        &format!("SELECT {COLUMNS} FROM events WHERE id = ANY($1)"),
-                        &[&chunk],
-                    )
-                    .await?;
-                originals.extend(all(&rows)?);
-            }
-            originals.sort_by_key(|e| e.version);
             return Ok(Appended {
-                events: originals,
+                events: self.originals(&ids).await?,
                 stored: false,
             });
         }
@@ -406,133 +332,77 @@ impl Store for PgStore {
             stored,
         })
     }
+}
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        direction: Direction,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        let n = n.min(100_000);
-        let (sql, from, bound) = match direction {
-            Direction::Forward => {
-                let from = clamp(from);
-                (READ_FORWARD, from, from.saturating_add(limit(n)))
+impl PgStore {
+    /// The stored events with these ids, in version order (what an idempotent retry reports).
+    async fn originals(&self, ids: &[uuid::Uuid]) -> Result<Vec<event_store::RecordedEvent>> {
+        let mut originals = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let sql = format!("SELECT {} FROM events WHERE id = ANY($1)", Postgres::COLUMNS);
+            for row in &self.rows("append", &sql, &[&chunk]).await? {
+                originals.push(event_store_sql::store::event::<Self>(&PgRow(row))?);
             }
-            Direction::Backward => {
-                // Start at or below the stream's last version, so the window holds the page.
-                let from = match self.stream_version(stream).await? {
-                    Some(last) => clamp(from.min(last)),
-                    None => return Ok(Vec::new()),
-                };
-                (READ_BACKWARD, from, from.saturating_sub(limit(n)))
-            }
-        };
-        let rows = self
-            .rows(
-                "read stream",
-                sql,
-                &[&stream.as_str(), &from, &limit(n), &bound],
-            )
-            .await?;
-        all(&rows)
+        }
+        originals.sort_by_key(|e| e.version);
+        Ok(originals)
+    }
+}
+
+/// A row as the generic code reads it.
+struct PgRow<'a>(&'a Row);
+
+impl SqlRow for PgRow<'_> {
+    fn int(&self, index: usize, name: &str) -> Result<Option<i64>> {
+        column(self.0, index, name)
+    }
+    fn text(&self, index: usize, name: &str) -> Result<Option<String>> {
+        column(self.0, index, name)
+    }
+    fn json(&self, index: usize, name: &str) -> Result<Option<serde_json::Value>> {
+        column(self.0, index, name)
+    }
+    fn context(&self, index: usize, name: &str) -> Result<EventContext> {
+        // Straight from the column's bytes into the context, with no JSON tree in between.
+        let Json(context) = column::<Json<EventContext>>(self.0, index, name)?;
+        Ok(context)
+    }
+    fn uuid(&self, index: usize, name: &str) -> Result<uuid::Uuid> {
+        column(self.0, index, name)
+    }
+}
+
+impl Driver for PgStore {
+    const BACKEND: &'static str = BACKEND;
+    const QUERIES: Queries = event_store_sql::queries!();
+    type Dialect = Postgres;
+
+    async fn query<T: Send + 'static>(&self, s: Statement, decode: Decode<T>) -> Result<Vec<T>> {
+        let refs: Vec<_> = s.params.iter().map(as_sql).collect();
+        let rows = self.rows(s.what, &s.sql, &refs).await?;
+        rows.iter().map(|r| decode(&PgRow(r))).collect()
     }
 
-    async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
-        let (tx, seq) = position_parts(after);
-        let rows = self
-            .rows("read all", READ_ALL, &[&tx, &seq, &limit(n)])
-            .await?;
-        all(&rows)
+    async fn execute(&self, s: Statement) -> Result<u64> {
+        let client = self.client(s.what).await?;
+        let stmt = client
+            .prepare_cached(&s.sql)
+            .await
+            .map_err(|e| pg(s.what, e))?;
+        let refs: Vec<_> = s.params.iter().map(as_sql).collect();
+        client
+            .execute(&stmt, &refs)
+            .await
+            .map_err(|e| pg(s.what, e))
     }
 
-    async fn read_all_backward(
-        &self,
-        before: Option<Position>,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        let (tx, seq) = before.map_or((i64::MAX, i64::MAX), position_parts);
-        let rows = self
-            .rows(
-                "read all backward",
-                READ_ALL_BACKWARD,
-                &[&tx, &seq, &limit(n)],
-            )
-            .await?;
-        all(&rows)
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        let counts = self.rows("stats", STATS_COUNTS, &[]).await?;
-        let row = counts
-            .first()
-            .ok_or_else(|| Error::backend(BACKEND, "the stats query returned no row"))?;
-        let count = |i: usize, name: &str| -> Result<u64> {
-            unsigned(BACKEND, name, column(row, i, name)?)
-        };
-        let (events, streams, size) =
-            (count(0, "events")?, count(1, "streams")?, count(2, "size")?);
-        let types = self
-            .rows("stats", STATS_TYPES, &[])
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(TypeCount {
-                    namespace: column(r, 0, "namespace")?,
-                    event_type: column(r, 1, "event_type")?,
-                    events: unsigned(BACKEND, "count", column(r, 2, "count")?)?,
-                })
-            })
-            .collect::<Result<_>>()?;
-        let head = self
-            .read_all_backward(None, 1)
-            .await?
-            .first()
-            .map(|e| e.position);
-        Ok(StoreStats {
-            events,
-            streams,
-            types,
-            size_bytes: Some(size),
-            head,
-        })
-    }
-
-    async fn read_query(
-        &self,
-        query: &CheckedQuery,
-        after: Position,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        let compiled = compile::<Postgres>(query, after, n);
-        let refs: Vec<_> = compiled.params.iter().map(as_sql).collect();
-        let rows = self.rows("read query", &compiled.sql, &refs).await?;
-        all(&rows)
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
-        let rows = self
-            .rows("stream version", STREAM_VERSION, &[&stream.as_str()])
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        column::<Option<i64>>(row, 0, "version")?
-            .map(|v| unsigned(BACKEND, "version", v))
-            .transpose()
-    }
-
-    async fn watermark(&self) -> Result<Position> {
-        let rows = self.rows("watermark", WATERMARK, &[]).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| Error::backend(BACKEND, "the watermark query returned no row"))?;
-        let xmin = unsigned(BACKEND, "xmin", column(row, 0, "xmin")?)?;
-        Ok(Position::from_parts(xmin, 0))
+    async fn append(&self, batch: AppendBatch) -> Result<Appended> {
+        self.append_batch(batch).await
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
 }
+
+event_store_sql::impl_store!(PgStore);

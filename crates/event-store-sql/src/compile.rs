@@ -2,10 +2,11 @@
 //! has); every value is a bound parameter.
 
 use chrono::{DateTime, Utc};
-use event_store::{CheckedQuery, Position};
+use event_store::{CheckedQuery, Position, Result};
 use serde_json::{Map, Value};
 
 use crate::convert::limit as limit_param;
+use crate::driver::SqlRow;
 
 /// A bound parameter of a compiled query, for the adapter to hand to its driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,11 +31,21 @@ pub trait Dialect {
     /// candidate rows and keeps those [`Query::matches`](event_store::Query::matches) accepts.
     const FIELDS_IN_SQL: bool;
 
-    /// The placeholder of the `n`th parameter (1-based): `$n`, `?n`, ….
-    fn placeholder(n: usize) -> String;
+    /// What precedes a parameter's number (1-based) in the SQL text: `$` for `$1`, `?` for `?1`.
+    const PLACEHOLDER: &'static str;
 
     /// The condition "after `after` in the log", pushing its parameters with `bind`.
     fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String;
+
+    /// A position as the parameters the SQL files take for it.
+    fn position_params(p: Position) -> Vec<Param>;
+
+    /// The position in the leading columns of an event row, and the index of the column after
+    /// them (where `id` is).
+    fn event_position(backend: &'static str, row: &dyn SqlRow) -> Result<(Position, usize)>;
+
+    /// The value of `watermark.sql` as a position.
+    fn watermark(backend: &'static str, value: i64) -> Result<Position>;
 
     /// A time as the backend binds it.
     fn time(t: DateTime<Utc>) -> Param {
@@ -65,7 +76,7 @@ pub fn compile<D: Dialect>(query: &CheckedQuery, after: Position, limit: usize) 
     let mut params: Vec<Param> = Vec::new();
     let mut bind = |p: Param| {
         params.push(p);
-        D::placeholder(params.len())
+        format!("{}{}", D::PLACEHOLDER, params.len())
     };
     let limit = bind(Param::Int(limit_param(limit)));
     let mut clauses = vec![D::after(after, &mut bind)];
@@ -134,23 +145,7 @@ mod tests {
 
     use super::*;
 
-    struct Numbered;
-
-    impl Dialect for Numbered {
-        const COLUMNS: &'static str = "position, id";
-        const LOG_ORDER: &'static str = "position";
-        const FIELDS_IN_SQL: bool = false;
-        fn placeholder(n: usize) -> String {
-            format!("?{n}")
-        }
-        fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String {
-            let (_, low) = after.parts();
-            format!(
-                "position > {}",
-                bind(Param::Int(crate::convert::clamp(low)))
-            )
-        }
-    }
+    use crate::dialects::Sqlite as Numbered;
 
     #[test]
     fn values_never_reach_the_sql_text() {
@@ -173,8 +168,9 @@ mod tests {
         assert!(c.filter_rows, "fields are left to the caller");
         assert_eq!(
             c.sql,
-            "SELECT position, id FROM events WHERE position > ?2 AND stream = ?3 AND \
-             ((namespace = ?4 AND event_type = ?5)) ORDER BY position LIMIT ?1"
+            "SELECT position, id, stream, version, namespace, event_type, data, context FROM \
+             events WHERE position > ?2 AND stream = ?3 AND ((namespace = ?4 AND event_type = \
+             ?5)) ORDER BY position LIMIT ?1"
         );
     }
 

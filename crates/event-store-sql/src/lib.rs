@@ -3,9 +3,24 @@
 
 mod compile;
 pub mod convert;
+pub mod dialects;
+mod driver;
 mod migrate;
 mod row;
+pub mod store;
 
 pub use compile::{Compiled, Dialect, Param, compile, subject_object};
+pub use driver::{Decode, Driver, Queries, SqlRow, Statement};
 pub use migrate::{Migration, pending};
 pub use row::EventRow;
+
+#[doc(hidden)]
+pub mod __private {
+    //! What the macros expand to; not a public API.
+    pub use tokio::sync::watch;
+
+    /// A page of events.
+    pub type Events = event_store::Result<Vec<event_store::RecordedEvent>>;
+    /// Named checkpoints.
+    pub type Named = event_store::Result<Vec<(event_store::CheckpointName, event_store::Position)>>;
+}

@@ -2,31 +2,22 @@
 
 use std::path::Path;
 
-use event_store::{Error, EventContext, Position, RecordedEvent, Result};
-use event_store_sql::convert::clamp;
-use event_store_sql::{EventRow, Migration, pending};
-use rusqlite::{Connection, OpenFlags, Row};
+use event_store::{Error, EventContext, Position, Result};
+use event_store_sql::{Migration, SqlRow, pending};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
 
 use crate::config::{SqliteConfig, Synchronous};
 
 pub(crate) const BACKEND: &str = "sqlite";
 
-macro_rules! migration {
-    ($version:literal, $name:literal, $file:literal) => {
-        Migration {
-            version: $version,
-            name: $name,
-            sql: include_str!(concat!("../sql/", $file)),
-        }
-    };
-}
-
 /// The migrations, in order. Each is idempotent, and applied versions are recorded in
 /// `schema_migrations`.
 pub const MIGRATIONS: &[Migration] = &[
-    migration!(1, "events", "001_events.sql"),
-    migration!(2, "cache", "002_cache.sql"),
-    migration!(3, "checkpoints", "003_checkpoints.sql"),
+    event_store_sql::migration!(1, "events", "001_events.sql"),
+    event_store_sql::migration!(2, "cache", "002_cache.sql"),
+    event_store_sql::migration!(3, "checkpoints", "003_checkpoints.sql"),
+    event_store_sql::migration!(4, "harden", "004_harden.sql"),
 ];
 
 pub(crate) fn sqlite(what: &str, e: rusqlite::Error) -> Error {
@@ -96,39 +87,67 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<Vec<i64>> {
     Ok(done)
 }
 
-/// An event in the columns of [`COLUMNS`](crate::query::COLUMNS).
-pub(crate) fn recorded(row: &Row<'_>) -> Result<RecordedEvent> {
-    let id: String = column(row, 1, "id")?;
-    let data: String = column(row, 6, "data")?;
-    let context: String = column(row, 7, "context")?;
-    let bad = |name: &str, e: &dyn std::fmt::Display| {
-        Error::backend(BACKEND, format!("reading column `{name}`: {e}"))
-    };
-    EventRow {
-        position: position(column(row, 0, "position")?)?,
-        id: id.parse().map_err(|e| bad("id", &e))?,
-        stream: column(row, 2, "stream")?,
-        version: column(row, 3, "version")?,
-        namespace: column(row, 4, "namespace")?,
-        event_type: column(row, 5, "event_type")?,
-        data: serde_json::from_str(&data).map_err(|e| bad("data", &e))?,
-        context: serde_json::from_str::<EventContext>(&context).map_err(|e| bad("context", &e))?,
+/// A row as the generic code reads it.
+pub(crate) struct SqliteRow<'a, 'r>(pub(crate) &'a rusqlite::Row<'r>);
+
+impl SqliteRow<'_, '_> {
+    fn value(&self, index: usize, name: &str) -> Result<rusqlite::types::ValueRef<'_>> {
+        self.0
+            .get_ref(index)
+            .map_err(|e| Error::backend_with(BACKEND, format!("reading column `{name}`: {e}"), e))
     }
-    .into_recorded(BACKEND)
+
+    fn mismatch(name: &str, e: impl std::fmt::Display) -> Error {
+        Error::backend(BACKEND, format!("reading column `{name}`: {e}"))
+    }
+
+    fn json_text<T: serde::de::DeserializeOwned>(
+        &self,
+        index: usize,
+        name: &str,
+    ) -> Result<Option<T>> {
+        match self.value(index, name)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => serde_json::from_slice(t)
+                .map(Some)
+                .map_err(|e| Self::mismatch(name, e)),
+            other => Err(Self::mismatch(
+                name,
+                format!("{:?} is not JSON text", other.data_type()),
+            )),
+        }
+    }
 }
 
-/// Column `index` (named `name` in errors): a type mismatch or an unexpected NULL is an error
-/// naming the column, never a panic.
-pub(crate) fn column<T: rusqlite::types::FromSql>(
-    row: &Row<'_>,
-    index: usize,
-    name: &str,
-) -> Result<T> {
-    let value = row
-        .get_ref(index)
-        .map_err(|e| Error::backend_with(BACKEND, format!("reading column `{name}`: {e}"), e))?;
-    T::column_result(value)
-        .map_err(|e| Error::backend_with(BACKEND, format!("reading column `{name}`: {e}"), e))
+impl SqlRow for SqliteRow<'_, '_> {
+    fn int(&self, index: usize, name: &str) -> Result<Option<i64>> {
+        match self.value(index, name)? {
+            ValueRef::Null => Ok(None),
+            v => v.as_i64().map(Some).map_err(|e| Self::mismatch(name, e)),
+        }
+    }
+    fn text(&self, index: usize, name: &str) -> Result<Option<String>> {
+        match self.value(index, name)? {
+            ValueRef::Null => Ok(None),
+            v => v
+                .as_str()
+                .map(|s| Some(s.to_owned()))
+                .map_err(|e| Self::mismatch(name, e)),
+        }
+    }
+    fn json(&self, index: usize, name: &str) -> Result<Option<serde_json::Value>> {
+        self.json_text(index, name)
+    }
+    fn context(&self, index: usize, name: &str) -> Result<EventContext> {
+        self.json_text(index, name)?
+            .ok_or_else(|| Self::mismatch(name, "NULL"))
+    }
+    fn uuid(&self, index: usize, name: &str) -> Result<uuid::Uuid> {
+        let text = self
+            .text(index, name)?
+            .ok_or_else(|| Self::mismatch(name, "NULL"))?;
+        text.parse().map_err(|e| Self::mismatch(name, e))
+    }
 }
 
 /// A log position stored as one integer.
@@ -136,31 +155,4 @@ pub(crate) fn position(stored: i64) -> Result<Position> {
     Ok(Position::from_offset(event_store_sql::convert::unsigned(
         BACKEND, "position", stored,
     )?))
-}
-
-/// Collects rows decoded by `f`, mapping driver errors with `what`.
-pub(crate) fn collect<T>(
-    rows: rusqlite::Rows<'_>,
-    what: &str,
-    f: impl Fn(&Row<'_>) -> Result<T>,
-) -> Result<Vec<T>> {
-    let mut rows = rows;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(|e| sqlite(what, e))? {
-        out.push(f(row)?);
-    }
-    Ok(out)
-}
-
-/// A memory position's offset (the high part of a foreign position sorts after every offset).
-pub(crate) fn offset(p: Position) -> i64 {
-    match p.parts() {
-        (0, low) => clamp(low),
-        _ => i64::MAX,
-    }
-}
-
-/// Times as fixed-width RFC 3339 text, so that text order is time order.
-pub(crate) fn time_text(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }

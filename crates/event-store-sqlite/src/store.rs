@@ -3,27 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use event_store::{
-    AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, Error, Position,
-    RecordedEvent, Result, Store, StoreStats, StreamId, TypeCount,
-};
-use event_store_sql::compile;
-use event_store_sql::convert::{clamp, limit, unsigned};
+use event_store::{AppendBatch, Appended, Error, Result};
+use event_store_sql::dialects::Sqlite;
+use event_store_sql::{Decode, Driver, Queries, Statement};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
 use crate::config::SqliteConfig;
-use crate::connection::{BACKEND, collect, column, offset, open, position, recorded, sqlite};
-use crate::query::{Sqlite, to_sql};
+use crate::connection::{BACKEND, SqliteRow, open, sqlite};
+use crate::query::to_sql;
 use crate::writer::{Job, Writer};
-
-const READ_ALL: &str = include_str!("../sql/queries/read_all.sql");
-const READ_ALL_BACKWARD: &str = include_str!("../sql/queries/read_all_backward.sql");
-const READ_FORWARD: &str = include_str!("../sql/queries/read_stream_forward.sql");
-const READ_BACKWARD: &str = include_str!("../sql/queries/read_stream_backward.sql");
-const WATERMARK: &str = include_str!("../sql/queries/watermark.sql");
-const STATS_COUNTS: &str = include_str!("../sql/queries/stats_counts.sql");
-const STATS_TYPES: &str = include_str!("../sql/queries/stats_types.sql");
 
 pub(crate) struct Inner {
     path: PathBuf,
@@ -119,82 +108,33 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::backend_with(BACKEND, "a read task failed", e))?
     }
+}
 
-    async fn rows(
-        &self,
-        what: &'static str,
-        sql: &'static str,
-        params: Vec<rusqlite::types::Value>,
-    ) -> Result<Vec<RecordedEvent>> {
+impl Driver for SqliteStore {
+    const BACKEND: &'static str = BACKEND;
+    const QUERIES: Queries = event_store_sql::queries!();
+    type Dialect = Sqlite;
+
+    async fn query<T: Send + 'static>(&self, s: Statement, decode: Decode<T>) -> Result<Vec<T>> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql).map_err(|e| sqlite(what, e))?;
-            let rows = stmt
-                .query(rusqlite::params_from_iter(params))
-                .map_err(|e| sqlite(what, e))?;
-            collect(rows, what, recorded)
-        })
-        .await
-    }
-}
-
-fn int(v: i64) -> rusqlite::types::Value {
-    rusqlite::types::Value::Integer(v)
-}
-
-fn text(v: &str) -> rusqlite::types::Value {
-    rusqlite::types::Value::Text(v.to_owned())
-}
-
-/// A position stored as `high`, `low` in columns `index` and `index + 1`.
-fn position_at(row: &rusqlite::Row<'_>, index: usize) -> Result<Position> {
-    event_store_sql::convert::position(
-        BACKEND,
-        ("high", column(row, index, "high")?),
-        ("low", column(row, index + 1, "low")?),
-    )
-}
-
-impl Checkpoints for SqliteStore {
-    async fn load_checkpoint(&self, name: &CheckpointName) -> Result<Option<Position>> {
-        let name = name.as_str().to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT high, low FROM checkpoints WHERE name = ?1")
-                .map_err(|e| sqlite("load checkpoint", e))?;
-            let rows = stmt
-                .query([name])
-                .map_err(|e| sqlite("load checkpoint", e))?;
-            Ok(collect(rows, "load checkpoint", |r| position_at(r, 0))?
-                .into_iter()
-                .next())
+            let mut stmt = conn.prepare_cached(&s.sql).map_err(|e| sqlite(s.what, e))?;
+            let values: Vec<_> = s.params.iter().map(to_sql).collect();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(values))
+                .map_err(|e| sqlite(s.what, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| sqlite(s.what, e))? {
+                out.push(decode(&SqliteRow(row))?);
+            }
+            Ok(out)
         })
         .await
     }
 
-    async fn save_checkpoint(&self, name: &CheckpointName, at: Position) -> Result<()> {
-        let name = name.as_str().to_owned();
-        self.inner
-            .writer
-            .call(|reply| Job::Checkpoint(name, at, reply))
-            .await
+    async fn execute(&self, s: Statement) -> Result<u64> {
+        self.inner.writer.call(|reply| Job::Execute(s, reply)).await
     }
 
-    async fn checkpoints(&self) -> Result<Vec<(CheckpointName, Position)>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT name, high, low FROM checkpoints ORDER BY name")
-                .map_err(|e| sqlite("list checkpoints", e))?;
-            let rows = stmt.query([]).map_err(|e| sqlite("list checkpoints", e))?;
-            collect(rows, "list checkpoints", |r| {
-                let name = CheckpointName::new(column::<String>(r, 0, "name")?)?;
-                Ok((name, position_at(r, 1)?))
-            })
-        })
-        .await
-    }
-}
-
-impl Store for SqliteStore {
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
         self.inner
             .writer
@@ -202,147 +142,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        direction: Direction,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        let sql = match direction {
-            Direction::Forward => READ_FORWARD,
-            Direction::Backward => READ_BACKWARD,
-        };
-        self.rows(
-            "read stream",
-            sql,
-            vec![text(stream.as_str()), int(clamp(from)), int(limit(n))],
-        )
-        .await
-    }
-
-    async fn read_all(&self, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
-        self.rows(
-            "read all",
-            READ_ALL,
-            vec![int(offset(after)), int(limit(n))],
-        )
-        .await
-    }
-
-    async fn read_all_backward(
-        &self,
-        before: Option<Position>,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        let before = before.map_or(i64::MAX, offset);
-        self.rows(
-            "read all backward",
-            READ_ALL_BACKWARD,
-            vec![int(before), int(limit(n))],
-        )
-        .await
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare(STATS_COUNTS).map_err(|e| sqlite("stats", e))?;
-            let rows = stmt.query([]).map_err(|e| sqlite("stats", e))?;
-            let counts = collect(rows, "stats", |r| {
-                let count = |i: usize, name: &str| -> Result<u64> {
-                    unsigned(BACKEND, name, column(r, i, name)?)
-                };
-                let head = column::<Option<i64>>(r, 2, "head")?
-                    .map(position)
-                    .transpose()?;
-                Ok((
-                    count(0, "events")?,
-                    count(1, "streams")?,
-                    head,
-                    count(3, "size")?,
-                ))
-            })?;
-            let (events, streams, head, size) = counts
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::backend(BACKEND, "the stats query returned no row"))?;
-            let mut stmt = conn.prepare(STATS_TYPES).map_err(|e| sqlite("stats", e))?;
-            let rows = stmt.query([]).map_err(|e| sqlite("stats", e))?;
-            let types = collect(rows, "stats", |r| {
-                Ok(TypeCount {
-                    namespace: column(r, 0, "namespace")?,
-                    event_type: column(r, 1, "event_type")?,
-                    events: unsigned(BACKEND, "count", column(r, 2, "count")?)?,
-                })
-            })?;
-            Ok(StoreStats {
-                events,
-                streams,
-                types,
-                size_bytes: Some(size),
-                head,
-            })
-        })
-        .await
-    }
-
-    async fn read_query(
-        &self,
-        query: &CheckedQuery,
-        after: Position,
-        n: usize,
-    ) -> Result<Vec<RecordedEvent>> {
-        let query = query.clone();
-        self.read(move |conn| {
-            let mut out = Vec::new();
-            let mut cursor = after;
-            // With field filters left to Rust, candidates are read in chunks until `n` match.
-            let probe = compile::<Sqlite>(&query, cursor, n);
-            let chunk = if probe.filter_rows { n.max(256) } else { n };
-            loop {
-                let compiled = compile::<Sqlite>(&query, cursor, chunk);
-                let mut stmt = conn
-                    .prepare_cached(&compiled.sql)
-                    .map_err(|e| sqlite("read query", e))?;
-                let params: Vec<_> = compiled.params.iter().map(to_sql).collect();
-                let rows = stmt
-                    .query(rusqlite::params_from_iter(params))
-                    .map_err(|e| sqlite("read query", e))?;
-                let rows = collect(rows, "read query", recorded)?;
-                let exhausted = rows.len() < chunk;
-                if let Some(last) = rows.last() {
-                    cursor = last.position;
-                }
-                for e in rows {
-                    if out.len() < n && (!compiled.filter_rows || query.matches(&e)) {
-                        out.push(e);
-                    }
-                }
-                if exhausted || out.len() >= n {
-                    return Ok(out);
-                }
-            }
-        })
-        .await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
-        let stream = stream.as_str().to_owned();
-        self.read(move |conn| crate::writer::stream_version(conn, &stream))
-            .await
-    }
-
-    async fn watermark(&self) -> Result<Position> {
-        self.read(|conn| {
-            let w: i64 = conn
-                .query_row(WATERMARK, [], |r| r.get(0))
-                .map_err(|e| sqlite("watermark", e))?;
-            position(w)
-        })
-        .await
-    }
-
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
 }
+
+event_store_sql::impl_store!(SqliteStore);

@@ -5,23 +5,25 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use event_store::{AppendBatch, Appended, CacheKey, CachedState, Error, Result};
-use event_store_sql::convert::{clamp, position_parts, unsigned};
+use event_store::{AppendBatch, Appended, Error, Result};
+use event_store_sql::Statement;
+use event_store_sql::convert::{clamp, unsigned};
 use rusqlite::{Connection, params};
 use tokio::sync::{oneshot, watch};
 
-use crate::connection::{BACKEND, collect, migrate, position, recorded, sqlite, time_text};
+use crate::connection::{BACKEND, SqliteRow, migrate, position, sqlite};
+use crate::query::to_sql;
+use crate::store::SqliteStore;
+use event_store_sql::dialects::time_text;
 
 const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
 const INSERT: &str = include_str!("../sql/queries/insert_event.sql");
-const CACHE_PUT: &str = include_str!("../sql/queries/cache_put.sql");
-const CHECKPOINT_SAVE: &str = include_str!("../sql/queries/checkpoint_save.sql");
 
 pub(crate) enum Job {
     Append(AppendBatch, oneshot::Sender<Result<Appended>>),
-    CachePut(CacheKey, CachedState, oneshot::Sender<Result<()>>),
-    Checkpoint(String, event_store::Position, oneshot::Sender<Result<()>>),
+    /// A write of the shared SQL layer (a checkpoint, a cache entry), in its own savepoint.
+    Execute(Statement, oneshot::Sender<Result<u64>>),
     Migrate(oneshot::Sender<Result<Vec<i64>>>),
 }
 
@@ -99,7 +101,7 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, group: usize, changes: &w
 
 enum Outcome {
     Append(oneshot::Sender<Result<Appended>>, Result<Appended>),
-    Put(oneshot::Sender<Result<()>>, Result<()>),
+    Executed(oneshot::Sender<Result<u64>>, Result<u64>),
 }
 
 /// Runs `jobs` in one transaction; returns whether an append stored something.
@@ -117,11 +119,8 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
             Job::Append(batch, reply) => {
                 Outcome::Append(reply, in_savepoint(conn, |c| append(c, &batch)))
             }
-            Job::CachePut(key, entry, reply) => {
-                Outcome::Put(reply, in_savepoint(conn, |c| cache_put(c, &key, &entry)))
-            }
-            Job::Checkpoint(name, at, reply) => {
-                Outcome::Put(reply, in_savepoint(conn, |c| save_checkpoint(c, &name, at)))
+            Job::Execute(statement, reply) => {
+                Outcome::Executed(reply, in_savepoint(conn, |c| execute(c, &statement)))
             }
             Job::Migrate(reply) => {
                 let _ = reply.send(Err(Error::backend(BACKEND, "migrations run alone")));
@@ -141,13 +140,13 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
                 stored |= result.as_ref().is_ok_and(|a| a.stored);
                 let _ = reply.send(result);
             }
-            (Outcome::Put(reply, result), Ok(())) => {
+            (Outcome::Executed(reply, result), Ok(())) => {
                 let _ = reply.send(result);
             }
             (Outcome::Append(reply, result), Err(msg)) => {
                 let _ = reply.send(result.and(Err(Error::backend(BACKEND, msg.clone()))));
             }
-            (Outcome::Put(reply, result), Err(msg)) => {
+            (Outcome::Executed(reply, result), Err(msg)) => {
                 let _ = reply.send(result.and(Err(Error::backend(BACKEND, msg.clone()))));
             }
         }
@@ -159,7 +158,7 @@ fn reply_error(job: Job, msg: &str) {
     let e = || Error::backend(BACKEND, msg.to_owned());
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(e()))),
-        Job::CachePut(_, _, reply) | Job::Checkpoint(_, _, reply) => drop(reply.send(Err(e()))),
+        Job::Execute(_, reply) => drop(reply.send(Err(e()))),
         Job::Migrate(reply) => drop(reply.send(Err(e()))),
     }
 }
@@ -262,7 +261,14 @@ fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
         let rows = find
             .query([e.id.to_string()])
             .map_err(|e| sqlite("append", e))?;
-        stored.push(collect(rows, "append", recorded)?.into_iter().next());
+        let mut rows = rows;
+        let found = match rows.next().map_err(|e| sqlite("append", e))? {
+            Some(row) => Some(event_store_sql::store::event::<SqliteStore>(&SqliteRow(
+                row,
+            ))?),
+            None => None,
+        };
+        stored.push(found);
     }
     if let Some(originals) = batch.check_stored(stored)? {
         return Ok(Appended {
@@ -280,29 +286,12 @@ fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
         .ok_or_else(|| Error::backend(BACKEND, "an event id was stored during the append"))
 }
 
-fn cache_put(conn: &Connection, key: &CacheKey, entry: &CachedState) -> Result<()> {
-    let (high, low) = position_parts(entry.checkpoint);
-    let state =
-        serde_json::to_string(&entry.state).map_err(|e| Error::codec("encode a state", e))?;
-    conn.prepare_cached(CACHE_PUT)
-        .and_then(|mut s| {
-            s.execute(params![
-                key.aggregate,
-                i64::from(key.version),
-                key.query,
-                state,
-                high,
-                low
-            ])
-        })
-        .map_err(|e| sqlite("cache put", e))?;
-    Ok(())
-}
-
-fn save_checkpoint(conn: &Connection, name: &str, at: event_store::Position) -> Result<()> {
-    let (high, low) = position_parts(at);
-    conn.prepare_cached(CHECKPOINT_SAVE)
-        .and_then(|mut s| s.execute(params![name, high, low]))
-        .map_err(|e| sqlite("save checkpoint", e))?;
-    Ok(())
+/// A write of the shared SQL layer.
+fn execute(conn: &Connection, statement: &Statement) -> Result<u64> {
+    let values: Vec<_> = statement.params.iter().map(to_sql).collect();
+    let n = conn
+        .prepare_cached(&statement.sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
+        .map_err(|e| sqlite(statement.what, e))?;
+    Ok(n as u64)
 }

@@ -217,26 +217,21 @@ pub(crate) async fn stream_events<S: Store>(store: &S, stream: &str) -> Vec<Reco
     }
 }
 
-/// Reads the whole global log from `after` (waiting until it is final), keeping the events that
-/// `keep` accepts.
+/// Reads the whole global log from `after` (final events), keeping the events that `keep`
+/// accepts. The cursor refuses a page at or before its position.
 pub(crate) async fn log_after<S: Store>(
     store: &S,
     after: Position,
     page: usize,
     keep: impl Fn(&RecordedEvent) -> bool,
 ) -> Vec<RecordedEvent> {
+    let mut cursor = event_store::LogCursor::with_page(after, page);
     let mut out = Vec::new();
-    let mut cursor = after;
     loop {
-        let events = store.read_all(cursor, page).await.expect("read_all");
-        let Some(last) = events.last() else {
+        let events = cursor.next_page(store).await.expect("read_all");
+        if events.is_empty() {
             return out;
-        };
-        assert!(
-            last.position > cursor,
-            "read_all returned events at or before its checkpoint"
-        );
-        cursor = last.position;
+        }
         out.extend(events.into_iter().filter(&keep));
     }
 }
@@ -261,14 +256,7 @@ pub(crate) async fn wait_for_log<S: Store>(
 
 /// The position of the last final event now (where a check's own events will come after).
 pub(crate) async fn head<S: Store>(store: &S) -> Position {
-    let mut cursor = Position::START;
-    loop {
-        let page = store.read_all(cursor, 1000).await.expect("read_all");
-        match page.last() {
-            Some(last) => cursor = last.position,
-            None => return cursor,
-        }
-    }
+    event_store::head(store).await.expect("head")
 }
 
 pub(crate) fn assert_conflict(

@@ -24,16 +24,10 @@ pub fn url() -> String {
 
 /// The broker, or `None` (loudly) when it is unreachable outside CI.
 pub async fn broker() -> Option<Connection> {
-    match Connection::connect(&url(), ConnectionProperties::default()).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("RabbitMQ is required in CI (EVENT_STORE_TEST_AMQP): {e}");
-            }
-            eprintln!("SKIPPED: RabbitMQ unreachable at EVENT_STORE_TEST_AMQP ({e})");
-            None
-        }
-    }
+    event_store_testkit::require_service(
+        "RabbitMQ (EVENT_STORE_TEST_AMQP)",
+        Connection::connect(&url(), ConnectionProperties::default()).await,
+    )
 }
 
 /// Deletes a test's exchanges and queues when dropped.

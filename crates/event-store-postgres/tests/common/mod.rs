@@ -73,16 +73,10 @@ pub async fn fresh_with(tweak: impl FnOnce(&mut PgConfig)) -> Option<TestPg> {
     config.application_name = schema.clone();
     config.connect_timeout = std::time::Duration::from_secs(5);
     tweak(&mut config);
-    let store = match PgStore::connect(&url(), config).await {
-        Ok(s) => s,
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("PostgreSQL is required in CI (EVENT_STORE_TEST_PG): {e}");
-            }
-            eprintln!("SKIPPED: PostgreSQL unreachable at EVENT_STORE_TEST_PG ({e})");
-            return None;
-        }
-    };
+    let store = event_store_testkit::require_service(
+        "PostgreSQL (EVENT_STORE_TEST_PG)",
+        PgStore::connect(&url(), config).await,
+    )?;
     let guard = SchemaGuard { schema };
     store.migrate().await.expect("migrate");
     Some(Guarded::new(store, guard))

@@ -1,0 +1,170 @@
+//! What a SQL backend provides: running the store's SQL on its driver.
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use event_store::{AppendBatch, Appended, Error, EventContext, Result};
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::compile::{Dialect, Param};
+
+/// One row of a result, as the generic store code reads it: each getter names the column in its
+/// errors, and a type mismatch is an error, never a panic.
+pub trait SqlRow {
+    /// An integer column (`None`: NULL).
+    fn int(&self, index: usize, name: &str) -> Result<Option<i64>>;
+    /// A text column (`None`: NULL).
+    fn text(&self, index: usize, name: &str) -> Result<Option<String>>;
+    /// A JSON column (`None`: NULL): a `jsonb`, or JSON text.
+    fn json(&self, index: usize, name: &str) -> Result<Option<Value>>;
+    /// An event context stored as JSON (decoded straight into the struct where the driver can).
+    fn context(&self, index: usize, name: &str) -> Result<EventContext>;
+    /// A UUID column.
+    fn uuid(&self, index: usize, name: &str) -> Result<Uuid>;
+}
+
+/// The columns a NULL may not be in: the value, or an error naming the column.
+pub(crate) fn required<T>(backend: &'static str, name: &str, v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| Error::backend(backend, format!("column `{name}` is NULL")))
+}
+
+/// A function decoding one row.
+pub type Decode<T> = fn(&dyn SqlRow) -> Result<T>;
+
+/// A statement to run: what it does (for errors), its SQL, and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// What the statement does, as errors say it (`read all`, `save checkpoint`, …).
+    pub what: &'static str,
+    /// The SQL text.
+    pub sql: Cow<'static, str>,
+    /// The parameters, in placeholder order.
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    /// A statement.
+    pub fn new(what: &'static str, sql: impl Into<Cow<'static, str>>, params: Vec<Param>) -> Self {
+        Self {
+            what,
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// The SQL files every SQL adapter provides in `sql/queries/` (loaded by [`queries!`]), with the
+/// parameters and result columns each one takes and gives. Positions are bound as the
+/// [`Dialect`]'s position parameters (`(tx, seq)` or one offset) and read back the same way.
+///
+/// | file | parameters | columns |
+/// |---|---|---|
+/// | `read_all.sql` | position after, limit | an event (`Dialect::COLUMNS`), final events only, in log order |
+/// | `read_all_backward.sql` | position before, limit | an event, final events only, newest first |
+/// | `read_stream_forward.sql` | stream, from, limit, bound | an event; versions in `[from, bound)`, ascending |
+/// | `read_stream_backward.sql` | stream, from, limit, bound | an event; versions in `(bound, from]`, descending |
+/// | `stream_version.sql` | stream | `version` (NULL: no stream) |
+/// | `watermark.sql` | — | one integer, turned into a position by `Dialect::watermark` |
+/// | `stats_counts.sql` | — | `events`, `streams`, `size` (bytes) |
+/// | `stats_types.sql` | — | `namespace`, `event_type`, `count`, ordered by namespace and type |
+/// | `checkpoint_load.sql` | name | the two parts of a position |
+/// | `checkpoint_save.sql` | name, the two parts of a position | — (an upsert) |
+/// | `checkpoint_list.sql` | — | name, the two parts of a position, ordered by name |
+/// | `cache_get.sql` | aggregate, version, query | state (JSON), the two parts of a position |
+/// | `cache_put.sql` | aggregate, version, query, state (JSON), the two parts | — (never moves an entry back) |
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct Queries {
+    pub read_all: &'static str,
+    pub read_all_backward: &'static str,
+    pub read_stream_forward: &'static str,
+    pub read_stream_backward: &'static str,
+    pub stream_version: &'static str,
+    pub watermark: &'static str,
+    pub stats_counts: &'static str,
+    pub stats_types: &'static str,
+    pub checkpoint_load: &'static str,
+    pub checkpoint_save: &'static str,
+    pub checkpoint_list: &'static str,
+    pub cache_get: &'static str,
+    pub cache_put: &'static str,
+}
+
+/// The [`Queries`] of the calling crate, from its `sql/queries/` directory.
+#[macro_export]
+macro_rules! queries {
+    () => {
+        $crate::Queries {
+            read_all: $crate::__query!("read_all"),
+            read_all_backward: $crate::__query!("read_all_backward"),
+            read_stream_forward: $crate::__query!("read_stream_forward"),
+            read_stream_backward: $crate::__query!("read_stream_backward"),
+            stream_version: $crate::__query!("stream_version"),
+            watermark: $crate::__query!("watermark"),
+            stats_counts: $crate::__query!("stats_counts"),
+            stats_types: $crate::__query!("stats_types"),
+            checkpoint_load: $crate::__query!("checkpoint_load"),
+            checkpoint_save: $crate::__query!("checkpoint_save"),
+            checkpoint_list: $crate::__query!("checkpoint_list"),
+            cache_get: $crate::__query!("cache_get"),
+            cache_put: $crate::__query!("cache_put"),
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __query {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/sql/queries/",
+            $name,
+            ".sql"
+        ))
+    };
+}
+
+/// A numbered migration of the calling crate, from its `sql/` directory:
+/// `migration!(1, "events", "001_events.sql")`.
+#[macro_export]
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        $crate::Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/", $file)),
+        }
+    };
+}
+
+/// A SQL backend: what [`impl_store!`](crate::impl_store) needs to implement
+/// [`Store`](event_store::Store) and [`Checkpoints`](event_store::Checkpoints) with the generic
+/// code of this crate.
+pub trait Driver: Send + Sync + 'static {
+    /// The backend's name in errors (`postgres`, `sqlite`, …).
+    const BACKEND: &'static str;
+    /// How the backend's SQL differs.
+    type Dialect: Dialect;
+
+    /// The backend's SQL files (`queries!()`).
+    const QUERIES: Queries;
+
+    /// Runs a query and decodes each row with `decode`.
+    fn query<T: Send + 'static>(
+        &self,
+        statement: Statement,
+        decode: Decode<T>,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send;
+
+    /// Runs a statement that writes (on the backend's write path); returns the rows it touched.
+    fn execute(&self, statement: Statement) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Appends a validated batch (each backend has its own way to do it atomically).
+    fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send;
+
+    /// The backend's change notifications (see [`Store::changes`](event_store::Store::changes)).
+    fn changes(&self) -> watch::Receiver<u64>;
+}

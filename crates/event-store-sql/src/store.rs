@@ -1,0 +1,392 @@
+//! The store, checkpoints and cache, written once over a [`Driver`]; an adapter binds them to its
+//! type with [`impl_store!`](crate::impl_store) and [`impl_cache!`](crate::impl_cache).
+
+use event_store::{
+    CacheKey, CachedState, CheckedQuery, CheckpointName, Direction, Position, RecordedEvent,
+    Result, StoreStats, StreamId, TypeCount,
+};
+
+use crate::compile::{Dialect, Param, compile};
+use crate::convert::{clamp, limit, position_parts, unsigned};
+use crate::driver::{Driver, SqlRow, Statement, required};
+use crate::row::EventRow;
+
+/// The most events one stream read returns (a larger limit is cut to it).
+pub const MAX_STREAM_PAGE: usize = 100_000;
+
+/// An event in the columns of [`Dialect::COLUMNS`].
+pub fn event<D: Driver>(row: &dyn SqlRow) -> Result<RecordedEvent> {
+    let b = D::BACKEND;
+    let (position, i) = D::Dialect::event_position(b, row)?;
+    EventRow {
+        position,
+        id: row.uuid(i, "id")?,
+        stream: required(b, "stream", row.text(i + 1, "stream")?)?,
+        version: required(b, "version", row.int(i + 2, "version")?)?,
+        namespace: required(b, "namespace", row.text(i + 3, "namespace")?)?,
+        event_type: required(b, "event_type", row.text(i + 4, "event_type")?)?,
+        data: required(b, "data", row.json(i + 5, "data")?)?,
+        context: row.context(i + 6, "context")?,
+    }
+    .into_recorded(b)
+}
+
+/// A position stored in two columns from `index` (checkpoints, cache entries).
+pub fn position_columns<D: Driver>(row: &dyn SqlRow, index: usize) -> Result<Position> {
+    let b = D::BACKEND;
+    let high = required(b, "high", row.int(index, "high")?)?;
+    let low = required(b, "low", row.int(index + 1, "low")?)?;
+    Ok(Position::from_parts(
+        unsigned(b, "high", high)?,
+        unsigned(b, "low", low)?,
+    ))
+}
+
+fn with_limit(mut params: Vec<Param>, n: usize) -> Vec<Param> {
+    params.push(Param::Int(limit(n)));
+    params
+}
+
+/// [`Store::read_stream`](event_store::Store::read_stream): a page bounded by its version
+/// window (versions are consecutive), so no plan reads more than a page.
+pub async fn read_stream<D: Driver>(
+    d: &D,
+    stream: &StreamId,
+    from: u64,
+    direction: Direction,
+    n: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let n = n.min(MAX_STREAM_PAGE);
+    let q = &D::QUERIES;
+    let (sql, from, bound) = match direction {
+        Direction::Forward => {
+            let from = clamp(from);
+            (q.read_stream_forward, from, from.saturating_add(limit(n)))
+        }
+        Direction::Backward => {
+            // Start at or below the stream's last version, so the window holds the page.
+            let from = match stream_version(d, stream).await? {
+                Some(last) => clamp(from.min(last)),
+                None => return Ok(Vec::new()),
+            };
+            (q.read_stream_backward, from, from.saturating_sub(limit(n)))
+        }
+    };
+    let params = vec![
+        Param::Text(stream.as_str().to_owned()),
+        Param::Int(from),
+        Param::Int(limit(n)),
+        Param::Int(bound),
+    ];
+    d.query(Statement::new("read stream", sql, params), event::<D>)
+        .await
+}
+
+/// [`Store::read_all`](event_store::Store::read_all).
+pub async fn read_all<D: Driver>(d: &D, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
+    let params = with_limit(D::Dialect::position_params(after), n);
+    let statement = Statement::new("read all", D::QUERIES.read_all, params);
+    d.query(statement, event::<D>).await
+}
+
+/// [`Store::read_all_backward`](event_store::Store::read_all_backward).
+pub async fn read_all_backward<D: Driver>(
+    d: &D,
+    before: Option<Position>,
+    n: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let before = before.unwrap_or(Position::from_parts(u64::MAX, u64::MAX));
+    let params = with_limit(D::Dialect::position_params(before), n);
+    let statement = Statement::new("read all backward", D::QUERIES.read_all_backward, params);
+    d.query(statement, event::<D>).await
+}
+
+/// [`Store::stats`](event_store::Store::stats).
+pub async fn stats<D: Driver>(d: &D) -> Result<StoreStats> {
+    let b = D::BACKEND;
+    let counts = d
+        .query(
+            Statement::new("stats", D::QUERIES.stats_counts, Vec::new()),
+            |r| {
+                let count = |i: usize, name: &str| -> Result<u64> {
+                    unsigned(
+                        D::BACKEND,
+                        name,
+                        required(D::BACKEND, name, r.int(i, name)?)?,
+                    )
+                };
+                Ok((count(0, "events")?, count(1, "streams")?, count(2, "size")?))
+            },
+        )
+        .await?;
+    let (events, streams, size) = counts
+        .into_iter()
+        .next()
+        .ok_or_else(|| event_store::Error::backend(b, "the stats query returned no row"))?;
+    let types = d
+        .query(
+            Statement::new("stats", D::QUERIES.stats_types, Vec::new()),
+            |r| {
+                let b = D::BACKEND;
+                Ok(TypeCount {
+                    namespace: required(b, "namespace", r.text(0, "namespace")?)?,
+                    event_type: required(b, "event_type", r.text(1, "event_type")?)?,
+                    events: unsigned(b, "count", required(b, "count", r.int(2, "count")?)?)?,
+                })
+            },
+        )
+        .await?;
+    let head = read_all_backward(d, None, 1)
+        .await?
+        .first()
+        .map(|e| e.position);
+    Ok(StoreStats {
+        events,
+        streams,
+        types,
+        size_bytes: Some(size),
+        head,
+    })
+}
+
+/// [`Store::read_query`](event_store::Store::read_query). When the dialect leaves `subject` and
+/// `data` equalities to Rust, candidates are read in chunks until `n` match.
+pub async fn read_query<D: Driver>(
+    d: &D,
+    query: &CheckedQuery,
+    after: Position,
+    n: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::new();
+    let mut cursor = after;
+    loop {
+        let probe = compile::<D::Dialect>(query, cursor, n);
+        let chunk = if probe.filter_rows { n.max(256) } else { n };
+        let compiled = compile::<D::Dialect>(query, cursor, chunk);
+        let statement = Statement::new("read query", compiled.sql, compiled.params);
+        let rows = d.query(statement, event::<D>).await?;
+        let exhausted = rows.len() < chunk;
+        if let Some(last) = rows.last() {
+            cursor = last.position;
+        }
+        for e in rows {
+            if out.len() < n && (!compiled.filter_rows || query.matches(&e)) {
+                out.push(e);
+            }
+        }
+        if exhausted || out.len() >= n {
+            return Ok(out);
+        }
+    }
+}
+
+/// [`Store::stream_version`](event_store::Store::stream_version).
+pub async fn stream_version<D: Driver>(d: &D, stream: &StreamId) -> Result<Option<u64>> {
+    let params = vec![Param::Text(stream.as_str().to_owned())];
+    let statement = Statement::new("stream version", D::QUERIES.stream_version, params);
+    let rows = d.query(statement, |r| r.int(0, "version")).await?;
+    rows.into_iter()
+        .next()
+        .flatten()
+        .map(|v| unsigned(D::BACKEND, "version", v))
+        .transpose()
+}
+
+/// [`Store::watermark`](event_store::Store::watermark).
+pub async fn watermark<D: Driver>(d: &D) -> Result<Position> {
+    let rows = d
+        .query(
+            Statement::new("watermark", D::QUERIES.watermark, Vec::new()),
+            |r| required(D::BACKEND, "watermark", r.int(0, "watermark")?),
+        )
+        .await?;
+    let value = rows.into_iter().next().ok_or_else(|| {
+        event_store::Error::backend(D::BACKEND, "the watermark query returned no row")
+    })?;
+    D::Dialect::watermark(D::BACKEND, value)
+}
+
+/// [`Checkpoints::load_checkpoint`](event_store::Checkpoints::load_checkpoint).
+pub async fn load_checkpoint<D: Driver>(d: &D, name: &CheckpointName) -> Result<Option<Position>> {
+    let params = vec![Param::Text(name.as_str().to_owned())];
+    let statement = Statement::new("load checkpoint", D::QUERIES.checkpoint_load, params);
+    let rows = d.query(statement, |r| position_columns::<D>(r, 0)).await?;
+    Ok(rows.into_iter().next())
+}
+
+/// [`Checkpoints::save_checkpoint`](event_store::Checkpoints::save_checkpoint).
+pub async fn save_checkpoint<D: Driver>(d: &D, name: &CheckpointName, at: Position) -> Result<()> {
+    let (high, low) = position_parts(at);
+    let params = vec![
+        Param::Text(name.as_str().to_owned()),
+        Param::Int(high),
+        Param::Int(low),
+    ];
+    let statement = Statement::new("save checkpoint", D::QUERIES.checkpoint_save, params);
+    d.execute(statement).await.map(drop)
+}
+
+/// [`Checkpoints::checkpoints`](event_store::Checkpoints::checkpoints).
+pub async fn checkpoints<D: Driver>(d: &D) -> Result<Vec<(CheckpointName, Position)>> {
+    let statement = Statement::new("list checkpoints", D::QUERIES.checkpoint_list, Vec::new());
+    d.query(statement, |r| {
+        let name = required(D::BACKEND, "name", r.text(0, "name")?)?;
+        Ok((CheckpointName::new(name)?, position_columns::<D>(r, 1)?))
+    })
+    .await
+}
+
+/// [`Cache::get`](event_store::Cache::get).
+pub async fn cache_get<D: Driver>(d: &D, key: &CacheKey) -> Result<Option<CachedState>> {
+    let params = vec![
+        Param::Text(key.aggregate.clone()),
+        Param::Int(i64::from(key.version)),
+        Param::Text(key.query.clone()),
+    ];
+    let rows = d
+        .query(
+            Statement::new("cache get", D::QUERIES.cache_get, params),
+            |r| {
+                Ok(CachedState {
+                    state: required(D::BACKEND, "state", r.json(0, "state")?)?,
+                    checkpoint: position_columns::<D>(r, 1)?,
+                })
+            },
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// [`Cache::put`](event_store::Cache::put): the SQL never moves an entry backwards.
+pub async fn cache_put<D: Driver>(d: &D, key: &CacheKey, entry: CachedState) -> Result<()> {
+    let (high, low) = position_parts(entry.checkpoint);
+    let params = vec![
+        Param::Text(key.aggregate.clone()),
+        Param::Int(i64::from(key.version)),
+        Param::Text(key.query.clone()),
+        Param::Json(entry.state),
+        Param::Int(high),
+        Param::Int(low),
+    ];
+    d.execute(Statement::new("cache put", D::QUERIES.cache_put, params))
+        .await
+        .map(drop)
+}
+
+/// Implements [`Store`](event_store::Store) and [`Checkpoints`](event_store::Checkpoints) for a
+/// type that implements [`Driver`], with the generic code of this crate. (The orphan rule
+/// forbids a blanket implementation; this is the one line an adapter writes instead.)
+#[macro_export]
+macro_rules! impl_store {
+    ($t:ty) => {
+        impl ::event_store::Store for $t {
+            fn append(
+                &self,
+                batch: ::event_store::AppendBatch,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<::event_store::Appended>>
+            + Send {
+                $crate::Driver::append(self, batch)
+            }
+            fn read_stream(
+                &self,
+                stream: &::event_store::StreamId,
+                from: u64,
+                direction: ::event_store::Direction,
+                limit: usize,
+            ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
+                $crate::store::read_stream(self, stream, from, direction, limit)
+            }
+            fn read_all(
+                &self,
+                after: ::event_store::Position,
+                limit: usize,
+            ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
+                $crate::store::read_all(self, after, limit)
+            }
+            fn read_all_backward(
+                &self,
+                before: ::std::option::Option<::event_store::Position>,
+                limit: usize,
+            ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
+                $crate::store::read_all_backward(self, before, limit)
+            }
+            fn stats(
+                &self,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<::event_store::StoreStats>>
+            + Send {
+                $crate::store::stats(self)
+            }
+            fn read_query(
+                &self,
+                query: &::event_store::CheckedQuery,
+                after: ::event_store::Position,
+                limit: usize,
+            ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
+                $crate::store::read_query(self, query, after, limit)
+            }
+            fn stream_version(
+                &self,
+                stream: &::event_store::StreamId,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<::std::option::Option<u64>>>
+            + Send {
+                $crate::store::stream_version(self, stream)
+            }
+            fn watermark(
+                &self,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<::event_store::Position>>
+            + Send {
+                $crate::store::watermark(self)
+            }
+            fn changes(&self) -> $crate::__private::watch::Receiver<u64> {
+                $crate::Driver::changes(self)
+            }
+        }
+
+        impl ::event_store::Checkpoints for $t {
+            fn load_checkpoint(
+                &self,
+                name: &::event_store::CheckpointName,
+            ) -> impl ::std::future::Future<
+                Output = ::event_store::Result<::std::option::Option<::event_store::Position>>,
+            > + Send {
+                $crate::store::load_checkpoint(self, name)
+            }
+            fn save_checkpoint(
+                &self,
+                name: &::event_store::CheckpointName,
+                position: ::event_store::Position,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<()>> + Send {
+                $crate::store::save_checkpoint(self, name, position)
+            }
+            fn checkpoints(
+                &self,
+            ) -> impl ::std::future::Future<Output = $crate::__private::Named> + Send {
+                $crate::store::checkpoints(self)
+            }
+        }
+    };
+}
+
+/// Implements [`Cache`](event_store::Cache) for a type whose field `$field` is a [`Driver`].
+#[macro_export]
+macro_rules! impl_cache {
+    ($t:ty, $field:ident) => {
+        impl ::event_store::Cache for $t {
+            fn get(
+                &self,
+                key: &::event_store::CacheKey,
+            ) -> impl ::std::future::Future<
+                Output = ::event_store::Result<::std::option::Option<::event_store::CachedState>>,
+            > + Send {
+                $crate::store::cache_get(&self.$field, key)
+            }
+            fn put(
+                &self,
+                key: &::event_store::CacheKey,
+                entry: ::event_store::CachedState,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<()>> + Send {
+                $crate::store::cache_put(&self.$field, key, entry)
+            }
+        }
+    };
+}

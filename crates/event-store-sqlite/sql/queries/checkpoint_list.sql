@@ -1,0 +1,1 @@
+SELECT name, high, low FROM checkpoints ORDER BY name

@@ -1,0 +1,1 @@
+SELECT high, low FROM checkpoints WHERE name = ?1

@@ -1,0 +1,58 @@
+//! Subscribing handlers to the emitter.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::FutureExt;
+
+use crate::backend::{Cache, Emitter, Handler, Store, Subscription, SubscriptionSpec};
+use crate::error::{BoxError, Result};
+use crate::event::Events;
+use crate::facade::EventStore;
+use crate::model::RecordedEvent;
+use crate::query::TypeFilter;
+
+impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
+    // ---- subscriptions -------------------------------------------------------------------
+
+    /// Subscribes an async handler for `group` to the events of `Ev`. Events of other types the
+    /// group receives are acknowledged without calling the handler. Run the returned
+    /// [`Subscription`] (e.g. `tokio::spawn(sub.into_future())`); the handler may use the store
+    /// (clone it into the closure).
+    pub async fn subscribe<Ev, F, Fut>(&self, group: &str, handler: F) -> Result<Subscription>
+    where
+        Ev: Events,
+        F: Fn(Ev, RecordedEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        let types = Ev::event_types()
+            .iter()
+            .map(|t| TypeFilter {
+                namespace: t.namespace.to_owned(),
+                event_type: Some(t.name.to_owned()),
+            })
+            .collect();
+        let handler = Arc::new(handler);
+        let raw: Handler = Arc::new(move |event: RecordedEvent| {
+            let handler = Arc::clone(&handler);
+            async move {
+                if !Ev::handles(&event.namespace, &event.event_type) {
+                    return Ok(());
+                }
+                let typed = event.decode::<Ev>().map_err(BoxError::from)?;
+                handler(typed, event).await
+            }
+            .boxed()
+        });
+        self.inner
+            .emitter
+            .subscribe(
+                SubscriptionSpec {
+                    group: group.to_owned(),
+                    types,
+                },
+                raw,
+            )
+            .await
+    }
+}

@@ -1,0 +1,104 @@
+//! Saving: typed events, raw batches, and publishing what was stored in version order.
+
+use std::sync::{Arc, PoisonError};
+
+use crate::backend::{Appended, Cache, Emitter, Store};
+use crate::batch::AppendBatch;
+use crate::error::{Error, Result};
+use crate::event::Events;
+use crate::facade::EventStore;
+use crate::model::{NewEvent, RecordedEvent};
+use crate::version::ExpectedVersion;
+
+impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
+    // ---- writing -------------------------------------------------------------------------
+
+    /// Saves one typed event at the end of `stream`, whatever its version.
+    pub async fn save<Ev: Events>(&self, stream: &str, event: &Ev) -> Result<RecordedEvent> {
+        self.save_expecting(stream, ExpectedVersion::Any, event)
+            .await
+    }
+
+    /// Saves one typed event, expecting `expected` of the stream.
+    pub async fn save_expecting<Ev: Events>(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        event: &Ev,
+    ) -> Result<RecordedEvent> {
+        let appended = self
+            .append(stream, expected, vec![NewEvent::from_event(event)?])
+            .await?;
+        appended
+            .events
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::backend("store", "an append of one event returned none"))
+    }
+
+    /// Saves typed events atomically (all or none), expecting `expected` of the stream.
+    pub async fn save_all<Ev: Events>(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[Ev],
+    ) -> Result<Vec<RecordedEvent>> {
+        let events = events
+            .iter()
+            .map(NewEvent::from_event)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.append(stream, expected, events).await?.events)
+    }
+
+    /// Appends raw events atomically (all or none), expecting `expected` of the stream, then
+    /// publishes what was stored. Validation happens before anything is written (see
+    /// [`crate::limits`]).
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended> {
+        let batch = AppendBatch::new(stream, expected, events)?;
+        if !E::PUBLISHES_ON_SAVE {
+            return self.inner.store.append(batch).await;
+        }
+        let gate = self.publish_gate(stream);
+        let guard = gate.lock().await;
+        let appended = self.inner.store.append(batch).await;
+        let result = match appended {
+            Ok(a) if a.stored => match self.inner.emitter.publish(&a.events).await {
+                Ok(()) => Ok(a),
+                Err(e) => {
+                    tracing::warn!(stream, error = %e, "stored, but publishing failed");
+                    Err(e)
+                }
+            },
+            other => other,
+        };
+        drop(guard);
+        self.release_gate(stream, gate);
+        result
+    }
+
+    fn publish_gate(&self, stream: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self
+            .inner
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(gates.entry(stream.to_owned()).or_default())
+    }
+
+    fn release_gate(&self, stream: &str, gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut gates = self
+            .inner
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(gate);
+        if gates.get(stream).is_some_and(|g| Arc::strong_count(g) == 1) {
+            gates.remove(stream);
+        }
+    }
+}
