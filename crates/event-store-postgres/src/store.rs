@@ -339,7 +339,10 @@ impl PgStore {
     async fn originals(&self, ids: &[uuid::Uuid]) -> Result<Vec<event_store::RecordedEvent>> {
         let mut originals = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
-            let sql = format!("SELECT {} FROM events WHERE id = ANY($1)", Postgres::COLUMNS);
+            let sql = format!(
+                "SELECT {} FROM events WHERE id = ANY($1)",
+                Postgres::COLUMNS
+            );
             for row in &self.rows("append", &sql, &[&chunk]).await? {
                 originals.push(event_store_sql::store::event::<Self>(&PgRow(row))?);
             }

@@ -55,7 +55,7 @@ impl Statement {
     }
 }
 
-/// The SQL files every SQL adapter provides in `sql/queries/` (loaded by [`queries!`]), with the
+/// The SQL files every SQL adapter provides in `sql/queries/` (loaded by [`queries!`](crate::queries)), with the
 /// parameters and result columns each one takes and gives. Positions are bound as the
 /// [`Dialect`]'s position parameters (`(tx, seq)` or one offset) and read back the same way.
 ///

@@ -167,7 +167,7 @@ pub struct CacheKey {
     pub aggregate: String,
     /// The aggregate's version.
     pub version: u32,
-    /// The canonical query (see [`Query::canonical`]).
+    /// The canonical query (see [`Query::canonical`](crate::Query::canonical)).
     pub query: String,
 }
 

@@ -89,7 +89,7 @@ pub struct AppendBatch {
 }
 
 impl AppendBatch {
-    /// Validates an append; see the [module docs](self) for the rules.
+    /// Validates an append; see [`crate::limits`] for the rules.
     pub fn new(
         stream: impl AsRef<str>,
         expected: ExpectedVersion,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// What an append expects of its stream; a mismatch stores nothing and returns
-/// [`Error::Conflict`].
+/// [`Error::Conflict`](crate::Error::Conflict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ExpectedVersion {
     /// No expectation: append at the end, whatever the stream holds.
