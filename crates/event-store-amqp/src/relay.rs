@@ -408,15 +408,16 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         let query = Query::all()
             .event_type(request.namespace.clone(), request.type_name.clone())
             .check()?;
-        let mut after = request.since;
+        // Final events only, filtered in the store: a replay never leaves out an event that
+        // commits behind it.
+        let mut cursor =
+            LogCursor::with_page(request.since, self.config.relay_batch).filtered(query);
         let mut sent = 0u64;
         loop {
-            let page = self
-                .store
-                .read_query(&query, after, self.config.relay_batch)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
+            let page = cursor.next_page(&self.store).await?;
+            if page.is_empty() {
+                break;
+            }
             self.publish_confirmed(ch, "", Some(&request.queue), &page)
                 .await?;
             sent += page.len() as u64;

@@ -193,13 +193,21 @@ impl Store for AnyStore {
     async fn stats(&self) -> event_store::Result<StoreStats> {
         each!(self, s => s.stats().await)
     }
-    async fn read_query(
+    async fn read_final(
         &self,
         query: &CheckedQuery,
         after: Position,
         limit: usize,
     ) -> event_store::Result<Vec<RecordedEvent>> {
-        each!(self, s => s.read_query(query, after, limit).await)
+        each!(self, s => s.read_final(query, after, limit).await)
+    }
+    async fn read_committed(
+        &self,
+        query: &CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> event_store::Result<Vec<RecordedEvent>> {
+        each!(self, s => s.read_committed(query, after, limit).await)
     }
     async fn stream_version(&self, stream: &StreamId) -> event_store::Result<Option<u64>> {
         each!(self, s => s.stream_version(stream).await)

@@ -110,7 +110,7 @@ async fn hostile<S: Store + Clone>(store: S) {
     assert_eq!(read[0].context.subject["user"], METACHARACTERS);
     let found = es
         .store()
-        .read_query(
+        .read_committed(
             &event_store::Query::all()
                 .subject_eq("user", METACHARACTERS)
                 .data_eq("note", METACHARACTERS)

@@ -513,11 +513,12 @@ fn demo_runs_on_a_fresh_file() {
     for needle in [
         "concurrent writers",
         "refused: version conflict",
-        "retried",
+        "re-decided on the new state",
         "cold:",
         "warm:",
         "gives the same: equal",
-        "agrees with the aggregates for 21 of 21",
+        "agrees with the aggregates for 22 of 22",
+        "1 refused, 0 on hand",
     ] {
         assert!(
             report.contains(needle),

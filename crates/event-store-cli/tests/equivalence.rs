@@ -201,7 +201,7 @@ async fn run<S: Store + Clone>(store: &S, prefix: &str, key: u64, ops: &[Op]) ->
                     q = q.data_eq("v", number(*v));
                 }
                 let q = q.check().unwrap();
-                events(store.read_query(&q, start, 1000).await.unwrap(), prefix)
+                events(store.read_committed(&q, start, 1000).await.unwrap(), prefix)
             }
             Op::Version { stream: s } => {
                 Seen::Version(es.stream_version(&stream(*s)).await.unwrap())

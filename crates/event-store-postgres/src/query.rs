@@ -28,7 +28,12 @@ mod tests {
             .data_eq(evil, json!(evil))
             .check()
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = event_store_sql::compile::<Postgres>(&q, Position::from_parts(5, 6), 10);
+        let c = event_store_sql::compile::<Postgres>(
+            &q,
+            Position::from_parts(5, 6),
+            10,
+            event_store_sql::Finality::Committed,
+        );
         assert!(!c.sql.contains("DROP"), "{}", c.sql);
         assert!(!c.filter_rows);
         assert!(c.sql.starts_with("SELECT tx, seq"));

@@ -160,14 +160,16 @@ impl PgStore {
         &self.inner.config
     }
 
-    /// The plan PostgreSQL chooses for reading `query` (after `after`, a page at a time), as
-    /// `EXPLAIN (FORMAT JSON)` output: to check that a query is served by an index.
+    /// The plan PostgreSQL chooses for reading `query` (after `after`, a page at a time, every
+    /// committed event or only final ones), as `EXPLAIN (FORMAT JSON)` output: to check that a
+    /// query is served by an index.
     pub async fn explain(
         &self,
         query: &CheckedQuery,
         after: Position,
+        finality: event_store_sql::Finality,
     ) -> Result<serde_json::Value> {
-        let compiled = compile::<Postgres>(query, after, event_store::PAGE_SIZE);
+        let compiled = compile::<Postgres>(query, after, event_store::PAGE_SIZE, finality);
         let refs: Vec<_> = compiled.params.iter().map(as_sql).collect();
         let sql = format!("EXPLAIN (FORMAT JSON) {}", compiled.sql);
         let rows = self.rows("explain", &sql, &refs).await?;

@@ -150,3 +150,83 @@ async fn cache_never_skips_a_late_commit() {
         .unwrap();
     assert_eq!(after, plain);
 }
+
+/// The scenario, deterministic: a transaction appends `late` and stays open, another
+/// writer commits `fast`. A follower built the documented way (`follow` from its checkpoint)
+/// sees neither until `late` commits, then both, in log order: it never skips `late`. The
+/// undocumented way (`read_committed`, keeping the last position) would have: it returns `fast`
+/// first, and after `late` commits, nothing after `fast`'s position includes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_never_skips_a_late_commit() {
+    use event_store::Store as _;
+
+    let Some(t) = common::fresh().await else {
+        return;
+    };
+    let es = EventStore::from_store(t.clone());
+    let follow = |after| {
+        let es = es.clone();
+        async move {
+            es.follow(after, Query::stream_prefix("acct-"))
+                .map(|e| e.unwrap())
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let mut admin = common::admin().await;
+    let tx = admin.transaction().await.unwrap();
+    tx.batch_execute(&format!("SET LOCAL search_path TO \"{}\"", t.schema()))
+        .await
+        .unwrap();
+    let late = NewEvent::from_event(&Added { n: 1 }).unwrap();
+    let batch =
+        event_store::AppendBatch::new("acct-late", ExpectedVersion::Any, vec![late]).unwrap();
+    let p = &batch.events()[0];
+    tx.query(
+        "SELECT * FROM append_events($1, -1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &"acct-late",
+            &vec![p.id],
+            &vec![p.namespace.as_str()],
+            &vec![p.event_type.as_str()],
+            &vec![p.data.clone()],
+            &vec![serde_json::to_value(&p.context).unwrap()],
+            &vec![p.context.time],
+        ],
+    )
+    .await
+    .unwrap();
+    let fast = es.save("acct-fast", &Added { n: 2 }).await.unwrap();
+
+    // Before `late` commits: the follower sees nothing (`fast` is not final yet)...
+    assert!(
+        follow(Position::START).await.is_empty(),
+        "nothing is final yet"
+    );
+    // ...while a committed read already returns `fast`: keeping its position would skip `late`.
+    let query = Query::stream_prefix("acct-").check().unwrap();
+    let committed = t.read_committed(&query, Position::START, 10).await.unwrap();
+    assert_eq!(
+        committed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![fast.id]
+    );
+
+    tx.commit().await.unwrap();
+    // Both become final as soon as no older transaction runs (other tests' may, briefly).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = follow(Position::START).await;
+    while seen.len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        seen = follow(Position::START).await;
+    }
+    assert_eq!(
+        seen.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(),
+        ["acct-late", "acct-fast"],
+        "both, in log order, once `late` committed"
+    );
+    let behind_fast = t.read_committed(&query, fast.position, 10).await.unwrap();
+    assert!(
+        behind_fast.is_empty(),
+        "a follower keeping `fast`'s position from a committed read has skipped `late` for ever"
+    );
+}

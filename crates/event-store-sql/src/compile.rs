@@ -33,6 +33,12 @@ pub trait Dialect {
 
     /// What precedes a parameter's number (1-based) in the SQL text: `$` for `$1`, `?` for `?1`.
     const PLACEHOLDER: &'static str;
+    /// The condition that keeps only final events (design.md §7.2), when not every committed
+    /// event is final.
+    const FINAL: Option<&'static str>;
+
+    /// The condition "the stream id starts with the parameter `p`".
+    fn starts_with(p: &str) -> String;
 
     /// The condition "after `after` in the log", pushing its parameters with `bind`.
     fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String;
@@ -71,8 +77,22 @@ pub struct Compiled {
     pub filter_rows: bool,
 }
 
+/// Which events a compiled read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finality {
+    /// Every committed event (`Store::read_committed`).
+    Committed,
+    /// Final events only (`Store::read_final`).
+    Final,
+}
+
 /// The SQL reading up to `limit` events matching `query` after `after`, in log order.
-pub fn compile<D: Dialect>(query: &CheckedQuery, after: Position, limit: usize) -> Compiled {
+pub fn compile<D: Dialect>(
+    query: &CheckedQuery,
+    after: Position,
+    limit: usize,
+    finality: Finality,
+) -> Compiled {
     let mut params: Vec<Param> = Vec::new();
     let mut bind = |p: Param| {
         params.push(p);
@@ -80,9 +100,16 @@ pub fn compile<D: Dialect>(query: &CheckedQuery, after: Position, limit: usize) 
     };
     let limit = bind(Param::Int(limit_param(limit)));
     let mut clauses = vec![D::after(after, &mut bind)];
+    if let (Finality::Final, Some(clause)) = (finality, D::FINAL) {
+        clauses.push(clause.to_owned());
+    }
     if let Some(stream) = query.stream_id() {
         let p = bind(Param::Text(stream.to_owned()));
         clauses.push(format!("stream = {p}"));
+    }
+    if let Some(prefix) = query.prefix() {
+        let p = bind(Param::Text(prefix.to_owned()));
+        clauses.push(D::starts_with(&p));
     }
     if !query.types().is_empty() {
         let any: Vec<String> = query
@@ -163,7 +190,7 @@ mod tests {
             .data_eq(evil, json!(evil))
             .check()
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = compile::<Numbered>(&q, Position::from_offset(5), 10);
+        let c = compile::<Numbered>(&q, Position::from_offset(5), 10, Finality::Committed);
         assert!(!c.sql.contains("DROP"), "{}", c.sql);
         assert!(c.filter_rows, "fields are left to the caller");
         assert_eq!(
@@ -182,8 +209,8 @@ mod tests {
             panic!("valid queries")
         };
         assert_eq!(
-            compile::<Numbered>(&a, Position::START, 1).sql,
-            compile::<Numbered>(&b, Position::START, 9).sql
+            compile::<Numbered>(&a, Position::START, 1, Finality::Final).sql,
+            compile::<Numbered>(&b, Position::START, 9, Finality::Final).sql
         );
     }
 }

@@ -29,6 +29,12 @@ impl Dialect for Postgres {
     const LOG_ORDER: &'static str = "tx, seq";
     const FIELDS_IN_SQL: bool = true;
     const PLACEHOLDER: &'static str = "$";
+    const FINAL: Option<&'static str> =
+        Some("tx < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)");
+
+    fn starts_with(p: &str) -> String {
+        format!("starts_with(stream, {p})")
+    }
 
     fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String {
         let (tx, seq) = position_parts(after);
@@ -82,6 +88,11 @@ impl Dialect for Sqlite {
     const LOG_ORDER: &'static str = "position";
     const FIELDS_IN_SQL: bool = false;
     const PLACEHOLDER: &'static str = "?";
+    const FINAL: Option<&'static str> = None;
+
+    fn starts_with(p: &str) -> String {
+        format!("substr(stream, 1, length({p})) = {p}")
+    }
 
     fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String {
         format!("position > {}", bind(Param::Int(offset(after))))

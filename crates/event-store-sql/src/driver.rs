@@ -74,6 +74,7 @@ impl Statement {
 /// | `checkpoint_list.sql` | — | name, the two parts of a position, ordered by name |
 /// | `cache_get.sql` | aggregate, version, query | state (JSON), the two parts of a position |
 /// | `cache_put.sql` | aggregate, version, query, state (JSON), the two parts | — (never moves an entry back) |
+/// | `cache_delete.sql` | aggregate, version, query | — |
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
 pub struct Queries {
@@ -90,6 +91,7 @@ pub struct Queries {
     pub checkpoint_list: &'static str,
     pub cache_get: &'static str,
     pub cache_put: &'static str,
+    pub cache_delete: &'static str,
 }
 
 /// The [`Queries`] of the calling crate, from its `sql/queries/` directory.
@@ -110,6 +112,7 @@ macro_rules! queries {
             checkpoint_list: $crate::__query!("checkpoint_list"),
             cache_get: $crate::__query!("cache_get"),
             cache_put: $crate::__query!("cache_put"),
+            cache_delete: $crate::__query!("cache_delete"),
         }
     };
 }

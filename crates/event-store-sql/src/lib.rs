@@ -9,7 +9,7 @@ mod migrate;
 mod row;
 pub mod store;
 
-pub use compile::{Compiled, Dialect, Param, compile, subject_object};
+pub use compile::{Compiled, Dialect, Finality, Param, compile, subject_object};
 pub use driver::{Decode, Driver, Queries, SqlRow, Statement};
 pub use migrate::{Migration, pending};
 pub use row::EventRow;

@@ -6,7 +6,7 @@ use event_store::{
     Result, StoreStats, StreamId, TypeCount,
 };
 
-use crate::compile::{Dialect, Param, compile};
+use crate::compile::{Dialect, Finality, Param, compile};
 use crate::convert::{clamp, limit, position_parts, unsigned};
 use crate::driver::{Driver, SqlRow, Statement, required};
 use crate::row::EventRow;
@@ -149,20 +149,41 @@ pub async fn stats<D: Driver>(d: &D) -> Result<StoreStats> {
     })
 }
 
-/// [`Store::read_query`](event_store::Store::read_query). When the dialect leaves `subject` and
-/// `data` equalities to Rust, candidates are read in chunks until `n` match.
-pub async fn read_query<D: Driver>(
+/// [`Store::read_final`](event_store::Store::read_final).
+pub async fn read_final<D: Driver>(
     d: &D,
     query: &CheckedQuery,
     after: Position,
     n: usize,
 ) -> Result<Vec<RecordedEvent>> {
+    read_matching(d, query, after, n, Finality::Final).await
+}
+
+/// [`Store::read_committed`](event_store::Store::read_committed).
+pub async fn read_committed<D: Driver>(
+    d: &D,
+    query: &CheckedQuery,
+    after: Position,
+    n: usize,
+) -> Result<Vec<RecordedEvent>> {
+    read_matching(d, query, after, n, Finality::Committed).await
+}
+
+/// Events matching `query` after `after`. When the dialect leaves `subject` and `data`
+/// equalities to Rust, candidates are read in chunks until `n` match.
+async fn read_matching<D: Driver>(
+    d: &D,
+    query: &CheckedQuery,
+    after: Position,
+    n: usize,
+    finality: Finality,
+) -> Result<Vec<RecordedEvent>> {
     let mut out = Vec::new();
     let mut cursor = after;
     loop {
-        let probe = compile::<D::Dialect>(query, cursor, n);
+        let probe = compile::<D::Dialect>(query, cursor, n, finality);
         let chunk = if probe.filter_rows { n.max(256) } else { n };
-        let compiled = compile::<D::Dialect>(query, cursor, chunk);
+        let compiled = compile::<D::Dialect>(query, cursor, chunk, finality);
         let statement = Statement::new("read query", compiled.sql, compiled.params);
         let rows = d.query(statement, event::<D>).await?;
         let exhausted = rows.len() < chunk;
@@ -273,6 +294,22 @@ pub async fn cache_put<D: Driver>(d: &D, key: &CacheKey, entry: CachedState) -> 
         .map(drop)
 }
 
+/// [`Cache::invalidate`](event_store::Cache::invalidate).
+pub async fn cache_delete<D: Driver>(d: &D, key: &CacheKey) -> Result<()> {
+    let params = vec![
+        Param::Text(key.aggregate.clone()),
+        Param::Int(i64::from(key.version)),
+        Param::Text(key.query.clone()),
+    ];
+    d.execute(Statement::new(
+        "cache invalidate",
+        D::QUERIES.cache_delete,
+        params,
+    ))
+    .await
+    .map(drop)
+}
+
 /// Implements [`Store`](event_store::Store) and [`Checkpoints`](event_store::Checkpoints) for a
 /// type that implements [`Driver`], with the generic code of this crate. (The orphan rule
 /// forbids a blanket implementation; this is the one line an adapter writes instead.)
@@ -316,13 +353,21 @@ macro_rules! impl_store {
             + Send {
                 $crate::store::stats(self)
             }
-            fn read_query(
+            fn read_final(
                 &self,
                 query: &::event_store::CheckedQuery,
                 after: ::event_store::Position,
                 limit: usize,
             ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
-                $crate::store::read_query(self, query, after, limit)
+                $crate::store::read_final(self, query, after, limit)
+            }
+            fn read_committed(
+                &self,
+                query: &::event_store::CheckedQuery,
+                after: ::event_store::Position,
+                limit: usize,
+            ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
+                $crate::store::read_committed(self, query, after, limit)
             }
             fn stream_version(
                 &self,
@@ -386,6 +431,12 @@ macro_rules! impl_cache {
                 entry: ::event_store::CachedState,
             ) -> impl ::std::future::Future<Output = ::event_store::Result<()>> + Send {
                 $crate::store::cache_put(&self.$field, key, entry)
+            }
+            fn invalidate(
+                &self,
+                key: &::event_store::CacheKey,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<()>> + Send {
+                $crate::store::cache_delete(&self.$field, key)
             }
         }
     };

@@ -115,3 +115,63 @@ pub(crate) fn fold_local(events: &[(bool, i64)]) -> KitCounter {
     }
     c
 }
+
+/// Money paid into a kit account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(namespace = "kit-bank")]
+pub struct Deposited {
+    /// How much.
+    pub amount: i64,
+}
+
+/// Money taken out of a kit account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(namespace = "kit-bank")]
+pub struct Withdrawn {
+    /// How much.
+    pub amount: i64,
+}
+
+/// The kit account's events.
+#[derive(Debug, Clone, PartialEq, Events)]
+pub enum AccountEvent {
+    /// Deposited.
+    Deposited(Deposited),
+    /// Withdrawn.
+    Withdrawn(Withdrawn),
+}
+
+/// An account whose balance must never go below zero (the invariant `execute` keeps).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KitAccount {
+    /// The balance.
+    pub balance: i64,
+}
+
+impl Aggregate for KitAccount {
+    const NAME: &'static str = "kit-account";
+    type Event = AccountEvent;
+    type Args = str;
+
+    fn query(id: &str) -> Query {
+        Query::stream(id)
+    }
+
+    fn apply(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::Deposited(d) => self.balance += d.amount,
+            AccountEvent::Withdrawn(w) => self.balance -= w.amount,
+        }
+    }
+}
+
+impl KitAccount {
+    /// The decision of a withdrawal: refused when the balance does not cover it.
+    pub fn withdraw(&self, amount: i64) -> Result<Vec<Withdrawn>, String> {
+        if self.balance < amount {
+            Err(format!("balance {} does not cover {amount}", self.balance))
+        } else {
+            Ok(vec![Withdrawn { amount }])
+        }
+    }
+}

@@ -32,8 +32,10 @@ pub enum Method {
     ReadAllBackward,
     /// [`Store::stats`].
     Stats,
-    /// [`Store::read_query`].
-    ReadQuery,
+    /// [`Store::read_final`].
+    ReadFinal,
+    /// [`Store::read_committed`].
+    ReadCommitted,
     /// [`Store::stream_version`].
     StreamVersion,
     /// [`Store::watermark`].
@@ -42,6 +44,8 @@ pub enum Method {
     CacheGet,
     /// [`Cache::put`].
     CachePut,
+    /// [`Cache::invalidate`].
+    CacheInvalidate,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -201,14 +205,23 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn stats(&self) -> Result<StoreStats> {
         self.faults.call(Method::Stats, self.inner.stats()).await
     }
-    async fn read_query(
+    async fn read_final(
         &self,
         query: &CheckedQuery,
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let read = self.inner.read_query(query, after, limit);
-        self.faults.call(Method::ReadQuery, read).await
+        let read = self.inner.read_final(query, after, limit);
+        self.faults.call(Method::ReadFinal, read).await
+    }
+    async fn read_committed(
+        &self,
+        query: &CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let read = self.inner.read_committed(query, after, limit);
+        self.faults.call(Method::ReadCommitted, read).await
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
         let read = self.inner.stream_version(stream);
@@ -278,6 +291,11 @@ impl<C: Cache> Cache for FaultyCache<C> {
             .call(Method::CachePut, self.inner.put(key, entry))
             .await
     }
+    async fn invalidate(&self, key: &CacheKey) -> Result<()> {
+        self.faults
+            .call(Method::CacheInvalidate, self.inner.invalidate(key))
+            .await
+    }
 }
 
 /// Appends `n` kit counter events to `stream` (alternating additions and removals) and returns
@@ -313,7 +331,7 @@ pub async fn fold_survives_store_faults<S: Store + Clone>(store: &S) {
     let cache = MemoryCache::new();
     let es = EventStore::new(faulty.clone(), cache.clone(), NoEmitter);
 
-    faulty.fail_nth(Method::ReadQuery, 2);
+    faulty.fail_nth(Method::ReadCommitted, 2);
     let failed = es.aggregate::<KitCounter>(&stream).await;
     assert!(
         failed.is_err(),
@@ -337,7 +355,7 @@ pub async fn fold_survives_store_faults<S: Store + Clone>(store: &S) {
     assert_eq!(again.state, want);
 
     // Slow reads while a writer appends: the cached state is still a prefix of the log.
-    faulty.delay(Method::ReadQuery, Duration::from_millis(5));
+    faulty.delay(Method::ReadCommitted, Duration::from_millis(5));
     let writer = {
         let es = EventStore::from_store(store.clone());
         let stream = stream.clone();
@@ -420,7 +438,8 @@ pub async fn tail_survives_failed_reads<S: Store + Clone>(store: &S) {
             }
         })
     };
-    faulty.fail_nth(Method::ReadAll, 3);
+    // A filtered tail reads final events through `read_final` (filtered in the store).
+    faulty.fail_nth(Method::ReadFinal, 3);
     let mut got = Vec::new();
     let mut errors = 0;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -435,7 +454,7 @@ pub async fn tail_survives_failed_reads<S: Store + Clone>(store: &S) {
         }
         if errors == 1 && got.len() == 10 {
             // A second failure later on, in the middle of the run.
-            faulty.fail_nth(Method::ReadAll, 2);
+            faulty.fail_nth(Method::ReadFinal, 2);
         }
     }
     writer.await.expect("writer");

@@ -20,10 +20,14 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzz;
 mod reads;
+mod service;
 mod support;
 mod writes;
 
-pub use aggregates::{Added, CounterEvent, KitCounter, KitCounterV2, KitUserTotal, Removed};
+pub use aggregates::{
+    AccountEvent, Added, CounterEvent, Deposited, KitAccount, KitCounter, KitCounterV2,
+    KitUserTotal, Removed, Withdrawn,
+};
 pub use cache::{cache_moves_forward, cached_equals_uncached, version_bump_invalidates};
 pub use checkpoints::checkpoints_round_trip;
 pub use concurrency::{concurrent_appenders, mixed_workload, tail_during_appends};
@@ -32,6 +36,7 @@ pub use faults::{
     tail_survives_failed_reads,
 };
 pub use reads::{bad_input, global_order, paging, queries, read_stream_directions, stats_counts};
+pub use service::{execute_under_contention, follow_never_skips};
 pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service};
 pub use writes::{
     batch_atomicity, expected_versions, idempotent_emits_once, idempotent_reappend, round_trip,
@@ -47,7 +52,8 @@ macro_rules! __kit_store_checks {
             round_trip, batch_atomicity, expected_versions, concurrent_appenders,
             idempotent_reappend, idempotent_emits_once, global_order, paging, stats_counts,
             tail_during_appends, mixed_workload, bad_input, read_stream_directions, queries,
-            fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads);
+            fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads,
+            execute_under_contention, follow_never_skips);
     };
 }
 

@@ -329,14 +329,17 @@ pub async fn queries<S: Store + Clone>(store: &S) {
         let q = q.check().expect("a valid query");
         let want: Vec<RecordedEvent> = all.iter().filter(|e| q.matches(e)).cloned().collect();
         let got = store
-            .read_query(&q, Position::START, 1000)
+            .read_committed(&q, Position::START, 1000)
             .await
-            .expect("read_query");
+            .expect("read_committed");
         let got: Vec<RecordedEvent> = got.into_iter().filter(mine).collect();
         assert_eq!(got, want, "query {}", q.canonical());
         if want.len() > 2 {
             let after = want[1].position;
-            let rest = store.read_query(&q, after, 1000).await.expect("read_query");
+            let rest = store
+                .read_committed(&q, after, 1000)
+                .await
+                .expect("read_committed");
             assert_eq!(
                 rest.into_iter().filter(mine).collect::<Vec<_>>(),
                 want[2..].to_vec(),
@@ -344,9 +347,9 @@ pub async fn queries<S: Store + Clone>(store: &S) {
                 q.canonical()
             );
             let first = store
-                .read_query(&q, Position::START, 1)
+                .read_committed(&q, Position::START, 1)
                 .await
-                .expect("read_query");
+                .expect("read_committed");
             assert_eq!(first.len(), 1, "the limit holds");
         }
     }
@@ -462,7 +465,7 @@ pub async fn bad_input<S: Store + Clone>(store: &S) {
         Query::all().namespace("a.b"),
         Query::all().data_eq("", 1),
     ] {
-        let first = Box::pin(es.read_query(q, Position::START)).next().await;
+        let first = Box::pin(es.read_committed(q, Position::START)).next().await;
         assert!(
             matches!(first, Some(Err(Error::InvalidInput { .. }))),
             "a bad query is refused: {first:?}"

@@ -150,13 +150,21 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send {
         self.store.stats()
     }
-    fn read_query(
+    fn read_final(
         &self,
         query: &CheckedQuery,
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
-        self.store.read_query(query, after, limit)
+        self.store.read_final(query, after, limit)
+    }
+    fn read_committed(
+        &self,
+        query: &CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
+        self.store.read_committed(query, after, limit)
     }
     fn stream_version(
         &self,

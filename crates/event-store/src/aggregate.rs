@@ -1,24 +1,22 @@
 //! Aggregates: state folded from events.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::event::Events;
 use crate::query::Query;
 
 /// State derived from events: a fold of [`Aggregate::apply`] over the events of a query, starting
 /// from `Default::default()`.
 ///
-/// The [`EventStore`](crate::EventStore) facade caches the state (as JSON) with the checkpoint of
-/// the last folded event, so the next fold only reads the newer events. Bump
-/// [`Aggregate::VERSION`] whenever `apply` or the state's shape changes: it is part of the cache
-/// key, so older entries are ignored.
+/// With a cache, the [`EventStore`](crate::EventStore) facade keeps the state (as JSON: the
+/// aggregate must then be `Serialize + DeserializeOwned`) with the checkpoint of the last folded
+/// event, so the next fold only reads the newer events. Bump [`Aggregate::VERSION`] whenever
+/// `apply` or the state's shape changes: it is part of the cache key, so older entries are
+/// ignored. (Forgetting to bump it is caught by cache verification, which re-folds a sample of
+/// cache hits from scratch: on by default in debug builds, see
+/// [`EventStore::with_cache_verification`](crate::EventStore::with_cache_verification).)
 ///
 /// Events the query returns but [`Aggregate::Event`] does not handle are skipped; when the
 /// query names no types, it is narrowed to the types of `Aggregate::Event`.
-pub trait Aggregate:
-    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
-{
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// The aggregate's name (part of the cache key).
     const NAME: &'static str;
     /// The fold's version (part of the cache key).

@@ -12,12 +12,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::aggregate::Aggregate;
 use crate::batch::AppendBatch;
-use crate::error::{BoxError, Error, Result};
+use crate::error::{BoxError, Result};
 use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
 use crate::query::{CheckedQuery, TypeFilter};
 
@@ -48,9 +50,9 @@ impl Appended {
 /// # Contract (checked by [`testkit`](crate#conformance-kit))
 /// - An append stores all of its events or none, with consecutive versions from the stream's
 ///   next version, after checking the batch's [`ExpectedVersion`](crate::ExpectedVersion) against
-///   the stream atomically (a mismatch is [`Error::Conflict`] with the actual version).
+///   the stream atomically (a mismatch is [`Error::Conflict`](crate::Error::Conflict) with the actual version).
 /// - An append whose events' ids are all stored with the same content returns the originals
-///   with `stored: false`; any other clash of ids is [`Error::DuplicateId`].
+///   with `stored: false`; any other clash of ids is [`Error::DuplicateId`](crate::Error::DuplicateId).
 /// - Positions grow in commit order of each stream: a stream's versions and positions agree.
 /// - [`Store::read_all`] returns only *final* events: once it has returned an event, no event
 ///   with a lower position can appear later. It never skips an event, however writers interleave.
@@ -87,12 +89,25 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for `event-store stats`: events, streams, events per type, size, head.
     fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send;
 
-    /// Reads up to `limit` committed events matching `query` after `after`, in position order.
+    /// Reads up to `limit` *final* events matching `query` after `after`, in position order: the
+    /// filtered form of [`Store::read_all`], executed in the store. Once it returned an event, no
+    /// matching event with a lower position can appear later, so a follower may keep the last
+    /// position it returned as its checkpoint (design.md §4.5).
+    fn read_final(
+        &self,
+        query: &CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// Reads up to `limit` *committed* events matching `query` after `after`, in position order.
     ///
-    /// Unlike [`Store::read_all`], this includes committed events that are not final yet (so an
-    /// aggregate sees the writes that came before it); callers that keep a checkpoint must only
-    /// keep one below [`Store::watermark`].
-    fn read_query(
+    /// **Not for checkpoints.** Unlike [`Store::read_final`], this includes committed events
+    /// that are not final yet (so an aggregate sees every write that came before it): an event
+    /// whose transaction commits later may have a lower position than one this returned, and a
+    /// follower that kept the last position as its checkpoint would skip it for ever. Callers
+    /// that keep a checkpoint keep one below [`Store::watermark`], or use `read_final`.
+    fn read_committed(
         &self,
         query: &CheckedQuery,
         after: Position,
@@ -184,26 +199,117 @@ pub struct CachedState {
 ///
 /// # Contract
 /// [`Cache::put`] never replaces an entry with one of a lower checkpoint, even when concurrent
-/// callers race: the entry only moves forward.
+/// callers race: the entry only moves forward. [`Cache::invalidate`] removes an entry (the
+/// facade does when verification finds it wrong).
 pub trait Cache: Send + Sync + 'static {
     /// The entry for `key`, if any.
     fn get(&self, key: &CacheKey) -> impl Future<Output = Result<Option<CachedState>>> + Send;
 
     /// Stores `entry` for `key`, unless the stored entry's checkpoint is later.
     fn put(&self, key: &CacheKey, entry: CachedState) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes the entry for `key`, if any.
+    fn invalidate(&self, key: &CacheKey) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// No cache: every aggregate folds the whole query.
+/// No cache: every aggregate folds the whole query. Aggregates need not be serializable.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoCache;
 
-impl Cache for NoCache {
-    async fn get(&self, _key: &CacheKey) -> Result<Option<CachedState>> {
-        Ok(None)
+/// How the facade keeps an aggregate's state between folds: every [`Cache`] keeps aggregates
+/// that serialize (`Serialize + DeserializeOwned`, as JSON); [`NoCache`] keeps none and takes
+/// every aggregate. A failing cache is logged and bypassed, never trusted (design.md §4.6).
+#[diagnostic::on_unimplemented(
+    message = "the cache `{Self}` cannot keep the aggregate `{A}`",
+    label = "an aggregate is cached as JSON",
+    note = "derive `Serialize` and `Deserialize` for `{A}`, or use an event store without a cache (`NoCache`)"
+)]
+pub trait StateCache<A: Aggregate>: Send + Sync + 'static {
+    /// Whether states are kept at all (when not, a fold skips the work of choosing what to keep).
+    const KEEPS: bool;
+
+    /// The kept state for `key` and its checkpoint, if any usable one.
+    fn load(&self, key: &CacheKey) -> impl Future<Output = Option<(A, Position)>> + Send;
+
+    /// Keeps `state`, folded up to `checkpoint`.
+    fn keep(
+        &self,
+        key: &CacheKey,
+        state: &A,
+        checkpoint: Position,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Removes the entry for `key`.
+    fn forget(&self, key: &CacheKey) -> impl Future<Output = ()> + Send;
+
+    /// Whether two states are the same (for the facade's cache verification).
+    fn same(a: &A, b: &A) -> bool;
+}
+
+impl<A: Aggregate> StateCache<A> for NoCache {
+    const KEEPS: bool = false;
+
+    async fn load(&self, _key: &CacheKey) -> Option<(A, Position)> {
+        None
     }
 
-    async fn put(&self, _key: &CacheKey, _entry: CachedState) -> Result<()> {
-        Ok(())
+    async fn keep(&self, _key: &CacheKey, _state: &A, _checkpoint: Position) {}
+
+    async fn forget(&self, _key: &CacheKey) {}
+
+    fn same(_a: &A, _b: &A) -> bool {
+        true
+    }
+}
+
+impl<A, C> StateCache<A> for C
+where
+    A: Aggregate + Serialize + DeserializeOwned,
+    C: Cache,
+{
+    const KEEPS: bool = true;
+
+    async fn load(&self, key: &CacheKey) -> Option<(A, Position)> {
+        match self.get(key).await {
+            Ok(Some(entry)) => match A::deserialize(&entry.state) {
+                Ok(state) => Some((state, entry.checkpoint)),
+                Err(e) => {
+                    tracing::warn!(aggregate = A::NAME, error = %e, "cached state does not decode; folding from the start");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(aggregate = A::NAME, error = %e, "cache read failed; folding from the start");
+                None
+            }
+        }
+    }
+
+    async fn keep(&self, key: &CacheKey, state: &A, checkpoint: Position) {
+        let entry = match serde_json::to_value(state) {
+            Ok(state) => CachedState { state, checkpoint },
+            Err(e) => {
+                tracing::warn!(aggregate = A::NAME, error = %e, "state does not encode; not cached");
+                return;
+            }
+        };
+        if let Err(e) = self.put(key, entry).await {
+            tracing::warn!(aggregate = A::NAME, error = %e, "cache write failed");
+        }
+    }
+
+    async fn forget(&self, key: &CacheKey) {
+        if let Err(e) = self.invalidate(key).await {
+            tracing::error!(aggregate = A::NAME, error = %e, "a wrong cache entry could not be removed");
+        }
+    }
+
+    fn same(a: &A, b: &A) -> bool {
+        match (serde_json::to_value(a), serde_json::to_value(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -266,6 +372,10 @@ impl IntoFuture for Subscription {
 }
 
 /// Delivers recorded events to subscribers: the emitter adapter's trait.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an emitter: this event store cannot subscribe",
+    note = "build the event store with an emitter (`EventStore::memory()`, or `.with_emitter(…)`)"
+)]
 pub trait Emitter: Send + Sync + 'static {
     /// Whether the [`EventStore`](crate::EventStore) facade hands each save's events to
     /// [`Emitter::publish`]. Emitters that publish from the log themselves (an outbox relay) set
@@ -284,24 +394,33 @@ pub trait Emitter: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Subscription>> + Send;
 }
 
-/// No emitter: saves publish nothing and subscribing is an error.
+/// No emitter: saves publish nothing, and an event store without an emitter has no
+/// `subscribe` (a compile error, not a run-time one).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoEmitter;
 
-impl Emitter for NoEmitter {
-    const PUBLISHES_ON_SAVE: bool = false;
+/// What saving needs of an emitter: every [`Emitter`] publishes what is stored (when it
+/// publishes on save); [`NoEmitter`] publishes nothing.
+pub trait Publish: Send + Sync + 'static {
+    /// Whether the facade hands each save's events to [`Publish::publish_saved`].
+    const ON_SAVE: bool;
 
-    async fn publish(&self, _events: &[RecordedEvent]) -> Result<()> {
-        Ok(())
+    /// Publishes newly stored events.
+    fn publish_saved(&self, events: &[RecordedEvent]) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl<E: Emitter> Publish for E {
+    const ON_SAVE: bool = E::PUBLISHES_ON_SAVE;
+
+    fn publish_saved(&self, events: &[RecordedEvent]) -> impl Future<Output = Result<()>> + Send {
+        self.publish(events)
     }
+}
 
-    async fn subscribe(&self, spec: SubscriptionSpec, _handler: Handler) -> Result<Subscription> {
-        Err(Error::invalid(
-            "group",
-            format!(
-                "cannot subscribe `{}`: this event store has no emitter",
-                spec.group
-            ),
-        ))
+impl Publish for NoEmitter {
+    const ON_SAVE: bool = false;
+
+    async fn publish_saved(&self, _events: &[RecordedEvent]) -> Result<()> {
+        Ok(())
     }
 }

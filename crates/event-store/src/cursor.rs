@@ -9,17 +9,19 @@ use futures::Stream;
 use crate::backend::Store;
 use crate::error::{Error, Result};
 use crate::model::{Position, RecordedEvent};
+use crate::query::CheckedQuery;
 
 /// How many events one backend call reads.
 pub const PAGE_SIZE: usize = 512;
 
 /// A place in the global log that moves forward a page at a time, over final events only
-/// ([`Store::read_all`]): after a page has been handled, [`LogCursor::position`] is a checkpoint
-/// to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// ([`Store::read_all`], or [`Store::read_final`] with a filter): after a page has been
+/// handled, [`LogCursor::position`] is a checkpoint to keep.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogCursor {
     after: Position,
     page: usize,
+    filter: Option<CheckedQuery>,
 }
 
 impl LogCursor {
@@ -33,7 +35,15 @@ impl LogCursor {
         Self {
             after,
             page: page.max(1),
+            filter: None,
         }
+    }
+
+    /// The same cursor, reading only the events `filter` matches (filtered in the store).
+    #[must_use]
+    pub fn filtered(mut self, filter: CheckedQuery) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// The position of the last event read (where the next page starts after).
@@ -44,7 +54,10 @@ impl LogCursor {
     /// The next page of final events, moving the cursor past it; empty when the log holds
     /// nothing newer yet.
     pub async fn next_page<S: Store>(&mut self, store: &S) -> Result<Vec<RecordedEvent>> {
-        let page = store.read_all(self.after, self.page).await?;
+        let page = match &self.filter {
+            Some(q) => store.read_final(q, self.after, self.page).await?,
+            None => store.read_all(self.after, self.page).await?,
+        };
         if let Some(last) = page.last() {
             if last.position <= self.after {
                 return Err(Error::backend(

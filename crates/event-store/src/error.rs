@@ -55,6 +55,27 @@ pub enum Error {
         event_type: String,
     },
 
+    /// A stored event could not be decoded into the type asked for. It names the event so it can
+    /// be found (`event-store read STREAM --from VERSION`), and keeps serde's error as source.
+    #[error(
+        "could not decode event {id} (`{namespace}.{event_type}`, stream `{stream}` version {version}): {source}"
+    )]
+    Decode {
+        /// The event's id.
+        id: Uuid,
+        /// The event's stream.
+        stream: String,
+        /// The event's version in its stream.
+        version: u64,
+        /// The event's namespace.
+        namespace: String,
+        /// The event's type.
+        event_type: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// A value could not be encoded to or decoded from JSON.
     #[error("could not {what}")]
     Codec {

@@ -8,6 +8,8 @@ mod cursor;
 mod error;
 mod event;
 mod facade;
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 pub mod json;
 pub mod limits;
 mod memory;
@@ -19,7 +21,7 @@ mod version;
 pub use aggregate::Aggregate;
 pub use backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, NoCache, NoEmitter,
-    Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
+    Publish, StateCache, Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
 };
 pub use batch::{AppendBatch, PendingEvent};
 pub use cursor::{LogCursor, PAGE_SIZE, head, lag};
@@ -27,12 +29,16 @@ pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventType, Events, decode_event, encode_event};
 #[cfg(feature = "derive")]
 pub use event_store_derive::{Event, Events};
-pub use facade::{DEFAULT_POLL_INTERVAL, EventStore, Folded};
+pub use facade::{
+    DEFAULT_CACHE_VERIFICATION, DEFAULT_POLL_INTERVAL, EventStore, ExecuteError, ExecuteOptions,
+    Executed, Folded, MemoryEventStore, RetryPolicy, Undecodable,
+};
 pub use memory::{DeadLetter, InProcessEmitter, MemoryCache, MemoryStore};
 pub use model::{
     CheckpointName, Direction, EventContext, NewEvent, Position, RecordedEvent, StreamId,
 };
 pub use query::{CheckedQuery, Query, TypeFilter, json_eq};
+pub use uuid::Uuid;
 pub use version::ExpectedVersion;
 
 #[doc(hidden)]

@@ -228,7 +228,17 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn read_query(
+    async fn read_final(
+        &self,
+        query: &CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        // One writer at a time: every committed event is final.
+        self.read_committed(query, after, limit).await
+    }
+
+    async fn read_committed(
         &self,
         query: &CheckedQuery,
         after: Position,
@@ -322,6 +332,11 @@ impl MemoryCache {
 impl Cache for MemoryCache {
     async fn get(&self, key: &CacheKey) -> Result<Option<CachedState>> {
         Ok(lock(&self.entries).get(key).cloned())
+    }
+
+    async fn invalidate(&self, key: &CacheKey) -> Result<()> {
+        lock(&self.entries).remove(key);
+        Ok(())
     }
 
     async fn put(&self, key: &CacheKey, entry: CachedState) -> Result<()> {

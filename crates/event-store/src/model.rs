@@ -142,7 +142,7 @@ impl FromStr for ExpectedVersion {
 ///
 /// A position prints as one number (`42`) when its high part is zero and as `high:low`
 /// (`7741:42`) otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position {
     high: u64,
     low: u64,
@@ -170,6 +170,13 @@ impl Position {
     /// Whether this is [`Position::START`].
     pub const fn is_start(self) -> bool {
         self.high == 0 && self.low == 0
+    }
+}
+
+impl fmt::Debug for Position {
+    /// `Position(42)` or `Position(7741:42)`: the same form as `Display`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Position({self})")
     }
 }
 
@@ -435,9 +442,20 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Decodes the event into a typed event (see [`Events`]).
+    /// Decodes the event into a typed event (see [`Events`]). A failure is
+    /// [`Error::Decode`], naming this event's id, stream, version and type.
     pub fn decode<E: Events>(&self) -> Result<E> {
-        E::decode(&self.namespace, &self.event_type, &self.data)
+        E::decode(&self.namespace, &self.event_type, &self.data).map_err(|e| match e {
+            Error::Codec { source, .. } => Error::Decode {
+                id: self.id,
+                stream: self.stream.clone(),
+                version: self.version,
+                namespace: self.namespace.clone(),
+                event_type: self.event_type.clone(),
+                source,
+            },
+            other => other,
+        })
     }
 
     /// Whether a typed event set handles this event's namespace and type.

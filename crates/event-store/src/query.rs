@@ -50,6 +50,9 @@ impl TypeFilter {
 pub struct Query {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stream: Option<String>,
+    /// The streams whose ids start with this (a category: `order-` for `order-1`, `order-2`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
     /// Any of these namespace/type filters (empty: every type).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     types: Vec<TypeFilter>,
@@ -75,6 +78,22 @@ impl Query {
             stream: Some(stream.into()),
             ..Self::default()
         }
+    }
+
+    /// The events of every stream whose id starts with `prefix` (a category of streams, such as
+    /// `order-` for `order-1`, `order-2`, …).
+    pub fn stream_prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: Some(prefix.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Narrows to streams whose id starts with `prefix`.
+    #[must_use]
+    pub fn with_stream_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
     }
 
     /// Every event of the types an [`Events`] set decodes.
@@ -152,6 +171,11 @@ impl Query {
         self.stream.as_deref()
     }
 
+    /// The stream-id prefix, if the query is limited to a category of streams.
+    pub fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+
     /// The namespace/type filters (any of them matches; none: every type).
     pub fn types(&self) -> &[TypeFilter] {
         &self.types
@@ -183,6 +207,9 @@ impl Query {
     fn validate(&self) -> Result<()> {
         if let Some(s) = &self.stream {
             check_stream_id("query.stream", s)?;
+        }
+        if let Some(p) = &self.prefix {
+            check_stream_id("query.stream_prefix", p)?;
         }
         for t in &self.types {
             check_name("query.namespace", &t.namespace)?;
@@ -235,6 +262,13 @@ impl Query {
     /// the other backends are tested against).
     pub fn matches(&self, event: &RecordedEvent) -> bool {
         if self.stream.as_deref().is_some_and(|s| s != event.stream) {
+            return false;
+        }
+        if self
+            .prefix
+            .as_deref()
+            .is_some_and(|p| !event.stream.starts_with(p))
+        {
             return false;
         }
         if !TypeFilter::any_matches(&self.types, &event.namespace, &event.event_type) {

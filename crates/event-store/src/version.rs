@@ -38,3 +38,11 @@ impl fmt::Display for ExpectedVersion {
         }
     }
 }
+
+impl From<Option<u64>> for ExpectedVersion {
+    /// A stream's version as an expectation: `None` (no stream) is [`ExpectedVersion::NoStream`],
+    /// `Some(n)` is [`ExpectedVersion::Exact`]`(n)` — what a decision made on that state expects.
+    fn from(version: Option<u64>) -> Self {
+        version.map_or(Self::NoStream, Self::Exact)
+    }
+}

@@ -232,10 +232,3 @@ async fn handlers_may_use_the_store_and_types_are_filtered() {
     assert_eq!(follow[0].context.causation_id, Some(cancel.id));
     h.abort();
 }
-
-#[tokio::test]
-async fn a_store_without_emitter_refuses_subscriptions() {
-    let es = EventStore::from_store(MemoryStore::new());
-    let r = es.subscribe("g", |_e: Placed, _| async { Ok(()) }).await;
-    assert!(r.unwrap_err().is_invalid_input());
-}

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use event_store::{
-    Aggregate, BoxError, Event, EventStore, Events, ExpectedVersion, InProcessEmitter, Query, Store,
+    Aggregate, BoxError, Event, EventStore, Events, ExecuteError, ExpectedVersion,
+    InProcessEmitter, Query, Store,
 };
 use event_store_sqlite::{SqliteCache, SqliteStore};
 use serde::{Deserialize, Serialize};
@@ -188,45 +189,102 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
         n as f64 / took.as_secs_f64()
     );
 
-    // Optimistic concurrency: two clerks decide from the same version; one must retry.
-    let contested = sku(7);
-    let seen = es.stream_version(&contested).await?;
-    let expected = seen.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-    let shipment = ItemShipped {
-        sku: contested.clone(),
-        quantity: 1,
+    // Optimistic concurrency: two clerks decide on the same state; one loses the race, and
+    // deciding again on the new state (not saving the old decision) is what keeps stock right.
+    const CONTESTED: &str = "sku-contested";
+    let contested = CONTESTED;
+    es.save(
+        contested,
+        &ItemReceived {
+            sku: contested.to_owned(),
+            quantity: 10,
+        },
+    )
+    .await?;
+    let ship = |quantity: i64| {
+        move |stock: &Stock| {
+            if stock.on_hand < quantity {
+                Err(format!("only {} on hand", stock.on_hand))
+            } else {
+                Ok(vec![ItemShipped {
+                    sku: CONTESTED.to_owned(),
+                    quantity,
+                }])
+            }
+        }
     };
-    let (a, b) = tokio::join!(
-        es.save_expecting(&contested, expected, &shipment),
-        es.save_expecting(&contested, expected, &shipment)
+    let seen = es.fold::<Stock>(contested).await?;
+    let expected = ExpectedVersion::from(seen.stream_version);
+    let (first, second) = (
+        ship(6)(&seen.state).map_err(|e| anyhow::anyhow!(e))?,
+        ship(6)(&seen.state).map_err(|e| anyhow::anyhow!(e))?,
     );
-    println!("\n3. Two clerks shipped from {contested}, both expecting {expected}:");
-    let conflicts = [&a, &b]
-        .iter()
-        .filter(|r| r.as_ref().is_err_and(event_store::Error::is_conflict))
-        .count();
+    let (a, b) = tokio::join!(
+        es.save_all_expecting(contested, expected, &first),
+        es.save_all_expecting(contested, expected, &second)
+    );
+    println!(
+        "\n3. Two clerks saw {} units of {contested} at {expected} and each shipped 6:",
+        seen.state.on_hand
+    );
+    let mut lost = false;
     for (clerk, outcome) in [("A", &a), ("B", &b)] {
         match outcome {
-            Ok(e) => println!("     clerk {clerk}: saved at version {}", e.version),
-            Err(e) => println!("     clerk {clerk}: refused: {e}"),
+            Ok(e) => println!("     clerk {clerk}: saved at version {}", e[0].version),
+            Err(e) if e.is_conflict() => {
+                lost = true;
+                println!("     clerk {clerk}: refused: {e}");
+            }
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
         }
     }
-    if conflicts == 1 {
-        let mut attempts = 0;
-        let retried = loop {
-            attempts += 1;
-            let now = es.stream_version(&contested).await?;
-            let expected = now.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-            match es.save_expecting(&contested, expected, &shipment).await {
-                Ok(e) => break e,
-                Err(e) if e.is_conflict() && attempts < 10 => {}
-                Err(e) => return Err(e.into()),
+    if lost {
+        match es.execute(contested, ship(6)).await {
+            Ok(done) => println!(
+                "     the refused clerk re-decided on the new state: shipped, now version {:?}",
+                done.version
+            ),
+            Err(ExecuteError::Rejected(why)) => println!(
+                "     the refused clerk re-decided on the new state (execute): refused, {why} \
+                 (saving its old decision again would have left -2 on hand)"
+            ),
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+        }
+    }
+    // Eight clerks at once, each shipping 1 of 7 units through execute: every one decides on
+    // fresh state, so exactly one is refused.
+    es.save(
+        contested,
+        &ItemReceived {
+            sku: contested.to_owned(),
+            quantity: 3,
+        },
+    )
+    .await?;
+    let clerks: Vec<_> = (0..8)
+        .map(|_| {
+            let es = es.clone();
+            tokio::spawn(async move { es.execute(contested, ship(1)).await })
+        })
+        .collect();
+    let (mut shipped, mut refused, mut attempts) = (0, 0, 0);
+    for clerk in clerks {
+        match clerk.await.context("a clerk task failed")? {
+            Ok(done) => {
+                shipped += 1;
+                attempts += done.attempts;
             }
-        };
-        println!(
-            "     the refused clerk re-read the stream and retried: saved at version {}",
-            retried.version
-        );
+            Err(ExecuteError::Rejected(_)) => refused += 1,
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+        }
+    }
+    let left = es.aggregate::<Stock>(contested).await?.on_hand;
+    println!(
+        "     then 8 clerks shipped 1 each at once through execute: {shipped} shipped \
+         ({attempts} attempts), {refused} refused, {left} on hand"
+    );
+    if left < 0 {
+        bail!("stock went negative");
     }
 
     // An aggregate through the cache: cold, then warm.
@@ -238,7 +296,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
                 quantity: 1 + (chunk * 1000 + i) % 3,
             })
             .collect();
-        es.save_all(hot, ExpectedVersion::Any, &batch).await?;
+        es.save_all(hot, &batch).await?;
     }
     let t = Instant::now();
     let cold = es.fold::<Stock>(hot).await?;
@@ -249,7 +307,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
             quantity: 5,
         })
         .collect();
-    es.save_all(hot, ExpectedVersion::Any, &more).await?;
+    es.save_all(hot, &more).await?;
     let t = Instant::now();
     let warm = es.fold::<Stock>(hot).await?;
     let warm_took = t.elapsed();
@@ -297,6 +355,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
     let mut agree = 0;
     let mut streams: Vec<String> = (0..SKUS).map(sku).collect();
     streams.push(hot.to_owned());
+    streams.push(contested.to_owned());
     for s in &streams {
         let stock = es.aggregate::<Stock>(s).await?;
         if model.get(s).copied().unwrap_or_default() == stock.on_hand {

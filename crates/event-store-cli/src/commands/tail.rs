@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use anyhow::Result;
-use event_store::{EventStore, RecordedEvent};
+use event_store::{EventStore, Query, RecordedEvent};
 use futures::StreamExt as _;
 
 use crate::backend::AnyStore;
@@ -16,17 +16,26 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: TailArgs) -> Result<()>
         None => event_store::head(es.store()).await?,
     };
     let idle = args.idle_exit;
-    let keep = |e: &RecordedEvent| {
-        args.stream.as_ref().is_none_or(|s| *s == e.stream)
-            && args.namespace.as_ref().is_none_or(|n| *n == e.namespace)
-            && args.event_type.as_ref().is_none_or(|t| *t == e.event_type)
-    };
+    // Stream and namespace (and a type within it) are filtered in the store; a type given
+    // without its namespace is matched here.
+    let mut filter = args.stream.clone().map(Query::stream);
+    if let Some(ns) = &args.namespace {
+        let q = filter.take().unwrap_or_else(Query::all);
+        filter = Some(match &args.event_type {
+            Some(t) => q.event_type(ns.clone(), t.clone()),
+            None => q.namespace(ns.clone()),
+        });
+    }
+    if let Some(q) = &filter {
+        q.clone().check()?; // a bad filter is an error now, not a warning in the loop
+    }
+    let keep = |e: &RecordedEvent| args.event_type.as_ref().is_none_or(|t| *t == e.event_type);
     let limit = args.limit.unwrap_or(usize::MAX);
     if limit == 0 {
         return Ok(());
     }
     let mut out = stdout();
-    let mut tail = Box::pin(es.tail(start, None));
+    let mut tail = Box::pin(es.tail(start, filter));
     // A deadline too far to represent is no deadline.
     let mut deadline = idle.and_then(|d| tokio::time::Instant::now().checked_add(d));
     let mut count = 0;

@@ -2,10 +2,11 @@
 //! and one emitter.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::backend::{Cache, Emitter, NoCache, NoEmitter, Store};
+use crate::backend::{NoCache, NoEmitter, Publish, Store};
 use crate::memory::{InProcessEmitter, MemoryCache, MemoryStore};
 use crate::model::Position;
 
@@ -20,10 +21,104 @@ struct Inner<S, C, E> {
     // Per-stream locks that keep publish order equal to version order when saves to one stream
     // race; only taken when the emitter publishes on save.
     publishing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    poll_interval: Duration,
+    settings: Settings,
+    // Cache hits so far (verification samples every n-th).
+    cache_hits: AtomicU64,
 }
 
-/// The event store: a [`Store`], a [`Cache`] and an [`Emitter`] behind one handle. Cheap to
+/// The facade's settings (see the `with_…` methods).
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    poll_interval: Duration,
+    undecodable: Undecodable,
+    verify_every: u32,
+    retry: RetryPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            undecodable: Undecodable::Fail,
+            verify_every: DEFAULT_CACHE_VERIFICATION,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Every how many cache hits a fold is verified from scratch by default: every 8th in debug
+/// builds, never in release builds.
+pub const DEFAULT_CACHE_VERIFICATION: u32 = if cfg!(debug_assertions) { 8 } else { 0 };
+
+/// What a fold does with an event that does not decode into the aggregate's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Undecodable {
+    /// The fold fails with [`Error::Decode`](crate::Error::Decode), naming the event (the
+    /// default).
+    #[default]
+    Fail,
+    /// The event is skipped, counted in [`Folded::skipped`] and logged at ERROR level with its
+    /// id, stream, version and type (quarantine); a fold that skipped anything is not cached.
+    Skip,
+}
+
+/// How [`EventStore::execute`] retries a decision that lost a race for its stream: up to
+/// `max_attempts` in all, waiting a random time (full jitter) up to `first_backoff`, doubled
+/// after each attempt, at most `max_backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The longest wait before the second attempt.
+    pub first_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 32 attempts, waits from up to 2 ms growing to up to 250 ms.
+    fn default() -> Self {
+        Self {
+            max_attempts: 32,
+            first_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retry: the first conflict is returned.
+    pub const NEVER: Self = Self {
+        max_attempts: 1,
+        first_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+    };
+
+    /// The wait before attempt `attempt + 1` (after `attempt` attempts): a random time up to
+    /// the attempt's bound.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let bound = self
+            .first_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max_backoff);
+        let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(random() % nanos)
+    }
+}
+
+/// A random number, without a dependency: the OS-seeded keys of `RandomState` hashing a counter.
+fn random() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// The event store: a [`Store`], a [`Cache`](crate::Cache) and an [`Emitter`](crate::Emitter) behind one handle. Cheap to
 /// clone; clones share everything.
 ///
 /// ```
@@ -80,67 +175,95 @@ impl<S: Store> EventStore<S> {
 
 /// A fold's result, with what it cost.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Folded<A> {
     /// The aggregate.
     pub state: A,
     /// The position of the last event folded in (`None`: no event).
     pub checkpoint: Option<Position>,
+    /// For an aggregate of one stream, the stream's version that the state reflects: every
+    /// event of the aggregate's types up to it is folded in, and an append expecting it
+    /// ([`ExpectedVersion::from`](crate::ExpectedVersion)) fails if anything was appended since.
+    /// `None` for no stream yet, and for aggregates over more than one stream.
+    pub stream_version: Option<u64>,
     /// How many events this call read (fewer than the aggregate's total when the cache had it).
     pub events_read: u64,
     /// Whether a cache entry was used.
     pub from_cache: bool,
+    /// How many events were skipped because they did not decode ([`Undecodable::Skip`]).
+    pub skipped: u64,
 }
 
-impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
-    /// A store with its cache and emitter.
+/// An alias for the all-in-memory event store of [`EventStore::memory`] (tests, examples).
+pub type MemoryEventStore = EventStore<MemoryStore, MemoryCache, InProcessEmitter>;
+
+impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
+    /// A store with its cache ([`NoCache`] for none) and emitter ([`NoEmitter`] for none).
     pub fn new(store: S, cache: C, emitter: E) -> Self {
+        Self::with_settings(store, cache, emitter, Settings::default())
+    }
+
+    fn with_settings(store: S, cache: C, emitter: E, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 cache,
                 emitter,
                 publishing: Mutex::new(HashMap::new()),
-                poll_interval: DEFAULT_POLL_INTERVAL,
+                settings,
+                cache_hits: AtomicU64::new(0),
             }),
         }
     }
 
-    fn rebuild<C2, E2>(self, cache: C2, emitter: E2) -> EventStore<S, C2, E2>
+    fn rebuild<C2: Send + Sync + 'static, E2: Publish>(
+        self,
+        cache: C2,
+        emitter: E2,
+        settings: Settings,
+    ) -> EventStore<S, C2, E2>
     where
         S: Clone,
     {
-        EventStore {
-            inner: Arc::new(Inner {
-                store: self.inner.store.clone(),
-                cache,
-                emitter,
-                publishing: Mutex::new(HashMap::new()),
-                poll_interval: self.inner.poll_interval,
-            }),
-        }
+        EventStore::with_settings(self.inner.store.clone(), cache, emitter, settings)
+    }
+
+    fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self
+    where
+        S: Clone,
+        C: Clone,
+        E: Clone,
+    {
+        let mut settings = self.inner.settings;
+        change(&mut settings);
+        let (cache, emitter) = (self.inner.cache.clone(), self.inner.emitter.clone());
+        self.rebuild(cache, emitter, settings)
     }
 
     /// The same store with another cache.
-    pub fn with_cache<C2: Cache>(self, cache: C2) -> EventStore<S, C2, E>
+    pub fn with_cache<C2: Send + Sync + 'static>(self, cache: C2) -> EventStore<S, C2, E>
     where
         S: Clone,
         E: Clone,
     {
         let emitter = self.inner.emitter.clone();
-        self.rebuild(cache, emitter)
+        let settings = self.inner.settings;
+        self.rebuild(cache, emitter, settings)
     }
 
     /// The same store with another emitter.
-    pub fn with_emitter<E2: Emitter>(self, emitter: E2) -> EventStore<S, C, E2>
+    pub fn with_emitter<E2: Publish>(self, emitter: E2) -> EventStore<S, C, E2>
     where
         S: Clone,
         C: Clone,
     {
         let cache = self.inner.cache.clone();
-        self.rebuild(cache, emitter)
+        let settings = self.inner.settings;
+        self.rebuild(cache, emitter, settings)
     }
 
-    /// Sets how often live tails re-read when no change notification arrives.
+    /// Sets how often live tails re-read when no change notification arrives (default
+    /// [`DEFAULT_POLL_INTERVAL`]).
     #[must_use]
     pub fn with_poll_interval(self, every: Duration) -> Self
     where
@@ -148,12 +271,44 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         C: Clone,
         E: Clone,
     {
-        let (cache, emitter) = (self.inner.cache.clone(), self.inner.emitter.clone());
-        let mut out = self.rebuild(cache, emitter);
-        if let Some(inner) = Arc::get_mut(&mut out.inner) {
-            inner.poll_interval = every;
-        }
-        out
+        self.reconfigure(|s| s.poll_interval = every)
+    }
+
+    /// Sets what folds do with events that do not decode (default [`Undecodable::Fail`]).
+    #[must_use]
+    pub fn with_undecodable(self, undecodable: Undecodable) -> Self
+    where
+        S: Clone,
+        C: Clone,
+        E: Clone,
+    {
+        self.reconfigure(|s| s.undecodable = undecodable)
+    }
+
+    /// Verifies every `every`-th cache hit by folding the aggregate again from scratch, up to
+    /// the same event, and comparing (`0`: never; default [`DEFAULT_CACHE_VERIFICATION`]: every
+    /// 8th in debug builds). A mismatch — a changed `apply` without a bumped
+    /// `Aggregate::VERSION`, a corrupted entry — is logged at ERROR level, the entry is removed,
+    /// and the fold returns the state folded from scratch.
+    #[must_use]
+    pub fn with_cache_verification(self, every: u32) -> Self
+    where
+        S: Clone,
+        C: Clone,
+        E: Clone,
+    {
+        self.reconfigure(|s| s.verify_every = every)
+    }
+
+    /// Sets how [`EventStore::execute`] retries decisions that lost a race.
+    #[must_use]
+    pub fn with_retry(self, retry: RetryPolicy) -> Self
+    where
+        S: Clone,
+        C: Clone,
+        E: Clone,
+    {
+        self.reconfigure(|s| s.retry = retry)
     }
 
     /// The store backend.
@@ -173,6 +328,10 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
 }
 
 mod aggregates;
+mod checkpoints;
+mod execute;
 mod reading;
 mod subscribing;
 mod writing;
+
+pub use execute::{ExecuteError, ExecuteOptions, Executed};

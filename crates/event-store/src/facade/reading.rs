@@ -7,14 +7,14 @@ use futures::Stream;
 use futures::future::Either;
 use tokio::sync::watch;
 
-use crate::backend::{Cache, Emitter, Store};
+use crate::backend::{Publish, Store};
 use crate::cursor::{LogCursor, PAGE_SIZE, failed, paged};
 use crate::error::Result;
 use crate::facade::EventStore;
 use crate::model::{Direction, Position, RecordedEvent, StreamId};
-use crate::query::Query;
+use crate::query::{CheckedQuery, Query};
 
-impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
+impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     // ---- reading -------------------------------------------------------------------------
 
     /// The version of a stream's last event (`None`: no such stream).
@@ -106,7 +106,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
     }
 
     /// Streams the events matching `query` after `after`, up to the current end.
-    pub fn read_query(
+    pub fn read_committed(
         &self,
         query: Query,
         after: Position,
@@ -120,7 +120,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
             Ok(query) => Either::Right(paged((query, after), move |(query, after)| {
                 let store = store.clone();
                 async move {
-                    let page = store.read_query(&query, after, PAGE_SIZE).await?;
+                    let page = store.read_committed(&query, after, PAGE_SIZE).await?;
                     let next = page
                         .last()
                         .filter(|_| page.len() == PAGE_SIZE)
@@ -131,9 +131,28 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         }
     }
 
+    /// Streams the *final* events matching `query` after `after`, up to the log's current
+    /// end, filtered in the store. This is the read for followers that keep a checkpoint (a read
+    /// model, a relay): once it returned an event, no matching event with a lower position can
+    /// appear later, so the last position returned is a safe checkpoint. (`read_committed` is
+    /// not: it may return an event before a lower one commits.)
+    pub fn follow(
+        &self,
+        after: Position,
+        query: Query,
+    ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static
+    where
+        S: Clone,
+    {
+        match query.check() {
+            Err(e) => Either::Left(failed(e)),
+            Ok(q) => Either::Right(self.log_stream(after, Some(q), false)),
+        }
+    }
+
     /// Follows the global log live from `after`: every event, in log order, as it becomes final;
-    /// with a `filter`, only the matching ones. Never ends by itself; a backend error is yielded
-    /// and the tail goes on after the poll interval.
+    /// with a `filter`, only the matching ones (filtered in the store). Never ends by itself; a
+    /// backend error is yielded and the tail goes on after the poll interval, from where it was.
     pub fn tail(
         &self,
         after: Position,
@@ -142,13 +161,16 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
     where
         S: Clone,
     {
-        self.log_stream(after, filter, true)
+        match filter.map(Query::check).transpose() {
+            Err(e) => Either::Left(failed(e)),
+            Ok(q) => Either::Right(self.log_stream(after, q, true)),
+        }
     }
 
     fn log_stream(
         &self,
         after: Position,
-        filter: Option<Query>,
+        filter: Option<CheckedQuery>,
         live: bool,
     ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static
     where
@@ -157,7 +179,6 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         struct St<S> {
             store: S,
             cursor: LogCursor,
-            filter: Option<Query>,
             buf: VecDeque<RecordedEvent>,
             changes: watch::Receiver<u64>,
             live: bool,
@@ -165,16 +186,19 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
             failed: bool,
             poll: Duration,
         }
+        let cursor = LogCursor::new(after);
         let st = St {
             changes: self.inner.store.changes(),
             store: self.inner.store.clone(),
-            cursor: LogCursor::new(after),
-            filter,
+            cursor: match filter {
+                Some(q) => cursor.filtered(q),
+                None => cursor,
+            },
             buf: VecDeque::new(),
             live,
             done: false,
             failed: false,
-            poll: self.inner.poll_interval,
+            poll: self.inner.settings.poll_interval,
         };
         futures::stream::unfold(st, |mut st| async move {
             loop {
@@ -210,10 +234,7 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
                         if st.cursor.was_short(&page) && !st.live {
                             st.done = true;
                         }
-                        match &st.filter {
-                            Some(q) => st.buf.extend(page.into_iter().filter(|e| q.matches(e))),
-                            None => st.buf.extend(page),
-                        }
+                        st.buf.extend(page);
                     }
                 }
             }

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
-use crate::backend::{Cache, Emitter, Handler, Store, Subscription, SubscriptionSpec};
+use crate::backend::{Emitter, Handler, Store, Subscription, SubscriptionSpec};
 use crate::error::{BoxError, Result};
 use crate::event::Events;
 use crate::facade::EventStore;
 use crate::model::RecordedEvent;
 use crate::query::TypeFilter;
 
-impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
+impl<S: Store, C: Send + Sync + 'static, E: Emitter> EventStore<S, C, E> {
     // ---- subscriptions -------------------------------------------------------------------
 
     /// Subscribes an async handler for `group` to the events of `Ev`. Events of other types the

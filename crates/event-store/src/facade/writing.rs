@@ -2,18 +2,20 @@
 
 use std::sync::{Arc, PoisonError};
 
-use crate::backend::{Appended, Cache, Emitter, Store};
+use crate::backend::{Appended, Publish, Store};
 use crate::batch::AppendBatch;
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::facade::EventStore;
-use crate::model::{NewEvent, RecordedEvent};
+use crate::model::{EventContext, NewEvent, RecordedEvent};
 use crate::version::ExpectedVersion;
 
-impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
+impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     // ---- writing -------------------------------------------------------------------------
 
-    /// Saves one typed event at the end of `stream`, whatever its version.
+    /// Saves one typed event at the end of `stream`, whatever its version
+    /// ([`ExpectedVersion::Any`]). To decide on the current state first, use
+    /// [`EventStore::execute`].
     pub async fn save<Ev: Events>(&self, stream: &str, event: &Ev) -> Result<RecordedEvent> {
         self.save_expecting(stream, ExpectedVersion::Any, event)
             .await
@@ -26,26 +28,55 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         expected: ExpectedVersion,
         event: &Ev,
     ) -> Result<RecordedEvent> {
-        let appended = self
-            .append(stream, expected, vec![NewEvent::from_event(event)?])
+        let saved = self
+            .save_all_with(stream, expected, std::slice::from_ref(event), None)
             .await?;
-        appended
-            .events
+        saved
             .into_iter()
             .next()
             .ok_or_else(|| Error::backend("store", "an append of one event returned none"))
     }
 
-    /// Saves typed events atomically (all or none), expecting `expected` of the stream.
+    /// Saves typed events atomically (all or none) at the end of `stream`, whatever its
+    /// version ([`ExpectedVersion::Any`]).
     pub async fn save_all<Ev: Events>(
+        &self,
+        stream: &str,
+        events: &[Ev],
+    ) -> Result<Vec<RecordedEvent>> {
+        self.save_all_with(stream, ExpectedVersion::Any, events, None)
+            .await
+    }
+
+    /// Saves typed events atomically, expecting `expected` of the stream.
+    pub async fn save_all_expecting<Ev: Events>(
         &self,
         stream: &str,
         expected: ExpectedVersion,
         events: &[Ev],
     ) -> Result<Vec<RecordedEvent>> {
+        self.save_all_with(stream, expected, events, None).await
+    }
+
+    /// Saves typed events atomically, expecting `expected` of the stream, each with `context`
+    /// (action, subject, correlation and causation ids, metadata; `None`: a fresh context). The
+    /// time is the context's, or now.
+    pub async fn save_all_with<Ev: Events>(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[Ev],
+        context: Option<&EventContext>,
+    ) -> Result<Vec<RecordedEvent>> {
         let events = events
             .iter()
-            .map(NewEvent::from_event)
+            .map(|e| {
+                let new = NewEvent::from_event(e)?;
+                Ok(match context {
+                    Some(c) => new.with_context(c.clone()),
+                    None => new,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.append(stream, expected, events).await?.events)
     }
@@ -60,14 +91,14 @@ impl<S: Store, C: Cache, E: Emitter> EventStore<S, C, E> {
         events: Vec<NewEvent>,
     ) -> Result<Appended> {
         let batch = AppendBatch::new(stream, expected, events)?;
-        if !E::PUBLISHES_ON_SAVE {
+        if !E::ON_SAVE {
             return self.inner.store.append(batch).await;
         }
         let gate = self.publish_gate(stream);
         let guard = gate.lock().await;
         let appended = self.inner.store.append(batch).await;
         let result = match appended {
-            Ok(a) if a.stored => match self.inner.emitter.publish(&a.events).await {
+            Ok(a) if a.stored => match self.inner.emitter.publish_saved(&a.events).await {
                 Ok(()) => Ok(a),
                 Err(e) => {
                     tracing::warn!(stream, error = %e, "stored, but publishing failed");

@@ -1,0 +1,1 @@
+DELETE FROM aggregate_cache WHERE aggregate = ?1 AND version = ?2 AND query = ?3
