@@ -86,6 +86,21 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A projection partition's state moved under a runner: another runner saved it (it holds
+    /// the partition now), or the generation was replaced or removed. Nothing was written; the
+    /// runner that gets this stops working on the partition.
+    #[error(
+        "projection `{projection}` generation {generation} partition {partition} was taken over or replaced"
+    )]
+    Fenced {
+        /// The projection.
+        projection: String,
+        /// The generation.
+        generation: u64,
+        /// The partition.
+        partition: u32,
+    },
+
     /// A backend failed (connection lost, I/O error, constraint the store did not expect, …).
     /// After a failed append the outcome may be unknown; appends are idempotent by event id, so
     /// retrying with the same ids is safe.
@@ -160,6 +175,11 @@ impl Error {
     /// Whether an event id clashed with a stored event of other content.
     pub fn is_duplicate_id(&self) -> bool {
         matches!(self, Self::DuplicateId { .. })
+    }
+
+    /// Whether a projection partition was taken over ([`Error::Fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
     }
 
     /// The refused field, for [`Error::InvalidInput`].

@@ -15,6 +15,7 @@ pub mod limits;
 mod memory;
 mod model;
 pub mod ndjson;
+pub mod projection;
 mod query;
 mod version;
 

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
 use crate::query::{CheckedQuery, TypeFilter};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section below checks before it mutates, so a panic cannot leave the data
     // half-changed: a poisoned lock is still consistent.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -32,10 +32,11 @@ struct Log {
     ids: HashMap<Uuid, usize>,
 }
 
-struct MemoryInner {
+pub(crate) struct MemoryInner {
     log: RwLock<Log>,
     checkpoints: Mutex<HashMap<CheckpointName, Position>>,
     changes: watch::Sender<u64>,
+    pub(crate) projections: crate::projection::memory::MemoryProjections,
 }
 
 /// An event log in memory. Cheap to clone (clones share the log).
@@ -43,7 +44,7 @@ struct MemoryInner {
 /// Positions are `1, 2, 3, …` in commit order; every committed event is final.
 #[derive(Clone)]
 pub struct MemoryStore {
-    inner: Arc<MemoryInner>,
+    pub(crate) inner: Arc<MemoryInner>,
 }
 
 impl Default for MemoryStore {
@@ -68,6 +69,7 @@ impl MemoryStore {
                 log: RwLock::new(Log::default()),
                 checkpoints: Mutex::new(HashMap::new()),
                 changes: watch::Sender::new(0),
+                projections: crate::projection::memory::MemoryProjections::default(),
             }),
         }
     }

@@ -311,6 +311,24 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         self.reconfigure(|s| s.retry = retry)
     }
 
+    /// A [`Runner`](crate::projection::Runner) of a projection on this store: catch-up, live,
+    /// partitions, parking and rebuilds (see [`projection`](crate::projection)).
+    pub fn runner<T>(&self, target: T) -> crate::projection::Runner<S, T>
+    where
+        S: crate::projection::ProjectionStore,
+        T: crate::projection::Target<S>,
+    {
+        crate::projection::Runner::new(self.inner.store.clone(), target)
+    }
+
+    /// The store's projections: status, reset, resume.
+    pub fn projections(&self) -> crate::projection::Projections<S>
+    where
+        S: crate::projection::ProjectionStore,
+    {
+        crate::projection::Projections::new(self.inner.store.clone())
+    }
+
     /// The store backend.
     pub fn store(&self) -> &S {
         &self.inner.store
