@@ -19,6 +19,7 @@ mod concurrency;
 mod faults;
 #[doc(hidden)]
 pub mod fuzz;
+mod projections;
 mod reads;
 mod service;
 mod support;
@@ -34,6 +35,11 @@ pub use concurrency::{concurrent_appenders, mixed_workload, tail_during_appends}
 pub use faults::{
     FaultyCache, FaultyStore, Method, fold_survives_cache_faults, fold_survives_store_faults,
     tail_survives_failed_reads,
+};
+pub use projections::{
+    KitProjection, Recorder, Seen, kit_options, projection_catches_up_and_follows,
+    projection_parks_and_resumes, projection_partitions_keep_stream_order, projection_rebuilds,
+    projection_runners_share_partitions, projection_store_contract,
 };
 pub use reads::{bad_input, global_order, paging, queries, read_stream_directions, stats_counts};
 pub use service::{execute_under_contention, follow_never_skips};
@@ -63,6 +69,18 @@ macro_rules! __kit_store_checks {
 macro_rules! __kit_checkpoint_checks {
     ($mode:ident $arg:expr) => {
         $crate::__kit_each!($mode $arg; checkpoints_round_trip);
+    };
+}
+
+/// The projection checks, written once.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kit_projection_checks {
+    ($mode:ident $arg:expr) => {
+        $crate::__kit_each!($mode $arg;
+            projection_store_contract, projection_catches_up_and_follows,
+            projection_partitions_keep_stream_order, projection_parks_and_resumes,
+            projection_rebuilds, projection_runners_share_partitions);
     };
 }
 
@@ -128,6 +146,14 @@ macro_rules! checkpoint_conformance_tests {
     };
 }
 
+/// Expands to one `#[tokio::test]` per projection check on a store from `$make`.
+#[macro_export]
+macro_rules! projection_conformance_tests {
+    ($make:expr) => {
+        $crate::__kit_projection_checks!(tests $make);
+    };
+}
+
 /// Expands to one `#[tokio::test]` per cache check, each on a fresh `(store, cache)` pair from
 /// `$make` (a closure returning a future of `Option<(store, cache)>`; `None` skips the test).
 #[macro_export]
@@ -146,6 +172,11 @@ pub async fn run_store_suite<S: event_store::Store + Clone>(store: &S) {
 /// Runs every checkpoint check on `store`, in turn.
 pub async fn run_checkpoint_suite<S: event_store::Checkpoints>(store: &S) {
     crate::__kit_checkpoint_checks!(run store);
+}
+
+/// Runs every projection check on `store`, in turn.
+pub async fn run_projection_suite<S: event_store::projection::ProjectionStore>(store: &S) {
+    crate::__kit_projection_checks!(run store);
 }
 
 /// Runs every cache check on `store` and `cache`, in turn.

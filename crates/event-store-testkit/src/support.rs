@@ -4,6 +4,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use event_store::projection::{
+    Generation, LeaseKey, PartitionState, ProjectionName, ProjectionRecord, ProjectionStore,
+    Revision,
+};
 use event_store::{
     AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, Emitter, Error,
     ExpectedVersion, Handler, NewEvent, Position, RecordedEvent, Result, Store, StoreStats,
@@ -302,5 +306,63 @@ pub fn require_service<T, E: std::fmt::Display>(
             eprintln!("SKIPPED: {service} unreachable ({e})");
             None
         }
+    }
+}
+
+impl<S: ProjectionStore, G: Send + Sync + 'static> ProjectionStore for Guarded<S, G> {
+    type Lease = S::Lease;
+
+    fn projection(
+        &self,
+        name: &ProjectionName,
+    ) -> impl Future<Output = Result<Option<ProjectionRecord>>> + Send {
+        self.store.projection(name)
+    }
+    fn projections(&self) -> impl Future<Output = Result<Vec<ProjectionRecord>>> + Send {
+        self.store.projections()
+    }
+    fn begin_generation(
+        &self,
+        name: &ProjectionName,
+        expected: Revision,
+        next: &Generation,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.store.begin_generation(name, expected, next)
+    }
+    fn mark_created(
+        &self,
+        name: &ProjectionName,
+        generation: u64,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.store.mark_created(name, generation)
+    }
+    fn save_partition(
+        &self,
+        name: &ProjectionName,
+        state: &PartitionState,
+        expected: Position,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.store.save_partition(name, state, expected)
+    }
+    fn switch_generation(
+        &self,
+        name: &ProjectionName,
+        from: Option<u64>,
+        to: u64,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.store.switch_generation(name, from, to)
+    }
+    fn resume(
+        &self,
+        name: &ProjectionName,
+        partition: Option<u32>,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        self.store.resume(name, partition)
+    }
+    fn try_lease(&self, key: &LeaseKey) -> impl Future<Output = Result<Option<S::Lease>>> + Send {
+        self.store.try_lease(key)
+    }
+    fn is_leased(&self, key: &LeaseKey) -> impl Future<Output = Result<bool>> + Send {
+        self.store.is_leased(key)
     }
 }

@@ -4,6 +4,7 @@ use event_store::{MemoryCache, MemoryStore};
 
 event_store_testkit::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
 event_store_testkit::checkpoint_conformance_tests!(|| async { Some(MemoryStore::new()) });
+event_store_testkit::projection_conformance_tests!(|| async { Some(MemoryStore::new()) });
 event_store_testkit::cache_conformance_tests!(|| async {
     Some((MemoryStore::new(), MemoryCache::new()))
 });
@@ -16,4 +17,5 @@ async fn whole_suite_on_one_store() {
     event_store_testkit::run_store_suite(&store).await;
     event_store_testkit::run_cache_suite(&store, &MemoryCache::new()).await;
     event_store_testkit::checkpoints_round_trip(&store).await;
+    event_store_testkit::run_projection_suite(&store).await;
 }

@@ -89,9 +89,9 @@ impl ProjectionStore for MemoryStore {
         if let Some(old) = record.building.take() {
             record.partitions.retain(|p| p.generation != old.generation);
         }
-        record.partitions.extend(
-            (0..next.partitions).map(|p| PartitionState::start(next.generation, p)),
-        );
+        record
+            .partitions
+            .extend((0..next.partitions).map(|p| PartitionState::start(next.generation, p)));
         if record.active.is_none() {
             record.active = Some(next);
         } else {
@@ -105,7 +105,10 @@ impl ProjectionStore for MemoryStore {
         let Some(record) = records.get_mut(name) else {
             return Ok(false);
         };
-        for g in [&mut record.active, &mut record.building].into_iter().flatten() {
+        for g in [&mut record.active, &mut record.building]
+            .into_iter()
+            .flatten()
+        {
             if g.generation == generation && !g.created {
                 g.created = true;
                 return Ok(true);

@@ -98,7 +98,10 @@ mod store;
 mod target;
 
 pub use memory::MemoryLease;
-pub use name::{MAX_PROJECTION_NAME_BYTES, MAX_TABLE_NAME_BYTES, ProjectionName, Tables, generation_of, physical};
+pub use name::{
+    MAX_PROJECTION_NAME_BYTES, MAX_TABLE_NAME_BYTES, ProjectionName, Tables, generation_of,
+    physical,
+};
 pub use runner::{MAX_MEMBERS, Runner, RunnerHandle, RunnerMetrics, RunnerOptions};
 pub use state::{Generation, Parked, PartitionState, ProjectionRecord, Revision};
 pub use status::{

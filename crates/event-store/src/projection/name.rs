@@ -187,11 +187,27 @@ mod tests {
 
     #[test]
     fn projection_names() {
-        for ok in ["orders", "orders-per-customer", "a", "v2.orders_by_day", "9lives"] {
+        for ok in [
+            "orders",
+            "orders-per-customer",
+            "a",
+            "v2.orders_by_day",
+            "9lives",
+        ] {
             assert!(ProjectionName::new(ok).is_ok(), "{ok}");
         }
         let long = "a".repeat(64);
-        for bad in ["", "Orders", "-x", ".x", "a/b", "a b", "ä", long.as_str(), "a\0"] {
+        for bad in [
+            "",
+            "Orders",
+            "-x",
+            ".x",
+            "a/b",
+            "a b",
+            "ä",
+            long.as_str(),
+            "a\0",
+        ] {
             let e = ProjectionName::new(bad).unwrap_err();
             assert_eq!(e.field(), Some("projection"), "{bad}");
         }
@@ -214,7 +230,14 @@ mod tests {
     fn generations_are_read_back_from_table_names() {
         assert_eq!(generation_of("orders", "orders__g12"), Some(12));
         assert_eq!(generation_of("orders", &physical("orders", 7)), Some(7));
-        for other in ["orders", "orders__g", "orders__gx", "orders__g01", "orders_x__g1", "order__g1"] {
+        for other in [
+            "orders",
+            "orders__g",
+            "orders__gx",
+            "orders__g01",
+            "orders_x__g1",
+            "order__g1",
+        ] {
             assert_eq!(generation_of("orders", other), None, "{other}");
         }
     }

@@ -146,7 +146,10 @@ impl RunnerMetrics {
     }
 
     fn error(&self, e: &dyn std::fmt::Display) {
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
     }
 }
 
@@ -191,9 +194,21 @@ impl RunnerHandle {
         }
     }
 
+    /// Waits for the runner to end by itself (a fatal error; it runs until stopped otherwise).
+    pub async fn join(mut self) -> Result<()> {
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::backend_with("projection", "the runner task failed", e))?,
+            None => Ok(()),
+        }
+    }
+
     /// Whether the runner ended (by itself: a fatal error; see [`RunnerHandle::stop`]).
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished)
+        self.task
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
     }
 
     /// The runner's metrics.
@@ -351,24 +366,7 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
             return Ok(());
         }
         if newest.version == version {
-            if newest.partitions != self.options.partitions {
-                return Err(Error::invalid(
-                    "partitions",
-                    format!(
-                        "projection `{}` version {version} is built in {} partitions, not {}: reset it with the new count (`event-store projections reset {} --partitions {}`) or bump its VERSION",
-                        self.name, newest.partitions, self.options.partitions, self.name, self.options.partitions
-                    ),
-                ));
-            }
-            if newest.query.canonical() != self.canonical {
-                return Err(Error::invalid(
-                    "query",
-                    format!(
-                        "projection `{}` version {version} was built from another query: bump its VERSION to rebuild it",
-                        self.name
-                    ),
-                ));
-            }
+            self.check_definition(newest)?;
         }
         // The generations this code builds: the active one (kept live during a reset) and the
         // building one, when they are of this version.
@@ -415,6 +413,35 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
         self.switch_if_ready(&record).await
     }
 
+    /// Refuses to run a generation of this version built with other partitions or another
+    /// query: a definition change takes a version bump (or a reset, for the partitions).
+    fn check_definition(&self, newest: &Generation) -> Result<()> {
+        let version = T::Projection::VERSION;
+        if newest.partitions != self.options.partitions {
+            return Err(Error::invalid(
+                "partitions",
+                format!(
+                    "projection `{}` version {version} is built in {} partitions, not {}: reset it with the new count (`event-store projections reset {} --partitions {}`) or bump its VERSION",
+                    self.name,
+                    newest.partitions,
+                    self.options.partitions,
+                    self.name,
+                    self.options.partitions
+                ),
+            ));
+        }
+        if newest.query.canonical() != self.canonical {
+            return Err(Error::invalid(
+                "query",
+                format!(
+                    "projection `{}` version {version} was built from another query: bump its VERSION to rebuild it",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Takes this runner's share of the partitions (releasing any beyond it).
     async fn share(&mut self, runnable: &[(Generation, bool)]) -> Result<()> {
         if self.member.as_ref().is_none_or(|m| !m.is_held()) {
@@ -422,7 +449,7 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
             for slot in 0..MAX_MEMBERS {
                 if let Some(lease) = self
                     .store
-                    .try_lease(&LeaseKey::member(&self.name, slot))
+                    .try_lease(&LeaseKey::member(&self.name, T::Projection::VERSION, slot))
                     .await?
                 {
                     self.member = Some(lease);
@@ -434,7 +461,7 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
         for slot in 0..MAX_MEMBERS {
             if self
                 .store
-                .is_leased(&LeaseKey::member(&self.name, slot))
+                .is_leased(&LeaseKey::member(&self.name, T::Projection::VERSION, slot))
                 .await?
             {
                 members += 1;
@@ -516,7 +543,11 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
                 Ok((id, outcome)) => (self.task_keys.remove(&id), outcome),
                 Err(e) => (
                     self.task_keys.remove(&e.id()),
-                    Err(Error::backend_with("projection", "a partition worker panicked", e)),
+                    Err(Error::backend_with(
+                        "projection",
+                        "a partition worker panicked",
+                        e,
+                    )),
                 ),
             };
             let Some(key) = key else { continue };
@@ -535,7 +566,10 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
     }
 
     /// Switches a caught-up building generation in.
-    async fn switch_if_ready(&mut self, record: &crate::projection::ProjectionRecord) -> Result<()> {
+    async fn switch_if_ready(
+        &mut self,
+        record: &crate::projection::ProjectionRecord,
+    ) -> Result<()> {
         let Some(building) = &record.building else {
             return Ok(());
         };

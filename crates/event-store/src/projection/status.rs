@@ -213,7 +213,9 @@ impl<S: ProjectionStore> Projections<S> {
             if tokio::time::Instant::now() + pause > deadline {
                 return Err(Error::backend(
                     "projection",
-                    format!("projection `{name}` did not reach position {position} within {timeout:?}"),
+                    format!(
+                        "projection `{name}` did not reach position {position} within {timeout:?}"
+                    ),
                 ));
             }
             tokio::time::sleep(pause).await;
@@ -286,7 +288,12 @@ impl<S: ProjectionStore> Projections<S> {
             Some(g) => Some(self.generation_status(record, g).await?),
             None => None,
         };
-        let all = || active.iter().chain(building.iter()).flat_map(|g| &g.partitions);
+        let all = || {
+            active
+                .iter()
+                .chain(building.iter())
+                .flat_map(|g| &g.partitions)
+        };
         let parked = all().find_map(|p| p.parked.as_ref());
         let state = if parked.is_some() {
             ProjectionState::Parked
@@ -339,9 +346,8 @@ impl<S: ProjectionStore> Projections<S> {
                 applied: state.applied,
                 caught_up: state.caught_up,
                 lag_events,
-                lag_seconds: oldest.map_or(0.0, |t| {
-                    (now - t).num_milliseconds().max(0) as f64 / 1000.0
-                }),
+                lag_seconds: oldest
+                    .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
                 running,
                 parked: state.parked.clone(),
                 updated_at: state.updated_at,

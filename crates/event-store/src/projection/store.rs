@@ -12,8 +12,14 @@ use crate::projection::state::{Generation, PartitionState, ProjectionRecord, Rev
 /// What a lease is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LeaseKind {
-    /// A runner's membership (slot `n`): how runners count each other to share partitions.
-    Member(u32),
+    /// The membership of a runner of one version of the projection (slot `slot`): how runners
+    /// of the same code count each other to share partitions.
+    Member {
+        /// The projection version the runner runs.
+        version: u32,
+        /// The slot.
+        slot: u32,
+    },
     /// The right to apply events to one partition of one generation.
     Partition {
         /// The generation.
@@ -34,10 +40,10 @@ pub struct LeaseKey {
 
 impl LeaseKey {
     /// A member slot's key.
-    pub fn member(projection: &ProjectionName, slot: u32) -> Self {
+    pub fn member(projection: &ProjectionName, version: u32, slot: u32) -> Self {
         Self {
             projection: projection.clone(),
-            kind: LeaseKind::Member(slot),
+            kind: LeaseKind::Member { version, slot },
         }
     }
 
@@ -52,7 +58,7 @@ impl LeaseKey {
         }
     }
 
-    /// The key as text: `orders.member-0`, `orders.g2-p3` (safe in a file name).
+    /// The key as text: `orders.v1-member-0`, `orders.g2-p3` (safe in a file name).
     pub fn text(&self) -> String {
         self.to_string()
     }
@@ -69,7 +75,9 @@ impl LeaseKey {
 impl fmt::Display for LeaseKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            LeaseKind::Member(n) => write!(f, "{}.member-{n}", self.projection),
+            LeaseKind::Member { version, slot } => {
+                write!(f, "{}.v{version}-member-{slot}", self.projection)
+            }
             LeaseKind::Partition {
                 generation,
                 partition,
@@ -210,11 +218,11 @@ mod tests {
     #[test]
     fn lease_keys_print_as_file_names() {
         let name = ProjectionName::new("orders").unwrap();
-        assert_eq!(LeaseKey::member(&name, 2).text(), "orders.member-2");
+        assert_eq!(LeaseKey::member(&name, 1, 2).text(), "orders.v1-member-2");
         assert_eq!(LeaseKey::partition(&name, 3, 1).text(), "orders.g3-p1");
         assert_ne!(
-            LeaseKey::member(&name, 0).hash64("a"),
-            LeaseKey::member(&name, 0).hash64("b")
+            LeaseKey::member(&name, 1, 0).hash64("a"),
+            LeaseKey::member(&name, 1, 0).hash64("b")
         );
     }
 }

@@ -126,8 +126,11 @@ pub trait Target<S: ProjectionStore>: Send + Sync + 'static {
 
     /// Applies a batch and saves `batch.next` as the partition's state (a check-and-set on
     /// `batch.expected`); transactional targets do both in one transaction.
-    fn apply(&self, store: &S, batch: Batch<'_>)
-    -> impl Future<Output = Result<(), ApplyError>> + Send;
+    fn apply(
+        &self,
+        store: &S,
+        batch: Batch<'_>,
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 
     /// Makes the caught-up building generation `to` the one readers see, replacing `from`
     /// ([`ProjectionStore::switch_generation`]); returns whether it switched (`false`: another
@@ -226,7 +229,9 @@ impl<S: ProjectionStore, H: Handle> Target<S> for AtLeastOnce<H> {
                 .await
                 .map_err(|source| ApplyError::Setup { source })?;
         }
-        store.mark_created(projection, generation.generation).await?;
+        store
+            .mark_created(projection, generation.generation)
+            .await?;
         Ok(())
     }
 
