@@ -9,3 +9,8 @@ GRANT SELECT ON event_store.events, event_store.schema_migrations TO app_role;
 GRANT EXECUTE ON FUNCTION event_store.append_events(text, bigint, uuid[], text[], text[], jsonb[], jsonb[], timestamptz[]) TO app_role;
 GRANT SELECT, INSERT, UPDATE, DELETE ON event_store.aggregate_cache TO app_role;
 GRANT SELECT, INSERT, UPDATE ON event_store.checkpoints TO app_role;
+-- Projection runners keep their state beside the log; a transactional read model's own tables
+-- are the projection's to grant (they are created by the runner's role).
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON event_store.projections, event_store.projection_generations, event_store.projection_partitions
+    TO app_role;

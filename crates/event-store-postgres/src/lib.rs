@@ -4,14 +4,18 @@
 mod cache;
 mod config;
 mod error;
+mod lease;
 mod listen;
 mod migrate;
+mod projection;
 mod query;
 mod store;
 mod tls;
 
 pub use cache::PgCache;
 pub use config::PgConfig;
+pub use lease::PgLease;
 pub use migrate::MIGRATIONS;
+pub use projection::{PgProjection, Transactional};
 pub use store::PgStore;
 pub use tls::PgTls;

@@ -11,6 +11,9 @@ pub(crate) fn as_sql(p: &Param) -> &(dyn ToSql + Sync) {
         Param::Text(v) => v,
         Param::Json(v) => v,
         Param::Time(v) => v,
+        Param::Bool(v) => v,
+        Param::OptInt(v) => v,
+        Param::OptJson(v) => v,
     }
 }
 

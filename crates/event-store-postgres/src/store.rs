@@ -28,6 +28,7 @@ struct Inner {
     changes: Arc<watch::Sender<u64>>,
     listener: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>,
+    pub(crate) sessions: crate::lease::Sessions,
 }
 
 impl Drop for Inner {
@@ -98,6 +99,11 @@ impl PgStore {
         // Fail early on an unreachable server or bad credentials.
         drop(pool.get().await.map_err(|e| pool_error("connect", e))?);
         let changes = Arc::new(watch::Sender::new(0u64));
+        let sessions = crate::lease::Sessions::new(
+            pg_config.clone(),
+            connector.clone(),
+            config.schema.clone(),
+        );
         let listener = config.listen.then(|| {
             tokio::spawn(crate::listen::run(
                 pg_config,
@@ -122,6 +128,7 @@ impl PgStore {
                 changes,
                 listener,
                 notifier,
+                sessions,
             }),
         })
     }
@@ -401,6 +408,20 @@ impl Driver for PgStore {
             .map_err(|e| pg(s.what, e))
     }
 
+    async fn transaction(&self, statements: Vec<Statement>) -> Result<bool> {
+        let what = statements.first().map_or("transaction", |s| s.what);
+        let mut client = self.client(what).await?;
+        let tx = client.transaction().await.map_err(|e| pg(what, e))?;
+        for s in &statements {
+            if exec(&tx, s).await? == 0 && s.guard {
+                tx.rollback().await.map_err(|e| pg(s.what, e))?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(|e| pg(what, e))?;
+        Ok(true)
+    }
+
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
         self.append_batch(batch).await
     }
@@ -410,4 +431,40 @@ impl Driver for PgStore {
     }
 }
 
+/// Runs a statement of the shared SQL layer on a transaction; returns the rows it touched.
+pub(crate) async fn exec(tx: &deadpool_postgres::Transaction<'_>, s: &Statement) -> Result<u64> {
+    let stmt = tx.prepare_cached(&s.sql).await.map_err(|e| pg(s.what, e))?;
+    let refs: Vec<_> = s.params.iter().map(as_sql).collect();
+    tx.execute(&stmt, &refs).await.map_err(|e| pg(s.what, e))
+}
+
+/// Runs a query of the shared SQL layer on a transaction.
+pub(crate) async fn rows_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    s: &Statement,
+) -> Result<Vec<Row>> {
+    let stmt = tx.prepare_cached(&s.sql).await.map_err(|e| pg(s.what, e))?;
+    let refs: Vec<_> = s.params.iter().map(as_sql).collect();
+    tx.query(&stmt, &refs).await.map_err(|e| pg(s.what, e))
+}
+
+impl event_store_sql::projection::ProjectionDriver for PgStore {
+    const PROJECTION_QUERIES: event_store_sql::projection::ProjectionQueries =
+        event_store_sql::projection_queries!();
+    type Lease = crate::lease::PgLease;
+
+    async fn try_lease(
+        &self,
+        key: &event_store::projection::LeaseKey,
+    ) -> Result<Option<crate::lease::PgLease>> {
+        self.inner.sessions.try_lease(key).await
+    }
+
+    async fn is_leased(&self, key: &event_store::projection::LeaseKey) -> Result<bool> {
+        let client = self.client("check a projection lease").await?;
+        self.inner.sessions.is_leased(key, &client).await
+    }
+}
+
 event_store_sql::impl_store!(PgStore);
+event_store_sql::impl_projection_store!(PgStore);

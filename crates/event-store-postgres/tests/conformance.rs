@@ -5,4 +5,5 @@ mod common;
 
 event_store_testkit::store_conformance_tests!(common::fresh);
 event_store_testkit::cache_conformance_tests!(common::fresh_pair);
+event_store_testkit::projection_conformance_tests!(common::fresh);
 event_store_testkit::checkpoint_conformance_tests!(common::fresh);

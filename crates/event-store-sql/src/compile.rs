@@ -19,6 +19,12 @@ pub enum Param {
     Json(Value),
     /// A time.
     Time(DateTime<Utc>),
+    /// A boolean (an integer 0 or 1 where the backend has no boolean type).
+    Bool(bool),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
+    /// A JSON value or NULL.
+    OptJson(Option<Value>),
 }
 
 /// What one SQL backend does its own way.

@@ -17,7 +17,7 @@ pub trait SqlRow {
     fn int(&self, index: usize, name: &str) -> Result<Option<i64>>;
     /// A text column (`None`: NULL).
     fn text(&self, index: usize, name: &str) -> Result<Option<String>>;
-    /// A JSON column (`None`: NULL): a `jsonb`, or JSON text.
+    /// A JSON column (`None`: NULL): a `json` or `jsonb`, or JSON text.
     fn json(&self, index: usize, name: &str) -> Result<Option<Value>>;
     /// An event context stored as JSON (decoded straight into the struct where the driver can).
     fn context(&self, index: usize, name: &str) -> Result<EventContext>;
@@ -42,6 +42,9 @@ pub struct Statement {
     pub sql: Cow<'static, str>,
     /// The parameters, in placeholder order.
     pub params: Vec<Param>,
+    /// In a [`Driver::transaction`]: a statement that must touch a row, or the transaction is
+    /// rolled back.
+    pub guard: bool,
 }
 
 impl Statement {
@@ -51,7 +54,15 @@ impl Statement {
             what,
             sql: sql.into(),
             params,
+            guard: false,
         }
+    }
+
+    /// The same statement as a guard of its transaction (see [`Statement::guard`]).
+    #[must_use]
+    pub fn guarded(mut self) -> Self {
+        self.guard = true;
+        self
     }
 }
 
@@ -164,6 +175,11 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Runs a statement that writes (on the backend's write path); returns the rows it touched.
     fn execute(&self, statement: Statement) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Runs `statements` in order in one transaction (on the backend's write path). A
+    /// [guard](Statement::guard) that touches no row rolls the transaction back, and the call
+    /// returns `Ok(false)`; otherwise it commits and returns `Ok(true)`.
+    fn transaction(&self, statements: Vec<Statement>) -> impl Future<Output = Result<bool>> + Send;
 
     /// Appends a validated batch (each backend has its own way to do it atomically).
     fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send;

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod dialects;
 mod driver;
 mod migrate;
+pub mod projection;
 mod row;
 pub mod store;
 

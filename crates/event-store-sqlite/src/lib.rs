@@ -4,6 +4,8 @@
 mod cache;
 mod config;
 mod connection;
+mod lease;
+mod projection;
 mod query;
 mod store;
 mod writer;
@@ -11,4 +13,6 @@ mod writer;
 pub use cache::SqliteCache;
 pub use config::{SqliteConfig, Synchronous};
 pub use connection::MIGRATIONS;
+pub use lease::SqliteLease;
+pub use projection::{SqliteProjection, Transactional};
 pub use store::SqliteStore;

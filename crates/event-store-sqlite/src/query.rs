@@ -12,5 +12,10 @@ pub(crate) fn to_sql(p: &Param) -> SqlValue {
         Param::Text(v) => SqlValue::Text(v.clone()),
         Param::Json(v) => SqlValue::Text(v.to_string()),
         Param::Time(t) => SqlValue::Text(time_text(*t)),
+        Param::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Param::OptInt(v) => v.map_or(SqlValue::Null, SqlValue::Integer),
+        Param::OptJson(v) => v
+            .as_ref()
+            .map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),
     }
 }

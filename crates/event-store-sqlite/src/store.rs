@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::config::SqliteConfig;
 use crate::connection::{BACKEND, SqliteRow, open, sqlite};
 use crate::query::to_sql;
-use crate::writer::{Job, Writer};
+use crate::writer::{Job, Keep, Writer, execute, work};
 
 pub(crate) struct Inner {
     path: PathBuf,
@@ -82,6 +82,19 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Runs `f` on the write connection, in the writer's transaction (in a savepoint of its own:
+    /// kept or rolled back as `f` says, rolled back when it fails or panics); returns its value
+    /// once the transaction committed.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<Keep<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.inner
+            .writer
+            .call(|reply| Job::Run(work(f, reply)))
+            .await
+    }
+
     /// Runs `f` on a read connection, on the blocking pool.
     pub(crate) async fn read<T: Send + 'static>(
         &self,
@@ -135,6 +148,18 @@ impl Driver for SqliteStore {
         self.inner.writer.call(|reply| Job::Execute(s, reply)).await
     }
 
+    async fn transaction(&self, statements: Vec<Statement>) -> Result<bool> {
+        self.write(move |conn| {
+            for s in &statements {
+                if execute(conn, s)? == 0 && s.guard {
+                    return Ok(Keep::Rollback(false));
+                }
+            }
+            Ok(Keep::Commit(true))
+        })
+        .await
+    }
+
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
         self.inner
             .writer
@@ -147,4 +172,28 @@ impl Driver for SqliteStore {
     }
 }
 
+impl event_store_sql::projection::ProjectionDriver for SqliteStore {
+    const PROJECTION_QUERIES: event_store_sql::projection::ProjectionQueries =
+        event_store_sql::projection_queries!();
+    type Lease = crate::lease::SqliteLease;
+
+    async fn try_lease(
+        &self,
+        key: &event_store::projection::LeaseKey,
+    ) -> Result<Option<crate::lease::SqliteLease>> {
+        let (path, key) = (self.inner.path.clone(), key.clone());
+        tokio::task::spawn_blocking(move || crate::lease::try_lease(&path, &key))
+            .await
+            .map_err(|e| Error::backend_with(BACKEND, "a lease task failed", e))?
+    }
+
+    async fn is_leased(&self, key: &event_store::projection::LeaseKey) -> Result<bool> {
+        let (path, key) = (self.inner.path.clone(), key.clone());
+        tokio::task::spawn_blocking(move || crate::lease::is_leased(&path, &key))
+            .await
+            .map_err(|e| Error::backend_with(BACKEND, "a lease task failed", e))?
+    }
+}
+
 event_store_sql::impl_store!(SqliteStore);
+event_store_sql::impl_projection_store!(SqliteStore);

@@ -20,8 +20,25 @@ const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
 const INSERT: &str = include_str!("../sql/queries/insert_event.sql");
 
+/// Work run on the write connection inside the group's transaction: it takes care of its own
+/// savepoint, and returns what to do once the transaction committed (with `Some(error)` when the
+/// commit failed).
+pub(crate) type Work = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+/// What a [`Work`] does after the commit.
+pub(crate) type Finish = Box<dyn FnOnce(Option<String>) + Send>;
+
+/// What a write job keeps: `Commit` its writes, or `Rollback` them (both with a value for the
+/// caller).
+pub(crate) enum Keep<T> {
+    Commit(T),
+    Rollback(T),
+}
+
 pub(crate) enum Job {
     Append(AppendBatch, oneshot::Sender<Result<Appended>>),
+    /// Work of the store's own (a guarded transaction, a transactional projection's batch).
+    Run(Work),
     /// A write of the shared SQL layer (a checkpoint, a cache entry), in its own savepoint.
     Execute(Statement, oneshot::Sender<Result<u64>>),
     Migrate(oneshot::Sender<Result<Vec<i64>>>),
@@ -102,6 +119,7 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, group: usize, changes: &w
 enum Outcome {
     Append(oneshot::Sender<Result<Appended>>, Result<Appended>),
     Executed(oneshot::Sender<Result<u64>>, Result<u64>),
+    Ran(Finish),
 }
 
 /// Runs `jobs` in one transaction; returns whether an append stored something.
@@ -122,6 +140,7 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
             Job::Execute(statement, reply) => {
                 Outcome::Executed(reply, in_savepoint(conn, |c| execute(c, &statement)))
             }
+            Job::Run(work) => Outcome::Ran(work(conn)),
             Job::Migrate(reply) => {
                 let _ = reply.send(Err(Error::backend(BACKEND, "migrations run alone")));
                 continue;
@@ -149,6 +168,8 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
             (Outcome::Executed(reply, result), Err(msg)) => {
                 let _ = reply.send(result.and(Err(Error::backend(BACKEND, msg.clone()))));
             }
+            (Outcome::Ran(finish), Ok(())) => finish(None),
+            (Outcome::Ran(finish), Err(msg)) => finish(Some(msg.clone())),
         }
     }
     stored
@@ -159,8 +180,49 @@ fn reply_error(job: Job, msg: &str) {
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(e()))),
         Job::Execute(_, reply) => drop(reply.send(Err(e()))),
+        Job::Run(work) => fail_work(work, msg),
         Job::Migrate(reply) => drop(reply.send(Err(e()))),
     }
+}
+
+/// Drops a [`Work`] that cannot run (no transaction): its caller's reply channel closes, which
+/// the caller reports as a failed write; the reason is logged here.
+fn fail_work(work: Work, msg: &str) {
+    tracing::warn!(error = msg, "a write job could not run");
+    drop(work);
+}
+
+/// `f` as a [`Work`]: run in a savepoint (kept or rolled back as it says; rolled back when it
+/// panics), its outcome sent on `reply` once the group's transaction is over.
+pub(crate) fn work<T: Send + 'static>(
+    f: impl FnOnce(&Connection) -> Result<Keep<T>> + Send + 'static,
+    reply: oneshot::Sender<Result<T>>,
+) -> Work {
+    Box::new(move |conn: &Connection| {
+        let outcome = run_work(conn, f);
+        Box::new(move |commit_error: Option<String>| {
+            let result = match commit_error {
+                None => outcome,
+                Some(msg) => outcome.and(Err(Error::backend(BACKEND, msg))),
+            };
+            let _ = reply.send(result);
+        })
+    })
+}
+
+fn run_work<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<Keep<T>>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT work")
+        .map_err(|e| sqlite("savepoint", e))?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(Error::backend(BACKEND, "a write job panicked")));
+    let (end, value) = match outcome {
+        Ok(Keep::Commit(v)) => ("RELEASE work", Ok(v)),
+        Ok(Keep::Rollback(v)) => ("ROLLBACK TO work; RELEASE work", Ok(v)),
+        Err(e) => ("ROLLBACK TO work; RELEASE work", Err(e)),
+    };
+    conn.execute_batch(end)
+        .map_err(|e| sqlite("savepoint", e))?;
+    value
 }
 
 /// Runs `f` in a savepoint: on error, everything it wrote is undone and the transaction goes on.
@@ -287,7 +349,7 @@ fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
 }
 
 /// A write of the shared SQL layer.
-fn execute(conn: &Connection, statement: &Statement) -> Result<u64> {
+pub(crate) fn execute(conn: &Connection, statement: &Statement) -> Result<u64> {
     let values: Vec<_> = statement.params.iter().map(to_sql).collect();
     let n = conn
         .prepare_cached(&statement.sql)

@@ -22,4 +22,5 @@ async fn fresh_pair() -> Option<(Guarded<SqliteStore, TempDir>, SqliteCache)> {
 
 event_store_testkit::store_conformance_tests!(fresh);
 event_store_testkit::cache_conformance_tests!(fresh_pair);
+event_store_testkit::projection_conformance_tests!(fresh);
 event_store_testkit::checkpoint_conformance_tests!(fresh);

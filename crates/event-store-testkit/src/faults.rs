@@ -303,6 +303,7 @@ impl<C: Cache> Cache for FaultyCache<C> {
 async fn seed<S: Store + Clone>(store: &S, stream: &str, n: usize) -> KitCounter {
     let es = EventStore::from_store(store.clone());
     let mut local = Vec::with_capacity(n);
+    let mut last = event_store::Position::START;
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         let events: Vec<NewEvent> = chunk
             .iter()
@@ -314,10 +315,15 @@ async fn seed<S: Store + Clone>(store: &S, stream: &str, n: usize) -> KitCounter
                 NewEvent::new("kit-counter", ty, json!({"n": amount}))
             })
             .collect();
-        es.append(stream, ExpectedVersion::Any, events)
+        let appended = es
+            .append(stream, ExpectedVersion::Any, events)
             .await
             .expect("seed");
+        last = appended.last_position().unwrap_or(last);
     }
+    // Caches keep only final states: let the seed become final (other transactions on a busy
+    // server hold finality back for a moment).
+    crate::support::wait_final(store, last).await;
     fold_local(&local)
 }
 

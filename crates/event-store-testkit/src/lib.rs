@@ -43,7 +43,7 @@ pub use projections::{
 };
 pub use reads::{bad_input, global_order, paging, queries, read_stream_directions, stats_counts};
 pub use service::{execute_under_contention, follow_never_skips};
-pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service};
+pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service, wait_final};
 pub use writes::{
     batch_atomicity, expected_versions, idempotent_emits_once, idempotent_reappend, round_trip,
 };

@@ -155,14 +155,16 @@ pub fn kit_options(partitions: u32) -> RunnerOptions {
 }
 
 /// Appends `per_stream` events to each of `streams` streams `{prefix}{tag}-{n}`, plus as many
-/// events of another type that the projections do not want; returns how many wanted ones.
+/// events of another type that the projections do not want; returns how many wanted ones, and
+/// the last position written (what a reader waits for).
 async fn write<S: Store + Clone>(
     store: &S,
     prefix: &str,
     tag: &str,
     streams: usize,
     per_stream: usize,
-) -> usize {
+) -> (usize, Position) {
+    let mut last = Position::START;
     for round in 0..per_stream {
         for s in 0..streams {
             let stream = format!("{prefix}{tag}-{s}");
@@ -170,13 +172,14 @@ async fn write<S: Store + Clone>(
                 ev("kit", "Projected", json!({"round": round, "stream": s})),
                 ev("kit", "Ignored", json!({"round": round})),
             ];
-            store
+            let appended = store
                 .append(batch(&stream, ExpectedVersion::Any, events))
                 .await
                 .expect("append");
+            last = last.max(appended.last_position().unwrap_or(last));
         }
     }
-    streams * per_stream
+    (streams * per_stream, last)
 }
 
 /// Waits until `done` holds, or fails after [`PATIENCE`] saying `what`.
@@ -222,7 +225,7 @@ fn assert_exactly_once_in_order(seen: &[Seen], expected: usize) {
 pub async fn projection_catches_up_and_follows<S: ProjectionStore>(store: &S) {
     let tag = suffix();
     let es = EventStore::from_store(store.clone());
-    let before = write(store, CatchUp::PREFIX, &tag, 10, 15).await;
+    let (before, _) = write(store, CatchUp::PREFIX, &tag, 10, 15).await;
     let model = Recorder::<CatchUp>::default();
     let runner = es
         .runner(AtLeastOnce(model.clone()))
@@ -230,8 +233,7 @@ pub async fn projection_catches_up_and_follows<S: ProjectionStore>(store: &S) {
         .spawn();
     let projections = es.projections();
     // Writers while the runner catches up and after it went live.
-    let during = write(store, CatchUp::PREFIX, &tag, 10, 10).await;
-    let head = event_store::head(store).await.expect("head");
+    let (during, head) = write(store, CatchUp::PREFIX, &tag, 10, 10).await;
     projections
         .wait_for(CatchUp::NAME, head, PATIENCE)
         .await
@@ -246,8 +248,7 @@ pub async fn projection_catches_up_and_follows<S: ProjectionStore>(store: &S) {
     };
     assert_eq!(positions, sorted, "one partition applies in log order");
     // Live: one more event is applied without a restart.
-    let more = write(store, CatchUp::PREFIX, &tag, 1, 1).await;
-    let head = event_store::head(store).await.expect("head");
+    let (more, head) = write(store, CatchUp::PREFIX, &tag, 1, 1).await;
     projections
         .wait_for(CatchUp::NAME, head, PATIENCE)
         .await
@@ -288,11 +289,12 @@ pub async fn projection_partitions_keep_stream_order<S: ProjectionStore>(store: 
             tokio::spawn(async move { write(&store, Ordered::PREFIX, &tag, 10, 8).await })
         })
         .collect();
-    let mut total = 0;
+    let (mut total, mut head) = (0, Position::START);
     for w in writers {
-        total += w.await.expect("writer");
+        let (n, last) = w.await.expect("writer");
+        total += n;
+        head = head.max(last);
     }
-    let head = event_store::head(store).await.expect("head");
     es.projections()
         .wait_for(Ordered::NAME, head, PATIENCE)
         .await
@@ -318,7 +320,7 @@ pub async fn projection_parks_and_resumes<S: ProjectionStore>(store: &S) {
     let tag = suffix();
     let es = EventStore::from_store(store.clone());
     let model = Recorder::<Parking>::default();
-    let total = write(store, Parking::PREFIX, &tag, 12, 4).await;
+    let (total, head) = write(store, Parking::PREFIX, &tag, 12, 4).await;
     // Fail on stream 0's second wanted event.
     let bad_stream = format!("{}{tag}-0", Parking::PREFIX);
     let bad = es
@@ -395,7 +397,6 @@ pub async fn projection_parks_and_resumes<S: ProjectionStore>(store: &S) {
             .expect("resume"),
         1
     );
-    let head = event_store::head(store).await.expect("head");
     projections
         .wait_for(Parking::NAME, head, PATIENCE)
         .await
@@ -419,13 +420,12 @@ pub async fn projection_rebuilds<S: ProjectionStore>(store: &S) {
     let tag = suffix();
     let es = EventStore::from_store(store.clone());
     let projections = es.projections();
-    let total = write(store, RebuildV1::PREFIX, &tag, 5, 6).await;
+    let (total, head) = write(store, RebuildV1::PREFIX, &tag, 5, 6).await;
     let v1 = Recorder::<RebuildV1>::default();
     let runner1 = es
         .runner(AtLeastOnce(v1.clone()))
         .with_options(kit_options(2))
         .spawn();
-    let head = event_store::head(store).await.expect("head");
     projections
         .wait_for(RebuildV1::NAME, head, PATIENCE)
         .await
@@ -443,7 +443,7 @@ pub async fn projection_rebuilds<S: ProjectionStore>(store: &S) {
         .await
         .expect("reset");
     assert_eq!(next.generation, g1 + 1);
-    let more = write(store, RebuildV1::PREFIX, &tag, 5, 1).await;
+    let (more, head) = write(store, RebuildV1::PREFIX, &tag, 5, 1).await;
     eventually("the reset generation switches in", || async {
         projections
             .status(RebuildV1::NAME)
@@ -454,7 +454,6 @@ pub async fn projection_rebuilds<S: ProjectionStore>(store: &S) {
             })
     })
     .await;
-    let head = event_store::head(store).await.expect("head");
     projections
         .wait_for(RebuildV1::NAME, head, PATIENCE)
         .await
@@ -484,8 +483,7 @@ pub async fn projection_rebuilds<S: ProjectionStore>(store: &S) {
             .is_some_and(|s| s.building.is_none() && s.active.is_some_and(|a| a.version == 2))
     })
     .await;
-    let latest = write(store, RebuildV1::PREFIX, &tag, 5, 1).await;
-    let head = event_store::head(store).await.expect("head");
+    let (latest, head) = write(store, RebuildV1::PREFIX, &tag, 5, 1).await;
     projections
         .wait_for(RebuildV2::NAME, head, PATIENCE)
         .await
@@ -500,8 +498,7 @@ pub async fn projection_rebuilds<S: ProjectionStore>(store: &S) {
         "the old version never writes the new generation"
     );
     let v1_after = v1.seen(&tag).len();
-    write(store, RebuildV1::PREFIX, &tag, 1, 1).await;
-    let head = event_store::head(store).await.expect("head");
+    let (_, head) = write(store, RebuildV1::PREFIX, &tag, 1, 1).await;
     projections
         .wait_for(RebuildV2::NAME, head, PATIENCE)
         .await
@@ -525,7 +522,7 @@ pub async fn projection_runners_share_partitions<S: ProjectionStore>(store: &S) 
         .runner(AtLeastOnce(model.clone()))
         .with_options(kit_options(4))
         .spawn();
-    let first = write(store, Shared::PREFIX, &tag, 16, 3).await;
+    let (first, head) = write(store, Shared::PREFIX, &tag, 16, 3).await;
     eventually("both runners hold two partitions", || async {
         a.metrics()
             .partitions
@@ -537,13 +534,12 @@ pub async fn projection_runners_share_partitions<S: ProjectionStore>(store: &S) 
                 == 2
     })
     .await;
-    let head = event_store::head(store).await.expect("head");
     es.projections()
         .wait_for(Shared::NAME, head, PATIENCE)
         .await
         .expect("caught up");
     a.stop().await.expect("stop a");
-    let second = write(store, Shared::PREFIX, &tag, 16, 3).await;
+    let (second, head) = write(store, Shared::PREFIX, &tag, 16, 3).await;
     eventually("the survivor holds all four", || async {
         b.metrics()
             .partitions
@@ -551,7 +547,6 @@ pub async fn projection_runners_share_partitions<S: ProjectionStore>(store: &S) 
             == 4
     })
     .await;
-    let head = event_store::head(store).await.expect("head");
     es.projections()
         .wait_for(Shared::NAME, head, PATIENCE)
         .await

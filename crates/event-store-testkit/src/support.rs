@@ -184,6 +184,19 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     }
 }
 
+/// Waits until every event up to `position` is final (below the store's watermark), or fails
+/// after [`PATIENCE`].
+pub async fn wait_final<S: Store>(store: &S, position: Position) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while store.watermark().await.expect("watermark") <= position {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "position {position} never became final"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub(crate) fn suffix() -> String {
     let s = Uuid::now_v7().simple().to_string();
     // The last 12 hex digits of a v7 id are random (the first ones are the time).

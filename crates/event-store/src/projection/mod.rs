@@ -70,17 +70,18 @@
 //! }
 //!
 //! let store = EventStore::memory();
+//! let mut last = event_store::Position::START;
 //! for (order, customer) in [("order-1", "ada"), ("order-2", "bob"), ("order-3", "ada")] {
 //!     let placed = NewEvent::new("shop", "OrderPlaced", json!({"customer": customer}));
-//!     store.append(order, Default::default(), vec![placed]).await?;
+//!     let saved = store.append(order, Default::default(), vec![placed]).await?;
+//!     last = saved.last_position().unwrap_or(last);
 //! }
 //! let model = OrdersPerCustomer::default();
 //! let runner = store.runner(AtLeastOnce(model.clone())).spawn();
 //!
 //! // Read your writes: wait until the model has applied everything up to the last save.
-//! let head = event_store::head(store.store()).await?;
 //! let projections = store.projections();
-//! projections.wait_for("orders-per-customer", head, std::time::Duration::from_secs(5)).await?;
+//! projections.wait_for("orders-per-customer", last, std::time::Duration::from_secs(5)).await?;
 //! assert_eq!(model.0.lock().unwrap()["ada"], 2);
 //!
 //! let status = projections.status("orders-per-customer").await?.expect("it has run");

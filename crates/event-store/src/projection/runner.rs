@@ -616,7 +616,9 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
         self.task_keys.clear();
         self.workers.clear();
         self.metrics.partitions.store(0, Ordering::Relaxed);
-        self.member = None;
+        if let Some(member) = self.member.take() {
+            member.release().await;
+        }
     }
 }
 
@@ -693,7 +695,20 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
         tracing::warn!(projection = %self.name, generation = self.generation.generation, partition = self.partition, error = %e, "store failed; retrying");
     }
 
-    async fn run(mut self) -> Result<()> {
+    async fn run(self) -> Result<()> {
+        let (outcome, lease) = self.work().await;
+        lease.release().await;
+        outcome
+    }
+
+    /// Works on the partition until told to stop, the lease is lost or the partition is taken
+    /// over; hands the lease back for release.
+    async fn work(mut self) -> (Result<()>, S::Lease) {
+        let outcome = self.follow_partition().await;
+        (outcome, self.lease)
+    }
+
+    async fn follow_partition(&mut self) -> Result<()> {
         let Some(mut state) = self.load().await else {
             return Ok(());
         };

@@ -204,7 +204,9 @@ impl<S: ProjectionStore> Projections<S> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = std::time::Duration::from_millis(2);
         loop {
-            if let Some(record) = self.store.projection(&name).await?
+            // Only final events are applied: wait until every event up to `position` is.
+            if position < self.store.watermark().await?
+                && let Some(record) = self.store.projection(&name).await?
                 && let Some(active) = &record.active
                 && !self.behind(&record, active, Some(position)).await?.0
             {

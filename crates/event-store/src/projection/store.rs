@@ -112,6 +112,16 @@ pub trait Lease: Send + Sync + 'static {
     /// A runner checks before each batch; the check-and-set on the partition's checkpoint
     /// catches the rest ([`Error::Fenced`](crate::Error::Fenced)).
     fn is_held(&self) -> bool;
+
+    /// Releases the lease, returning once others can take it (dropping it releases it too, but
+    /// may finish in the background).
+    fn release(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        drop(self);
+        async {}
+    }
 }
 
 /// A store that keeps projections: their generations, their partitions' checkpoints, and leases

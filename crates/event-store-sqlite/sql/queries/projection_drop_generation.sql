@@ -1,0 +1,1 @@
+DELETE FROM projection_generations WHERE name = ?1 AND generation = ?2
