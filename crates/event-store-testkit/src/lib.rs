@@ -19,6 +19,7 @@ mod concurrency;
 mod faults;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ledger;
 mod projections;
 mod reads;
 mod service;
