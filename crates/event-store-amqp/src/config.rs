@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use event_store::{Error, Result, TypeFilter};
 
-use crate::topology::{MAX_NAME_BYTES, RESERVED_GROUPS, group_names};
+use crate::topology::{MAX_NAME_BYTES, MAX_PARTITIONS, RESERVED_GROUPS, group_names};
 
 /// What a virtual host keeps unencoded in a destination: letters, digits and `-_.~`.
 const VHOST: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -41,6 +41,20 @@ pub struct AmqpConfig {
     /// the beginning of the log). Turn it on once, when upgrading a relay whose broker,
     /// virtual host and exchange are the ones that old checkpoint was published to.
     pub adopt_legacy_checkpoint: bool,
+    /// How a group's instances share its events (default 0).
+    ///
+    /// - `0`: one queue, `{exchange}.{group}`, that every instance consumes — competing
+    ///   consumers that spread the load, but two events of one stream may be handled at once by
+    ///   two instances, so per-stream order holds only with a single instance.
+    /// - `N ≥ 1`: **ordered** — a consistent-hash exchange `{exchange}.{group}.by-stream` routes
+    ///   each event by its stream (the `stream` header) to one of `N` partition queues
+    ///   `{exchange}.{group}.p{i}-of-{N}`, each with a single active consumer; every instance
+    ///   consumes every partition and the broker lets one instance at a time receive from each,
+    ///   handing a partition to a waiting instance when its holder dies (its unacknowledged
+    ///   messages redelivered first, in order). Per-stream order holds across instances. Needs
+    ///   the broker's `rabbitmq_consistent_hash_exchange` plugin. Every instance of a group must
+    ///   use the same `N`; changing it leaves the old partition queues to drain and delete.
+    pub partitions: u16,
 }
 
 impl std::fmt::Debug for AmqpConfig {
@@ -50,6 +64,7 @@ impl std::fmt::Debug for AmqpConfig {
             .field("exchange", &self.exchange)
             .field("prefetch", &self.prefetch)
             .field("max_attempts", &self.max_attempts)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +83,7 @@ impl AmqpConfig {
             relay_poll: Duration::from_millis(200),
             dedupe_window: 100_000,
             adopt_legacy_checkpoint: false,
+            partitions: 0,
         }
     }
 
@@ -132,6 +148,15 @@ impl AmqpConfig {
                 "prefetch, max_attempts and relay_batch are at least 1",
             ));
         }
+        if self.partitions > MAX_PARTITIONS {
+            return Err(Error::invalid(
+                "partitions",
+                format!(
+                    "{} partitions: a group has at most {MAX_PARTITIONS}",
+                    self.partitions
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -146,7 +171,7 @@ impl AmqpConfig {
                 format!("`{group}` is a name the relay uses for its own queue"),
             ));
         }
-        for (what, name) in group_names(&self.exchange, group) {
+        for (what, name) in group_names(&self.exchange, group, self.partitions) {
             if name.len() > MAX_NAME_BYTES {
                 return Err(Error::invalid(
                     "group",

@@ -16,4 +16,4 @@ pub use message::{
 pub use metrics::{RelayMetrics, SubscriberMetrics};
 pub use relay::{CHECKPOINT_PREFIX, REFUSED_REPLAY_REQUESTS, Relay};
 pub use subscriber::AmqpEmitter;
-pub use topology::{MAX_NAME_BYTES, RESERVED_GROUPS, is_refusal};
+pub use topology::{MAX_NAME_BYTES, MAX_PARTITIONS, RESERVED_GROUPS, is_refusal};

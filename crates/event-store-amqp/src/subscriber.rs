@@ -22,7 +22,7 @@ use crate::message::{ReplayRequested, dead_letter_props, decode};
 use crate::metrics::{SubscriberMetrics, bump};
 use crate::topology::{
     amqp, binding_keys, close, connect, dead_letter_exchange, declare_exchange, declare_group,
-    group_queue, is_refusal, short,
+    declare_ordered_group, group_queue, is_refusal, short,
 };
 
 /// The AMQP emitter: subscriptions consume a group's queue on RabbitMQ. Publishing is the
@@ -59,6 +59,13 @@ impl AmqpEmitter {
     ) -> Result<()> {
         self.config.check_group(group)?;
         AmqpConfig::check_types(types)?;
+        if self.config.partitions > 0 {
+            return Err(Error::invalid(
+                "partitions",
+                "a replay goes to one queue, which would break an ordered group's partitions: \
+                 catch an ordered group up with `subscribe_from_store`",
+            ));
+        }
         let conn = connect(&self.config).await?;
         let result = async {
             let ch = conn
@@ -147,7 +154,7 @@ impl AmqpEmitter {
             .create_channel()
             .await
             .map_err(|e| amqp("opening a channel", e))?;
-        declare_group(&ch, &self.config.exchange, &spec.group, &keys).await?;
+        declare(&conn, &ch, &self.config, &spec.group, &keys).await?;
         let worker = Worker {
             config: self.config.clone(),
             metrics: Arc::clone(&self.metrics),
@@ -172,6 +179,23 @@ impl Emitter for AmqpEmitter {
 
     async fn subscribe(&self, spec: SubscriptionSpec, handler: Handler) -> Result<Subscription> {
         self.start(spec, handler, None).await
+    }
+}
+
+/// Declares a group's queues (its one queue, or its ordered partitions); returns their names.
+async fn declare(
+    conn: &Connection,
+    ch: &Channel,
+    config: &AmqpConfig,
+    group: &str,
+    keys: &[String],
+) -> Result<Vec<String>> {
+    if config.partitions == 0 {
+        Ok(vec![
+            declare_group(ch, &config.exchange, group, keys).await?,
+        ])
+    } else {
+        declare_ordered_group(conn, ch, &config.exchange, group, keys, config.partitions).await
     }
 }
 
@@ -350,10 +374,10 @@ impl Worker {
             .create_channel()
             .await
             .map_err(|e| amqp("opening a channel", e))?;
-        within(
+        let queues = within(
             OPERATION_TIMEOUT,
             "declaring the group's queues",
-            declare_group(&ch, &self.config.exchange, &self.group, &self.keys),
+            declare(conn, &ch, &self.config, &self.group, &self.keys),
         )
         .await?;
         ch.basic_qos(self.config.prefetch, BasicQosOptions::default())
@@ -366,23 +390,36 @@ impl Worker {
         dead.confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| amqp("enabling publisher confirms", e))?;
-        let queue = group_queue(&self.config.exchange, &self.group);
-        let mut consumer = ch
-            .basic_consume(
-                short("queue", &queue)?,
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| amqp("consuming", e))?;
+        // Every instance consumes every queue. Of an ordered group's partitions, the broker
+        // delivers each to one consumer at a time (the first registered): starting at a random
+        // partition spreads them when instances start together.
+        let start = if queues.len() > 1 {
+            usize::try_from(uuid::Uuid::now_v7().as_u128() % queues.len() as u128).unwrap_or(0)
+        } else {
+            0
+        };
+        let mut consumers = Vec::with_capacity(queues.len());
+        for queue in queues.iter().cycle().skip(start).take(queues.len()) {
+            let consumer = ch
+                .basic_consume(
+                    short("queue", queue)?,
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| amqp("consuming", e))?;
+            consumers.push(consumer);
+        }
+        let probe = queues.first().cloned().unwrap_or_default();
+        let mut consumer = futures::stream::select_all(consumers);
         loop {
             // The consumer does not always end when the broker goes away (seen after a broker
             // shutdown): an idle connection is probed every few seconds.
             let next = tokio::select! {
                 next = consumer.next() => next,
                 () = tokio::time::sleep(crate::relay::PROBE_EVERY) => {
-                    crate::relay::alive(conn, &ch, &queue).await?;
+                    crate::relay::alive(conn, &ch, &probe).await?;
                     continue;
                 }
             };

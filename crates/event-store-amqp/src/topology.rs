@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use event_store::{Error, Result, TypeFilter};
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::config::AmqpConfig;
@@ -98,12 +100,49 @@ pub(crate) fn replay_queue(exchange: &str) -> String {
     format!("{exchange}.replay-requests")
 }
 
-/// Every name derived from `exchange` for `group`, each with what it names.
-pub(crate) fn group_names(exchange: &str, group: &str) -> [(&'static str, String); 2] {
-    [
+/// The most partitions an ordered group may have.
+pub const MAX_PARTITIONS: u16 = 256;
+
+/// The consistent-hash exchange of an ordered group: it routes by the `stream` header.
+pub(crate) fn ordered_exchange(exchange: &str, group: &str) -> String {
+    format!("{exchange}.{group}.by-stream")
+}
+
+/// Partition `i` of an ordered group's `n`.
+pub(crate) fn partition_queue(exchange: &str, group: &str, i: u16, n: u16) -> String {
+    format!("{exchange}.{group}.p{i}-of-{n}")
+}
+
+/// The queues a group's instances consume: its one queue, or its `partitions` queues.
+pub(crate) fn group_queues(exchange: &str, group: &str, partitions: u16) -> Vec<String> {
+    if partitions == 0 {
+        vec![group_queue(exchange, group)]
+    } else {
+        (0..partitions)
+            .map(|i| partition_queue(exchange, group, i, partitions))
+            .collect()
+    }
+}
+
+/// Every name derived from `exchange` for `group`, each with what it names (for an ordered
+/// group, its exchange and its longest partition queue).
+pub(crate) fn group_names(
+    exchange: &str,
+    group: &str,
+    partitions: u16,
+) -> Vec<(&'static str, String)> {
+    let mut names = vec![
         ("queue", group_queue(exchange, group)),
         ("dead-letter queue", dead_letter_queue(exchange, group)),
-    ]
+    ];
+    if partitions > 0 {
+        names.push(("ordered exchange", ordered_exchange(exchange, group)));
+        names.push((
+            "partition queue",
+            partition_queue(exchange, group, partitions - 1, partitions),
+        ));
+    }
+    names
 }
 
 /// The routing keys a group binds: `ns.type`, `ns.*`, or `#` for everything.
@@ -164,6 +203,123 @@ pub(crate) async fn declare_group(
         .map_err(|e| amqp("binding the group's queue", e))?;
     }
     Ok(queue)
+}
+
+/// Declares an ordered group: its consistent-hash exchange (hashing the `stream` header) bound
+/// to the events' exchange by `keys`, its `partitions` queues (single active consumer) bound to
+/// it with equal weights, and its dead letters. Refuses when the group's unordered queue exists:
+/// it would keep receiving every event with nobody consuming it.
+pub(crate) async fn declare_ordered_group(
+    conn: &Connection,
+    ch: &Channel,
+    exchange: &str,
+    group: &str,
+    keys: &[String],
+    partitions: u16,
+) -> Result<Vec<String>> {
+    declare_exchange(ch, exchange).await?;
+    let unordered = group_queue(exchange, group);
+    if queue_exists(conn, &unordered).await? {
+        return Err(Error::invalid(
+            "partitions",
+            format!(
+                "the group `{group}` has an unordered queue `{unordered}`: drain and delete it \
+                 before the group uses ordered partitions (or keep `partitions` at 0)"
+            ),
+        ));
+    }
+    declare_dead_letters(ch, exchange, group).await?;
+    let by_stream = ordered_exchange(exchange, group);
+    let mut args = FieldTable::default();
+    args.insert(
+        "hash-header".into(),
+        AMQPValue::LongString(crate::message::HEADER_STREAM.into()),
+    );
+    ch.exchange_declare(
+        short("exchange", &by_stream)?,
+        ExchangeKind::Custom("x-consistent-hash".to_owned()),
+        durable(),
+        args,
+    )
+    .await
+    .map_err(|e| {
+        if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Hard(AMQPHardError::COMMANDINVALID))) {
+            Error::backend_with(
+                BACKEND,
+                "the broker has no consistent-hash exchange: enable the \
+                 rabbitmq_consistent_hash_exchange plugin for ordered groups",
+                e,
+            )
+        } else {
+            amqp("declaring the group's ordered exchange", e)
+        }
+    })?;
+    for key in keys {
+        ch.exchange_bind(
+            short("exchange", &by_stream)?,
+            short("exchange", exchange)?,
+            short("binding", key)?,
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp("binding the group's ordered exchange", e))?;
+    }
+    let queues = group_queues(exchange, group, partitions);
+    for queue in &queues {
+        let mut args = FieldTable::default();
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        ch.queue_declare(
+            short("queue", queue)?,
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .map_err(|e| amqp("declaring a partition queue", e))?;
+        // The consistent-hash exchange reads a binding's key as the partition's weight.
+        ch.queue_bind(
+            short("queue", queue)?,
+            short("exchange", &by_stream)?,
+            "1".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp("binding a partition queue", e))?;
+    }
+    Ok(queues)
+}
+
+/// Whether `queue` exists (a passive declaration on a channel of its own, which the broker
+/// closes when it does not).
+pub(crate) async fn queue_exists(conn: &Connection, queue: &str) -> Result<bool> {
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| amqp("opening a channel", e))?;
+    let found = ch
+        .queue_declare(
+            short("queue", queue)?,
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match found {
+        Ok(_) => {
+            let _ = ch.close(200, "checked".into()).await;
+            Ok(true)
+        }
+        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))) => {
+            Ok(false)
+        }
+        Err(e) => Err(amqp("checking whether a queue exists", e)),
+    }
 }
 
 /// Declares a durable queue.

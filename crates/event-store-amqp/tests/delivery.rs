@@ -78,3 +78,76 @@ async fn instances_share_and_groups_each_get_everything() {
     }
     relay.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_group_routes_each_stream_to_one_partition_and_refuses_an_unordered_queue() {
+    if common::broker().await.is_none() {
+        return;
+    }
+    use event_store::Emitter as _;
+    let mut names = names(&["by-stream", "was-unordered"]);
+    names.partitions = 3;
+    let mut ordered = common::config(&names);
+    ordered.partitions = 3;
+    let emitter = event_store_amqp::AmqpEmitter::new(ordered).unwrap();
+    let (got, sub) = recorder(&emitter, "by-stream", vec![]).await;
+    let es = store(&names);
+    save_many(&es, 20, 5, 200).await;
+    let (_metrics, relay) = start_relay(&es, &names);
+    wait_until("1 000 events handled", Duration::from_secs(120), || {
+        got.lock().unwrap().len() >= 1_000
+    })
+    .await;
+    assert_once_in_order(&got.lock().unwrap(), 1_000);
+    // Each event went to exactly one partition queue: nothing is left in any of them.
+    let broker = common::broker().await.unwrap();
+    let ch = broker.create_channel().await.unwrap();
+    for i in 0..3 {
+        let q = ch
+            .queue_declare(
+                format!("{}.by-stream.p{i}-of-3", names.exchange)
+                    .as_str()
+                    .into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(q.message_count(), 0, "partition {i} drained");
+    }
+
+    // A group that ran unordered cannot silently switch: its old queue would fill up for ever.
+    let (_, old) = recorder(es.emitter(), "was-unordered", vec![]).await;
+    old.abort();
+    let Err(err) = emitter
+        .subscribe(
+            event_store::SubscriptionSpec {
+                group: "was-unordered".to_owned(),
+                types: vec![],
+            },
+            std::sync::Arc::new(|_| Box::pin(async { Ok::<(), event_store::BoxError>(()) })),
+        )
+        .await
+    else {
+        panic!("an ordered subscription over an unordered queue was accepted");
+    };
+    assert!(
+        matches!(&err, event_store::Error::InvalidInput { field, .. } if field == "partitions"),
+        "{err}"
+    );
+    // Nor can an ordered group ask for a replay into one of its partitions.
+    let err = emitter
+        .request_replay("by-stream", &[], event_store::Position::START)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, event_store::Error::InvalidInput { .. }),
+        "{err}"
+    );
+    relay.abort();
+    sub.abort();
+    let _ = broker.close(200, "done".into()).await;
+}

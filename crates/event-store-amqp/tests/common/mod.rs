@@ -34,12 +34,15 @@ pub async fn broker() -> Option<Connection> {
 pub struct Names {
     pub exchange: String,
     pub groups: Vec<String>,
+    /// The groups' partitions, when they are ordered (0: not ordered).
+    pub partitions: u16,
 }
 
 impl Drop for Names {
     fn drop(&mut self) {
         let exchange = self.exchange.clone();
         let groups = self.groups.clone();
+        let partitions = self.partitions;
         let t = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -61,13 +64,21 @@ impl Drop for Names {
                 for g in &groups {
                     queues.push(format!("{exchange}.{g}"));
                     queues.push(format!("{exchange}.{g}.dead-letter"));
+                    for i in 0..partitions {
+                        queues.push(format!("{exchange}.{g}.p{i}-of-{partitions}"));
+                    }
                 }
                 for q in queues {
                     let _ = ch
                         .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                         .await;
                 }
-                for x in [exchange.clone(), format!("{exchange}.dead-letter")] {
+                let mut exchanges: Vec<String> = groups
+                    .iter()
+                    .map(|g| format!("{exchange}.{g}.by-stream"))
+                    .collect();
+                exchanges.extend([exchange.clone(), format!("{exchange}.dead-letter")]);
+                for x in exchanges {
                     let _ = ch
                         .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
                         .await;
@@ -84,6 +95,7 @@ pub fn names(groups: &[&str]) -> Names {
     Names {
         exchange: format!("es_test_{}", &id[20..]),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        partitions: 0,
     }
 }
 
