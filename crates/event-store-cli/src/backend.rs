@@ -3,12 +3,16 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use event_store::projection::{
+    Generation, Lease, LeaseKey, PartitionState, ProjectionName, ProjectionRecord, ProjectionStore,
+    Revision,
+};
 use event_store::{
     AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, EventStore,
     Position, RecordedEvent, Store, StoreStats, StreamId,
 };
-use event_store_postgres::{PgConfig, PgStore};
-use event_store_sqlite::SqliteStore;
+use event_store_postgres::{PgConfig, PgLease, PgStore};
+use event_store_sqlite::{SqliteLease, SqliteStore};
 use tokio::sync::watch;
 
 /// The store behind `--url`.
@@ -217,6 +221,90 @@ impl Store for AnyStore {
     }
     fn changes(&self) -> watch::Receiver<u64> {
         each!(self, s => s.changes())
+    }
+}
+
+/// A projection lease of either backend.
+#[derive(Debug)]
+pub(crate) enum AnyLease {
+    Sqlite(SqliteLease),
+    Postgres(PgLease),
+}
+
+impl Lease for AnyLease {
+    fn is_held(&self) -> bool {
+        match self {
+            Self::Sqlite(l) => l.is_held(),
+            Self::Postgres(l) => l.is_held(),
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(l) => l.release().await,
+            Self::Postgres(l) => l.release().await,
+        }
+    }
+}
+
+impl ProjectionStore for AnyStore {
+    type Lease = AnyLease;
+
+    async fn projection(
+        &self,
+        name: &ProjectionName,
+    ) -> event_store::Result<Option<ProjectionRecord>> {
+        each!(self, s => s.projection(name).await)
+    }
+    async fn projections(&self) -> event_store::Result<Vec<ProjectionRecord>> {
+        each!(self, s => s.projections().await)
+    }
+    async fn begin_generation(
+        &self,
+        name: &ProjectionName,
+        expected: Revision,
+        next: &Generation,
+    ) -> event_store::Result<bool> {
+        each!(self, s => s.begin_generation(name, expected, next).await)
+    }
+    async fn mark_created(
+        &self,
+        name: &ProjectionName,
+        generation: u64,
+    ) -> event_store::Result<bool> {
+        each!(self, s => s.mark_created(name, generation).await)
+    }
+    async fn save_partition(
+        &self,
+        name: &ProjectionName,
+        state: &PartitionState,
+        expected: Position,
+    ) -> event_store::Result<()> {
+        each!(self, s => s.save_partition(name, state, expected).await)
+    }
+    async fn switch_generation(
+        &self,
+        name: &ProjectionName,
+        from: Option<u64>,
+        to: u64,
+    ) -> event_store::Result<bool> {
+        each!(self, s => s.switch_generation(name, from, to).await)
+    }
+    async fn resume(
+        &self,
+        name: &ProjectionName,
+        partition: Option<u32>,
+    ) -> event_store::Result<u64> {
+        each!(self, s => s.resume(name, partition).await)
+    }
+    async fn try_lease(&self, key: &LeaseKey) -> event_store::Result<Option<AnyLease>> {
+        Ok(match self {
+            Self::Sqlite(s) => s.try_lease(key).await?.map(AnyLease::Sqlite),
+            Self::Postgres(s) => s.try_lease(key).await?.map(AnyLease::Postgres),
+        })
+    }
+    async fn is_leased(&self, key: &LeaseKey) -> event_store::Result<bool> {
+        each!(self, s => s.is_leased(key).await)
     }
 }
 

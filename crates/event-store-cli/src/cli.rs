@@ -72,6 +72,67 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Run an end-to-end scenario on a fresh SQLite file and print a report.
     Demo(DemoArgs),
+    /// Inspect and operate the store's projections (read models kept up to date by runners in
+    /// your services): list them, show one's partitions and lag, rebuild one, resume a parked
+    /// one.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ProjectionsCommand {
+    /// Every projection: state, generation, position, lag, last error.
+    List(ProjectionsListArgs),
+    /// One projection in detail: its generations and each partition's checkpoint, lag, runner
+    /// and, when parked, the event it stopped on and why.
+    Status(ProjectionsStatusArgs),
+    /// Rebuild a projection from the start of the log. The new generation is built beside the
+    /// current one, which readers keep seeing until the new one has caught up and replaces it
+    /// (the runners of the projection do the work; nothing is deleted before the switch).
+    Reset(ProjectionsResetArgs),
+    /// Resume a parked projection after fixing the cause: its runners apply the event it
+    /// parked on again, then go on.
+    Resume(ProjectionsResumeArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ProjectionsListArgs {
+    /// Output format (default: a table on a terminal, NDJSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ProjectionsStatusArgs {
+    /// The projection's name (see `event-store projections list`).
+    pub(crate) name: String,
+    /// Output format (default: a table on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ProjectionsResetArgs {
+    /// The projection's name.
+    pub(crate) name: String,
+    /// Rebuild with this many partitions (1 to 1024; default: as many as now).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) partitions: Option<u32>,
+    /// Output format (default: a line for people on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ProjectionsResumeArgs {
+    /// The projection's name.
+    pub(crate) name: String,
+    /// Only this partition (default: every parked partition).
+    #[arg(long)]
+    pub(crate) partition: Option<u32>,
+    /// Output format (default: a line for people on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
 }
 
 #[derive(Args, Debug)]

@@ -140,6 +140,7 @@ kit_projection!(Parking, "kit-parking", "kp-parking-");
 kit_projection!(RebuildV1, "kit-rebuild", "kp-rebuild-");
 kit_projection!(RebuildV2, "kit-rebuild", "kp-rebuild-", 2);
 kit_projection!(Shared, "kit-shared", "kp-shared-");
+kit_projection!(Resized, "kit-resized", "kp-resized-");
 
 /// Quick options for checks: short intervals, small batches.
 pub fn kit_options(partitions: u32) -> RunnerOptions {
@@ -556,8 +557,8 @@ pub async fn projection_runners_share_partitions<S: ProjectionStore>(store: &S) 
 }
 
 /// The store's side of the contract: leases are exclusive and released on drop; generation
-/// changes and partition saves are check-and-sets; a runner refuses a changed definition
-/// without a version bump.
+/// changes and partition saves are check-and-sets; a generation keeps its partition count
+/// whatever a runner's option says, and a reset changes it.
 pub async fn projection_store_contract<S: ProjectionStore>(store: &S) {
     let name = ProjectionName::new(format!("kit-contract-{}", suffix())).expect("name");
     // Leases.
@@ -750,25 +751,56 @@ pub async fn projection_store_contract<S: ProjectionStore>(store: &S) {
         .collect();
     assert!(names.contains(&name));
 
-    // A runner whose partitions differ from its version's generation refuses to run.
+    // The partition count is part of a generation: a runner whose option differs runs the
+    // stored count (its option only shapes the generations it starts), and a reset changes it.
     let es = EventStore::from_store(store.clone());
-    let model = Recorder::<CatchUp>::default();
+    let model = Recorder::<Resized>::default();
     let runner = es
         .runner(AtLeastOnce(model.clone()))
         .with_options(kit_options(1))
         .spawn();
     let head = event_store::head(store).await.expect("head");
     es.projections()
-        .wait_for(CatchUp::NAME, head, PATIENCE)
+        .wait_for(Resized::NAME, head, PATIENCE)
         .await
         .expect("caught up");
     runner.stop().await.expect("stop");
-    let refused = es
+    let runner = es
         .runner(AtLeastOnce(model))
         .with_options(kit_options(3))
-        .spawn()
-        .join()
-        .await;
-    let e = refused.expect_err("a changed partition count is refused");
-    assert_eq!(e.field(), Some("partitions"), "{e}");
+        .spawn();
+    let next = es
+        .projections()
+        .reset(Resized::NAME, Some(2))
+        .await
+        .expect("reset");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = es
+            .projections()
+            .status(Resized::NAME)
+            .await
+            .expect("status")
+            .expect("known");
+        let active = status.active.expect("active");
+        if active.generation == next.generation {
+            assert_eq!(
+                active.partitions.len(),
+                2,
+                "built in the count of the reset"
+            );
+            break;
+        }
+        assert!(
+            !runner.is_finished(),
+            "a runner with another partition option keeps running"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reset generation never became active: {status:?}",
+            status = es.projections().status(Resized::NAME).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    runner.stop().await.expect("stop");
 }

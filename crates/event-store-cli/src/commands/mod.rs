@@ -7,6 +7,7 @@ mod demo;
 mod export;
 mod import;
 mod init;
+mod projections;
 mod publish;
 mod read;
 mod stats;
@@ -36,5 +37,6 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Subscribe(args) => subscribe::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Projections(command) => projections::run(url.open(false).await?, command).await,
     }
 }

@@ -30,9 +30,11 @@ pub const MAX_MEMBERS: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunnerOptions {
-    /// How many partitions the projection is built in (by a hash of the stream id; each
-    /// partition applies its streams' events in order). Part of a generation: changing it takes
-    /// a reset (`event-store projections reset NAME --partitions N`) or a version bump.
+    /// How many partitions the generations this runner starts (the first, and on a version
+    /// bump) are built in (by a hash of the stream id; each partition applies its streams'
+    /// events in order). Part of a generation: an existing generation keeps its count whatever
+    /// the option says; changing it takes a reset (`event-store projections reset NAME
+    /// --partitions N`) or a version bump.
     pub partitions: u32,
     /// The most events per batch (one transaction and one checkpoint).
     pub batch_size: usize,
@@ -279,6 +281,7 @@ impl<S: ProjectionStore, T: Target<S>> Runner<S, T> {
             task_keys: HashMap::new(),
             wake: Arc::new(Notify::new()),
             idle_warned: false,
+            partitions_warned: false,
         };
         let outcome = loop {
             if *stop.borrow() {
@@ -324,6 +327,7 @@ struct Supervisor<S: ProjectionStore, T> {
     task_keys: HashMap<tokio::task::Id, (u64, u32)>,
     wake: Arc<Notify>,
     idle_warned: bool,
+    partitions_warned: bool,
 }
 
 impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
@@ -413,22 +417,25 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
         self.switch_if_ready(&record).await
     }
 
-    /// Refuses to run a generation of this version built with other partitions or another
-    /// query: a definition change takes a version bump (or a reset, for the partitions).
-    fn check_definition(&self, newest: &Generation) -> Result<()> {
+    /// Refuses to run a generation of this version built from another query (a definition
+    /// change takes a version bump). A generation's partition count is part of it: a runner
+    /// whose option differs runs the stored count, and says how to change it.
+    fn check_definition(&mut self, newest: &Generation) -> Result<()> {
         let version = T::Projection::VERSION;
-        if newest.partitions != self.options.partitions {
-            return Err(Error::invalid(
-                "partitions",
-                format!(
-                    "projection `{}` version {version} is built in {} partitions, not {}: reset it with the new count (`event-store projections reset {} --partitions {}`) or bump its VERSION",
-                    self.name,
-                    newest.partitions,
-                    self.options.partitions,
-                    self.name,
-                    self.options.partitions
-                ),
-            ));
+        if newest.partitions != self.options.partitions && !self.partitions_warned {
+            self.partitions_warned = true;
+            tracing::warn!(
+                projection = %self.name,
+                version,
+                stored = newest.partitions,
+                option = self.options.partitions,
+                "the projection is built in {} partitions, which this runner keeps; to use {}, \
+                 reset it (`event-store projections reset {} --partitions {}`)",
+                newest.partitions,
+                self.options.partitions,
+                self.name,
+                self.options.partitions
+            );
         }
         if newest.query.canonical() != self.canonical {
             return Err(Error::invalid(
