@@ -11,6 +11,7 @@
 mod amqp;
 mod error;
 mod postgres;
+mod projection;
 mod report;
 mod sqlite;
 mod workload;
@@ -55,7 +56,10 @@ pub async fn run(options: Options) -> Result<()> {
             uuid::Uuid::now_v7().simple()
         ));
         std::fs::create_dir_all(&dir).context("creating a scratch directory")?;
-        let result = sqlite::run(&mut report, &dir, sizes).await;
+        let mut result = sqlite::run(&mut report, &dir, sizes).await;
+        if result.is_ok() {
+            result = projection::sqlite(&mut report, &dir, sizes).await;
+        }
         let _ = std::fs::remove_dir_all(&dir);
         result?;
     }
@@ -64,7 +68,10 @@ pub async fn run(options: Options) -> Result<()> {
             Err(BenchError::Unreachable { service, source }) => {
                 eprintln!("  postgres: skipped (cannot reach {service}: {source})");
             }
-            other => other?,
+            other => {
+                other?;
+                projection::pg(&mut report, &options.pg, sizes).await?;
+            }
         }
     }
     if wants("amqp") {

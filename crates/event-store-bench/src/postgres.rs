@@ -13,7 +13,7 @@ use crate::error::{BenchError, Result};
 use crate::report::{Report, Sizes, rate};
 use crate::workload::{payload, store_workloads};
 
-async fn pg_client(url: &str) -> Result<tokio_postgres::Client> {
+pub(crate) async fn pg_client(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .map_err(|e| BenchError::Unreachable {

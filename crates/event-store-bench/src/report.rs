@@ -41,6 +41,10 @@ pub(crate) struct Sizes {
     pub(crate) stream: usize,
     pub(crate) relay: usize,
     pub(crate) latency: usize,
+    /// Events a projection catches up over.
+    pub(crate) projection: usize,
+    /// Events 8 writers append while a projection follows live.
+    pub(crate) live: usize,
 }
 
 impl Sizes {
@@ -53,6 +57,8 @@ impl Sizes {
                 stream: 10_000,
                 relay: 5_000,
                 latency: 100,
+                projection: 10_000,
+                live: 400,
             }
         } else {
             Self {
@@ -62,6 +68,8 @@ impl Sizes {
                 stream: 100_000,
                 relay: 50_000,
                 latency: 1_000,
+                projection: 100_000,
+                live: 4_000,
             }
         }
     }

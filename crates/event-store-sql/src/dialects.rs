@@ -94,6 +94,12 @@ impl Dialect for Sqlite {
         format!("substr(stream, 1, length({p})) = {p}")
     }
 
+    fn unindexed(column: &str) -> String {
+        // SQLite's planner picks an index for any equality, then sorts: `+` keeps the column
+        // out of index choice, so the read walks the primary key (the log order) and filters.
+        format!("+{column}")
+    }
+
     fn after(after: Position, bind: &mut dyn FnMut(Param) -> String) -> String {
         format!("position > {}", bind(Param::Int(offset(after))))
     }

@@ -196,7 +196,7 @@ impl<P: SqliteProjection> Target<SqliteStore> for Transactional<P> {
             batch.expected(),
         )?;
         let fenced = sql::fenced(batch.projection, &batch.next);
-        let events = batch.events.to_vec();
+        let events = batch.shared_events();
         let projection = Arc::clone(&self.0);
         store
             .write(move |conn| {

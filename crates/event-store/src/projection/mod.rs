@@ -110,4 +110,4 @@ pub use status::{
     ProjectionStatus, Projections,
 };
 pub use store::{Lease, LeaseKey, LeaseKind, ProjectionStore, partition_of};
-pub use target::{ApplyError, AtLeastOnce, Batch, Handle, Projection, Scope, Target};
+pub use target::{ApplyError, AtLeastOnce, Batch, Handle, Projection, Scope, SharedEvents, Target};

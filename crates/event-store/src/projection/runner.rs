@@ -758,12 +758,19 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
         let mut passed = 0usize;
         let mut saved_at = Instant::now();
         let mut failures = 0u32;
+        // While catching up, the next page is read while the batch before it is applied.
+        let store = self.store.clone();
+        let mut prefetched: Option<Result<Vec<RecordedEvent>>> = None;
         loop {
             if self.stopping() {
                 return Flow::Stop;
             }
             changes.borrow_and_update();
-            let page = match cursor.next_page(&self.store).await {
+            let read = match prefetched.take() {
+                Some(read) => read,
+                None => cursor.next_page(&store).await,
+            };
+            let page = match read {
                 Ok(page) => {
                     failures = 0;
                     page
@@ -799,8 +806,18 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                         || (at_end && saved_at.elapsed() >= self.options.lease_interval)));
             if flush {
                 let first_catch_up = at_end && !state.caught_up;
-                let events = std::mem::take(&mut pending);
-                match self.apply(state, upto, at_end, &events).await {
+                let events: Arc<[RecordedEvent]> = std::mem::take(&mut pending).into();
+                let flow = if at_end {
+                    self.apply(state, upto, at_end, &events).await
+                } else {
+                    let (flow, next) = tokio::join!(
+                        self.apply(state, upto, at_end, &events),
+                        cursor.next_page(&store)
+                    );
+                    prefetched = Some(next);
+                    flow
+                };
+                match flow {
                     Flow::Continue => {}
                     other => return other,
                 }
@@ -839,8 +856,9 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
         state: &mut PartitionState,
         upto: Position,
         at_end: bool,
-        mut events: &[RecordedEvent],
+        all: &Arc<[RecordedEvent]>,
     ) -> Flow {
+        let mut events: &[RecordedEvent] = all;
         let mut attempts = 0u32;
         let mut failures = 0u32;
         // After a handler failure, the rest of the batch is applied one event at a time, so the
@@ -859,7 +877,11 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
             let whole = n == events.len();
             let chunk = &events[..n];
             let next = advanced(state, chunk, upto, whole, at_end);
-            match self.run_target(state, next.clone(), chunk).await {
+            let offset = all.len() - events.len();
+            match self
+                .run_target(state, next.clone(), chunk, all, offset)
+                .await
+            {
                 Ok(()) => {
                     *state = next;
                     self.applied(chunk);
@@ -929,6 +951,8 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
         previous: &PartitionState,
         next: PartitionState,
         events: &[RecordedEvent],
+        all: &Arc<[RecordedEvent]>,
+        offset: usize,
     ) -> Result<(), ApplyError> {
         let batch = Batch {
             projection: &self.name,
@@ -936,6 +960,8 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
             previous,
             next,
             events,
+            all,
+            offset,
         };
         AssertUnwindSafe(self.target.apply(&self.store, batch))
             .catch_unwind()

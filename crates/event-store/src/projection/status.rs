@@ -208,7 +208,7 @@ impl<S: ProjectionStore> Projections<S> {
             if position < self.store.watermark().await?
                 && let Some(record) = self.store.projection(&name).await?
                 && let Some(active) = &record.active
-                && !self.behind(&record, active, Some(position)).await?.0
+                && !self.behind(&record, active, Some(position), true).await?.0
             {
                 return Ok(());
             }
@@ -227,14 +227,22 @@ impl<S: ProjectionStore> Projections<S> {
 
     /// Whether any partition of `generation` has a matching event after its checkpoint (up to
     /// `upto`), and each partition's count and oldest time (a scan of at most
-    /// [`LAG_SCAN_LIMIT`] events).
+    /// [`LAG_SCAN_LIMIT`] events). With `first`, the scan stops at the first such event (a
+    /// waiter needs only to know whether there is one).
     async fn behind(
         &self,
         record: &ProjectionRecord,
         generation: &Generation,
         upto: Option<Position>,
+        first: bool,
     ) -> Result<(bool, Lag)> {
         let states: Vec<_> = record.partitions_of(generation.generation).collect();
+        if let Some(upto) = upto
+            && states.len() == generation.partitions as usize
+            && states.iter().all(|p| p.checkpoint >= upto)
+        {
+            return Ok((false, Lag::default()));
+        }
         // One scan from the lowest checkpoint, each event counted for its partition.
         let from = states
             .iter()
@@ -266,6 +274,9 @@ impl<S: ProjectionStore> Projections<S> {
                     let entry = lag.partitions.entry(p).or_insert((0, None));
                     entry.0 += 1;
                     entry.1.get_or_insert(event.context.time);
+                    if first {
+                        break 'scan;
+                    }
                 }
             }
         }
@@ -325,7 +336,7 @@ impl<S: ProjectionStore> Projections<S> {
         generation: &Generation,
     ) -> Result<GenerationStatus> {
         let states: Vec<_> = record.partitions_of(generation.generation).collect();
-        let (_, lag) = self.behind(record, generation, None).await?;
+        let (_, lag) = self.behind(record, generation, None, false).await?;
         let now = Utc::now();
         let mut partitions = Vec::with_capacity(states.len());
         for state in states {

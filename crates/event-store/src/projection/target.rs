@@ -1,6 +1,7 @@
 //! What a projection is, and where its events go: the [`Target`] a runner drives.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::error::{BoxError, Error};
 use crate::model::{Position, RecordedEvent};
@@ -43,9 +44,38 @@ pub struct Batch<'a> {
     pub next: PartitionState,
     /// The batch's events, in log order (only this partition's).
     pub events: &'a [RecordedEvent],
+    /// The events read together, which `events` is a part of (from `offset`).
+    pub(crate) all: &'a Arc<[RecordedEvent]>,
+    pub(crate) offset: usize,
+}
+
+/// A batch's events as an owned handle that clones cheaply (for a target that hands them to
+/// another thread, as SQLite's writer, without copying them).
+#[derive(Debug, Clone)]
+pub struct SharedEvents {
+    all: Arc<[RecordedEvent]>,
+    start: usize,
+    end: usize,
+}
+
+impl std::ops::Deref for SharedEvents {
+    type Target = [RecordedEvent];
+
+    fn deref(&self) -> &[RecordedEvent] {
+        self.all.get(self.start..self.end).unwrap_or_default()
+    }
 }
 
 impl Batch<'_> {
+    /// The batch's events as an owned handle, without copying them.
+    pub fn shared_events(&self) -> SharedEvents {
+        SharedEvents {
+            all: Arc::clone(self.all),
+            start: self.offset,
+            end: self.offset + self.events.len(),
+        }
+    }
+
     /// The checkpoint the save expects (the previous state's).
     pub fn expected(&self) -> Position {
         self.previous.checkpoint
