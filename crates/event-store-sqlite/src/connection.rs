@@ -44,7 +44,8 @@ pub(crate) fn open(path: &Path, config: &SqliteConfig, write: bool) -> Result<Co
         // Every write runs in a savepoint of its own (writer.rs): with the default temp_store,
         // each page it changes is first copied to a sub-journal file. In memory, that copy is
         // cheap (it holds the pages of one write at most; measured: a projection's catch-up
-        // over 100 000 events went from about 101 000 to 127 000 events/s).
+        // over 100 000 events went from about 101 000 to 127 000 events/s, 100-event appends
+        // from about 34 000 to 39 000).
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY;"
         ))
