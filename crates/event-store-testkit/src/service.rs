@@ -109,7 +109,10 @@ pub async fn follow_never_skips<S: Store + Clone>(store: &S) {
         }
         seen.extend(page);
         if finished {
-            // One more pass after the last writer finished (its events are final by now).
+            // One more pass once the last writer's events are final (on PostgreSQL, a
+            // transaction of another client still running keeps them from being final).
+            let head = event_store::head(store).await.expect("head");
+            crate::support::wait_final(store, head).await;
             let rest: Vec<RecordedEvent> = es
                 .follow(checkpoint, query.clone())
                 .map(|e| e.expect("follow"))
