@@ -139,7 +139,16 @@ impl LedgerBackend for PgLedger {
     }
 
     async fn read(&self) -> (Vec<LedgerRow>, Vec<Totals>) {
-        let client = self.store.store.pool().get().await.expect("client");
+        // Both views in one snapshot: a reader that straddles the switch would otherwise see
+        // the old model's rows and the new one's totals.
+        let mut client = self.store.store.pool().get().await.expect("client");
+        let client = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .expect("a read-only snapshot");
         let rows = client
             .query(
                 "SELECT stream, version, amount, pid, model FROM ledger ORDER BY seq",
@@ -173,6 +182,7 @@ impl LedgerBackend for PgLedger {
                     .collect()
             })
             .unwrap_or_default();
+        let _ = client.rollback().await;
         (rows, totals)
     }
 }

@@ -140,6 +140,9 @@ impl LedgerBackend for SqliteLedger {
             let conn = Connection::open(&path).expect("open");
             conn.busy_timeout(Duration::from_secs(5))
                 .expect("busy timeout");
+            // Both views in one snapshot (a read transaction): a reader that straddles the
+            // switch would otherwise see the old model's rows and the new one's totals.
+            conn.execute_batch("BEGIN").expect("begin a read");
             // Before the first generation is prepared, there is no view yet.
             let rows = conn
                 .prepare("SELECT stream, version, amount, pid, model FROM ledger ORDER BY seq")
@@ -170,6 +173,7 @@ impl LedgerBackend for SqliteLedger {
                     .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .unwrap_or_default();
+            let _ = conn.execute_batch("COMMIT");
             (rows, totals)
         })
         .await
