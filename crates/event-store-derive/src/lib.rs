@@ -24,7 +24,10 @@ const MAX_NAME_LEN: usize = 64;
 /// - `namespace = "…"` (required): `A–Z a–z 0–9 _ -`, starting with a letter or digit.
 /// - `rename = "…"` (or `type = "…"`): the type name; the struct's name by default.
 /// - `crate = "path"`: where `event_store` is, when it is re-exported under another name.
-#[proc_macro_derive(Event, attributes(event))]
+///
+/// The original event store's spelling, `#[event_store(namespace = "…", rename = "…")]`, is
+/// accepted too, so its event types compile unchanged; a key may be given once across both.
+#[proc_macro_derive(Event, attributes(event, event_store))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand_event(&input)
@@ -40,7 +43,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// #[derive(Events)]
 /// enum CounterEvent { Incremented(Incremented), Decremented(Decremented) }
 /// ```
-#[proc_macro_derive(Events, attributes(event))]
+#[proc_macro_derive(Events, attributes(event, event_store))]
 pub fn derive_events(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand_events(&input)
@@ -57,7 +60,8 @@ struct Attrs {
 
 fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
     let mut out = Attrs::default();
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
+    let ours = |a: &&syn::Attribute| a.path().is_ident("event") || a.path().is_ident("event_store");
+    for attr in input.attrs.iter().filter(ours) {
         attr.parse_nested_meta(|meta| {
             let key = meta
                 .path

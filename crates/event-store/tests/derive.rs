@@ -22,6 +22,13 @@ struct Removed {
 #[event(namespace = "cmp-inventory", type = "Cleared")]
 struct Reset {}
 
+/// The original event store's attribute spelling.
+#[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[event_store(namespace = "cmp-legacy", rename = "ThingHappened")]
+struct Legacy {
+    n: i64,
+}
+
 #[derive(Events, Debug, PartialEq, Clone)]
 enum Inventory {
     Added(Added),
@@ -37,6 +44,14 @@ fn struct_consts() {
     );
     assert_eq!(Removed::TYPE, "Removed");
     assert_eq!(Reset::TYPE, "Cleared");
+    assert_eq!(
+        (Legacy::NAMESPACE, Legacy::TYPE),
+        ("cmp-legacy", "ThingHappened")
+    );
+    assert_eq!(
+        Legacy { n: 1 }.encode().unwrap(),
+        json!({"n": 1, "event_namespace": "cmp-legacy", "event_type": "ThingHappened"})
+    );
 }
 
 #[test]
