@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use event_store::projection::{Projection, RunnerOptions, Tables};
+use event_store::projection::{Projection, ProjectionStore, RunnerOptions, Tables, Target};
 use event_store::{BoxError, EventStore, ExpectedVersion, Position, Query, RecordedEvent, Store};
 
 use crate::error::{Result, ensure};
@@ -202,6 +202,38 @@ async fn live_lag<S: Store + Clone>(
     Ok(percentiles(samples))
 }
 
+/// Runs the projection through `target` over the `n` seeded events (up to `head`), timing the
+/// catch-up, then measures its live lag; returns the catch-up rate and the lag's (p50, p99).
+async fn run_projection<S, T>(
+    store: &S,
+    target: impl FnOnce(SkuTotals) -> T,
+    n: usize,
+    head: Position,
+    sizes: Sizes,
+) -> Result<(f64, (Duration, Duration))>
+where
+    S: ProjectionStore,
+    T: Target<S>,
+{
+    let lags = Lags::default();
+    let projection = SkuTotals {
+        lags: Some(Arc::clone(&lags)),
+    };
+    let es = EventStore::from_store(store.clone());
+    let t = Instant::now();
+    let runner = es
+        .runner(target(projection))
+        .with_options(options())
+        .spawn();
+    let took = caught_up(&runner, n, t).await?;
+    es.projections()
+        .wait_for(SkuTotals::NAME, head, Duration::from_secs(600))
+        .await?;
+    let lag = live_lag(store, &lags, sizes.live).await;
+    runner.stop().await?;
+    Ok((rate(n, took), lag?))
+}
+
 /// The time from `start` until the runner has applied `n` events (its counter is bumped after
 /// each batch commits; read every millisecond).
 async fn caught_up(
@@ -330,24 +362,14 @@ pub(crate) async fn pg(report: &mut Report, url: &str, sizes: Sizes) -> Result<(
             format!("the plain loop applied {applied} of {n}"),
         )?;
 
-        let lags = Lags::default();
-        let projection = SkuTotals {
-            lags: Some(Arc::clone(&lags)),
-        };
-        let es = EventStore::from_store(store.clone());
-        let t = Instant::now();
-        let runner = es
-            .runner(event_store_postgres::Transactional::new(projection))
-            .with_options(options())
-            .spawn();
-        let took = caught_up(&runner, n, t).await?;
-        es.projections()
-            .wait_for(SkuTotals::NAME, head, Duration::from_secs(600))
-            .await?;
-        let ours = rate(n, took);
-        let lag = live_lag(&store, &lags, sizes.live).await;
-        runner.stop().await?;
-        let lag = lag?;
+        let (ours, lag) = run_projection(
+            &store,
+            event_store_postgres::Transactional::new,
+            n,
+            head,
+            sizes,
+        )
+        .await?;
         let counted: i64 = admin
             .query_one(
                 "SELECT coalesce(sum(events), 0)::bigint FROM sku_totals",
@@ -425,24 +447,14 @@ pub(crate) async fn sqlite(report: &mut Report, dir: &Path, sizes: Sizes) -> Res
         .await??
     };
 
-    let lags = Lags::default();
-    let projection = SkuTotals {
-        lags: Some(Arc::clone(&lags)),
-    };
-    let es = EventStore::from_store(store.clone());
-    let t = Instant::now();
-    let runner = es
-        .runner(event_store_sqlite::Transactional::new(projection))
-        .with_options(options())
-        .spawn();
-    let took = caught_up(&runner, n, t).await?;
-    es.projections()
-        .wait_for(SkuTotals::NAME, head, Duration::from_secs(600))
-        .await?;
-    let ours = rate(n, took);
-    let lag = live_lag(&store, &lags, sizes.live).await;
-    runner.stop().await?;
-    let lag = lag?;
+    let (ours, lag) = run_projection(
+        &store,
+        event_store_sqlite::Transactional::new,
+        n,
+        head,
+        sizes,
+    )
+    .await?;
     let counted: i64 = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || -> Result<i64> {

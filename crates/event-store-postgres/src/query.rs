@@ -13,6 +13,7 @@ pub(crate) fn as_sql(p: &Param) -> &(dyn ToSql + Sync) {
         Param::Time(v) => v,
         Param::Bool(v) => v,
         Param::OptInt(v) => v,
+        Param::OptText(v) => v,
         Param::OptJson(v) => v,
     }
 }

@@ -23,6 +23,8 @@ pub enum Param {
     Bool(bool),
     /// An integer or NULL.
     OptInt(Option<i64>),
+    /// Text or NULL.
+    OptText(Option<String>),
     /// A JSON value or NULL.
     OptJson(Option<Value>),
 }

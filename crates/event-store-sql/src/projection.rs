@@ -21,8 +21,7 @@ use crate::driver::{Driver, Statement, required};
 ///
 /// | file | parameters | does |
 /// |---|---|---|
-/// | `projection_record.sql` | name | one row, column `record`: the projection as JSON (below) |
-/// | `projection_list.sql` | — | one such row per projection, by name |
+/// | `projection_records.sql` | name (nullable) | one row per projection (that one, or every one when NULL), by name, column `record`: the projection as JSON (below) |
 /// | `projection_ensure.sql` | name | inserts the projection's row if missing |
 /// | `projection_begin.sql` | name, generation, expected active, expected building (nullable) | the guard of a new generation (see the file) |
 /// | `projection_drop_partitions.sql` | name, generation (nullable) | deletes a generation's partitions |
@@ -42,8 +41,7 @@ use crate::driver::{Driver, Statement, required};
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
 pub struct ProjectionQueries {
-    pub record: &'static str,
-    pub list: &'static str,
+    pub records: &'static str,
     pub ensure: &'static str,
     pub begin: &'static str,
     pub drop_partitions: &'static str,
@@ -62,8 +60,7 @@ pub struct ProjectionQueries {
 macro_rules! projection_queries {
     () => {
         $crate::projection::ProjectionQueries {
-            record: $crate::__query!("projection_record"),
-            list: $crate::__query!("projection_list"),
+            records: $crate::__query!("projection_records"),
             ensure: $crate::__query!("projection_ensure"),
             begin: $crate::__query!("projection_begin"),
             drop_partitions: $crate::__query!("projection_drop_partitions"),
@@ -231,21 +228,24 @@ pub async fn projection<D: ProjectionDriver>(
     d: &D,
     name: &ProjectionName,
 ) -> Result<Option<ProjectionRecord>> {
-    let statement = Statement::new(
-        "load a projection",
-        D::PROJECTION_QUERIES.record,
-        vec![text(name)],
-    );
-    let docs = d.query(statement, record_column::<D>).await?;
-    docs.into_iter()
-        .next()
-        .map(|doc| record_from_json(D::BACKEND, doc))
-        .transpose()
+    Ok(records(d, Some(name)).await?.into_iter().next())
 }
 
 /// [`ProjectionStore::projections`](event_store::projection::ProjectionStore::projections).
 pub async fn projections<D: ProjectionDriver>(d: &D) -> Result<Vec<ProjectionRecord>> {
-    let statement = Statement::new("list projections", D::PROJECTION_QUERIES.list, Vec::new());
+    records(d, None).await
+}
+
+/// The record of `name`, or of every projection.
+async fn records<D: ProjectionDriver>(
+    d: &D,
+    name: Option<&ProjectionName>,
+) -> Result<Vec<ProjectionRecord>> {
+    let statement = Statement::new(
+        "load projections",
+        D::PROJECTION_QUERIES.records,
+        vec![Param::OptText(name.map(|n| n.as_str().to_owned()))],
+    );
     let docs = d.query(statement, record_column::<D>).await?;
     docs.into_iter()
         .map(|doc| record_from_json(D::BACKEND, doc))

@@ -14,6 +14,7 @@ pub(crate) fn to_sql(p: &Param) -> SqlValue {
         Param::Time(t) => SqlValue::Text(time_text(*t)),
         Param::Bool(b) => SqlValue::Integer(i64::from(*b)),
         Param::OptInt(v) => v.map_or(SqlValue::Null, SqlValue::Integer),
+        Param::OptText(v) => v.clone().map_or(SqlValue::Null, SqlValue::Text),
         Param::OptJson(v) => v
             .as_ref()
             .map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string())),

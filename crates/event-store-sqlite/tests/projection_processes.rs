@@ -4,15 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use event_store::projection::{Projection, RunnerHandle, RunnerOptions, Tables};
-use event_store::{BoxError, EventStore, Query, RecordedEvent, RetryPolicy};
+use event_store::projection::{Projection, RunnerHandle, Tables};
+use event_store::{BoxError, EventStore, Query, RecordedEvent};
 use event_store_sqlite::{SqliteProjection, SqliteStore, Transactional};
 use event_store_testkit::Guarded;
 use event_store_testkit::ledger::{
-    self, LEDGER, LedgerBackend, LedgerRow, Totals, child_role, spawn_child,
+    self, FailOn, LEDGER, LedgerBackend, LedgerRow, Totals, ledger_options, spawn_child,
 };
 use rusqlite::Connection;
 use tempfile::TempDir;
@@ -20,7 +19,7 @@ use uuid::Uuid;
 
 /// The ledger read model, version `V`: one row per applied event, and a total per stream.
 struct Ledger<const V: u32> {
-    fail_on: Arc<Mutex<Option<Uuid>>>,
+    fail_on: FailOn,
 }
 
 impl<const V: u32> Projection for Ledger<V> {
@@ -53,9 +52,7 @@ impl<const V: u32> SqliteProjection for Ledger<V> {
         tables: &Tables,
         event: &RecordedEvent,
     ) -> Result<(), BoxError> {
-        if *self.fail_on.lock().unwrap_or_else(PoisonError::into_inner) == Some(event.id) {
-            return Err(format!("kit: broken event {}", event.id).into());
-        }
+        self.fail_on.check(event)?;
         let (ledger, totals) = (tables.get("ledger")?, tables.get("totals")?);
         let amount = event.data["amount"].as_i64().ok_or("no amount")?;
         let version = i64::try_from(event.version)?;
@@ -79,22 +76,10 @@ impl<const V: u32> SqliteProjection for Ledger<V> {
     }
 }
 
-fn options(partitions: u32) -> RunnerOptions {
-    RunnerOptions::default()
-        .partitions(partitions)
-        .batch(16, Duration::from_millis(5))
-        .intervals(Duration::from_millis(100), Duration::from_millis(20))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            first_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(50),
-        })
-}
-
 struct SqliteLedger {
     store: Guarded<SqliteStore, TempDir>,
     path: PathBuf,
-    fail_on: Arc<Mutex<Option<Uuid>>>,
+    fail_on: FailOn,
 }
 
 impl LedgerBackend for SqliteLedger {
@@ -105,23 +90,23 @@ impl LedgerBackend for SqliteLedger {
     }
 
     fn run(&self, version: u32, partitions: u32, fail_on: Option<Uuid>) -> RunnerHandle {
-        *self.fail_on.lock().unwrap_or_else(PoisonError::into_inner) = fail_on;
+        self.fail_on.set(fail_on);
         let es = EventStore::from_store(self.store.store.clone());
-        let fail_on = Arc::clone(&self.fail_on);
+        let fail_on = self.fail_on.clone();
         match version {
             1 => es
                 .runner(Transactional::new(Ledger::<1> { fail_on }))
-                .with_options(options(partitions))
+                .with_options(ledger_options(partitions))
                 .spawn(),
             _ => es
                 .runner(Transactional::new(Ledger::<2> { fail_on }))
-                .with_options(options(partitions))
+                .with_options(ledger_options(partitions))
                 .spawn(),
         }
     }
 
     fn heal(&self) {
-        *self.fail_on.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.fail_on.set(None);
     }
 
     fn spawn_runner(&self, partitions: u32) -> std::process::Child {
@@ -188,7 +173,7 @@ async fn backend() -> SqliteLedger {
     SqliteLedger {
         store: Guarded::new(store, dir),
         path,
-        fail_on: Arc::default(),
+        fail_on: FailOn::default(),
     }
 }
 
@@ -202,44 +187,14 @@ async fn child() {
     let store = SqliteStore::open(&path).await.expect("open");
     let runner = EventStore::from_store(store)
         .runner(Transactional::new(Ledger::<1> {
-            fail_on: Arc::default(),
+            fail_on: FailOn::default(),
         }))
-        .with_options(options(partitions))
+        .with_options(ledger_options(partitions))
         .spawn();
     // Until killed (a runner only ends by itself on a refused definition).
     runner.join().await.expect("the child runner ended");
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    if child_role().is_some() {
-        rt.block_on(child());
-        return;
-    }
-    rt.block_on(async {
-        macro_rules! scenario {
-            ($name:literal, $run:expr) => {
-                let b = backend().await;
-                println!("test {} ...", $name);
-                $run(&b).await;
-                println!("test {} ... ok", $name);
-            };
-        }
-        scenario!("ledger_survives_kills", |b| ledger::ledger_survives_kills(
-            b, 5
-        ));
-        scenario!(
-            "ledger_partitions_move_to_the_survivor",
-            ledger::ledger_partitions_move_to_the_survivor
-        );
-        scenario!(
-            "ledger_rebuilds_blue_green",
-            ledger::ledger_rebuilds_blue_green
-        );
-        scenario!("ledger_parks_and_resumes", ledger::ledger_parks_and_resumes);
-    });
+    ledger::ledger_main(child(), || async { Some(backend().await) });
 }

@@ -8,8 +8,15 @@ use std::future::Future;
 use std::process::Child;
 use std::time::Duration;
 
-use event_store::projection::{ProjectionState, ProjectionStore, RunnerHandle, partition_of};
-use event_store::{EventStore, ExpectedVersion, NewEvent, Position, Query, RecordedEvent, Store};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use event_store::projection::{
+    ProjectionState, ProjectionStore, RunnerHandle, RunnerOptions, partition_of,
+};
+use event_store::{
+    BoxError, EventStore, ExpectedVersion, NewEvent, Position, Query, RecordedEvent, RetryPolicy,
+    Store,
+};
 use futures::StreamExt as _;
 use serde_json::json;
 use uuid::Uuid;
@@ -33,6 +40,83 @@ pub fn deposit(amount: i64) -> NewEvent {
 /// What the ledger projection reads.
 pub fn ledger_query() -> Query {
     Query::stream_prefix(LEDGER_PREFIX).event_type("kit-bank", "Deposited")
+}
+
+/// The runner options of the ledger scenarios: short intervals and small batches, so kills land
+/// between and inside batches, and three quick attempts before a partition parks.
+pub fn ledger_options(partitions: u32) -> RunnerOptions {
+    RunnerOptions::default()
+        .partitions(partitions)
+        .batch(16, Duration::from_millis(5))
+        .intervals(Duration::from_millis(100), Duration::from_millis(20))
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            first_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        })
+}
+
+/// The one event a ledger refuses (shared by its runs in this process), for the parking
+/// scenario.
+#[derive(Debug, Clone, Default)]
+pub struct FailOn(Arc<Mutex<Option<Uuid>>>);
+
+impl FailOn {
+    /// Refuse `event` from now on (`None`: refuse nothing).
+    pub fn set(&self, event: Option<Uuid>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = event;
+    }
+
+    /// An error when `event` is the refused one: what the ledger's `apply` returns first.
+    pub fn check(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        if *self.0.lock().unwrap_or_else(PoisonError::into_inner) == Some(event.id) {
+            return Err(format!("kit: broken event {}", event.id).into());
+        }
+        Ok(())
+    }
+}
+
+/// The `main` of a ledger test binary (`harness = false`): in a child started by
+/// [`spawn_child`], runs `child` (the ledger until killed); otherwise runs every scenario on a
+/// fresh backend from `backend` each (`None`: the service is unreachable, and the scenario is
+/// reported skipped; [`require_service`](crate::require_service) decides that).
+pub fn ledger_main<B, C, F, BF>(child: C, backend: BF)
+where
+    B: LedgerBackend,
+    C: Future<Output = ()>,
+    BF: Fn() -> F,
+    F: Future<Output = Option<B>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if child_role().is_some() {
+        rt.block_on(child);
+        return;
+    }
+    rt.block_on(async {
+        macro_rules! scenario {
+            ($name:literal, $run:expr) => {
+                match backend().await {
+                    Some(b) => {
+                        println!("test {} ...", $name);
+                        $run(&b).await;
+                        println!("test {} ... ok", $name);
+                    }
+                    None => println!("test {} ... skipped", $name),
+                }
+            };
+        }
+        scenario!("ledger_survives_kills", |b| ledger_survives_kills(b, 5));
+        scenario!(
+            "ledger_partitions_move_to_the_survivor",
+            ledger_partitions_move_to_the_survivor
+        );
+        scenario!("ledger_rebuilds_blue_green", ledger_rebuilds_blue_green);
+        scenario!("ledger_parks_and_resumes", ledger_parks_and_resumes);
+    });
 }
 
 /// The role this process was started in by [`spawn_child`] (`None`: not a child).
@@ -113,30 +197,18 @@ pub async fn write_deposits<S: Store + Clone>(
     streams: usize,
     seed: u64,
 ) -> Position {
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let es = EventStore::from_store(store.clone());
-            tokio::spawn(async move {
-                let mut rng = Rng::new(seed + w as u64 + 1);
-                let mut last = Position::START;
-                for i in 0..per_writer {
-                    let stream = format!("{LEDGER_PREFIX}{}", (w + i * writers) % streams);
-                    let amount = i64::try_from(rng.below(100)).expect("small") + 1;
-                    let saved = es
-                        .append(&stream, ExpectedVersion::Any, vec![deposit(amount)])
-                        .await
-                        .expect("deposit");
-                    last = last.max(saved.last_position().unwrap_or(last));
-                }
-                last
-            })
-        })
-        .collect();
-    let mut last = Position::START;
-    for t in tasks {
-        last = last.max(t.await.expect("writer"));
-    }
-    last
+    // Nobody stops these writers: the sender's last value stays `false`.
+    let (_, never) = tokio::sync::watch::channel(false);
+    deposits(
+        store,
+        writers,
+        streams,
+        per_writer,
+        Duration::ZERO,
+        seed,
+        never,
+    )
+    .await
 }
 
 /// Appends deposits from `writers` concurrent writers, each pausing `pause` between appends,
@@ -149,12 +221,27 @@ pub async fn write_deposits_until<S: Store + Clone>(
     cap: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Position {
+    deposits(store, writers, streams, cap, pause, 100, stop).await
+}
+
+/// `writers` concurrent writers each append up to `cap` deposits (writer `w` to stream
+/// `(w + i * writers) % streams` in turn, amounts drawn from `seed + w + 1`), pausing `pause`
+/// after each, until `stop` turns true; returns the last position written.
+async fn deposits<S: Store + Clone>(
+    store: &S,
+    writers: usize,
+    streams: usize,
+    cap: usize,
+    pause: Duration,
+    seed: u64,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Position {
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
             let es = EventStore::from_store(store.clone());
             let stop = stop.clone();
             tokio::spawn(async move {
-                let mut rng = Rng::new(w as u64 + 101);
+                let mut rng = Rng::new(seed + w as u64 + 1);
                 let mut last = Position::START;
                 for i in 0..cap {
                     if *stop.borrow() {
@@ -167,7 +254,9 @@ pub async fn write_deposits_until<S: Store + Clone>(
                         .await
                         .expect("deposit");
                     last = last.max(saved.last_position().unwrap_or(last));
-                    tokio::time::sleep(pause).await;
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
                 last
             })

@@ -1,5 +1,5 @@
--- Every projection as a JSON document each (by name): its generations and partitions, read in one
--- statement so they are consistent.
+-- The projections as one JSON document each, by name: one ($1), or every one when $1 is
+-- NULL; its generations and partitions read in one statement so they are consistent.
 SELECT json_build_object(
     'name', p.name,
     'active', p.active,
@@ -21,4 +21,5 @@ SELECT json_build_object(
          WHERE x.name = p.name), '[]'::json)
 ) AS record
 FROM projections p
+WHERE $1::text IS NULL OR p.name = $1::text
 ORDER BY p.name

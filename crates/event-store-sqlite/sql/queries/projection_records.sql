@@ -1,5 +1,5 @@
--- One projection (?1) as one JSON document: its generations and partitions, read in one
--- statement so they are consistent.
+-- The projections as one JSON document each, by name: one (?1), or every one when ?1 is
+-- NULL; its generations and partitions read in one statement so they are consistent.
 SELECT json_object(
     'name', p.name,
     'active', p.active,
@@ -21,4 +21,5 @@ SELECT json_object(
                  WHERE name = p.name ORDER BY generation, partition) x), '[]'))
 ) AS record
 FROM projections p
-WHERE p.name = ?1
+WHERE ?1 IS NULL OR p.name = ?1
+ORDER BY p.name
