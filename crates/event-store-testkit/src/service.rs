@@ -81,15 +81,19 @@ pub async fn follow_never_skips<S: Store + Clone>(store: &S) {
         .map(|w| {
             let (es, mine, other) = (es.clone(), mine.clone(), other.clone());
             tokio::spawn(async move {
+                let mut last = Position::START;
                 for b in 0..25 {
                     let prefix = if (w + b) % 2 == 0 { &mine } else { &other };
                     let events = (0..=(w * 7 + b) % 20)
                         .map(|i| NewEvent::new("kit", "Moved", json!({"w": w, "b": b, "i": i})))
                         .collect();
-                    es.append(&format!("{prefix}{w}"), ExpectedVersion::Any, events)
+                    let saved = es
+                        .append(&format!("{prefix}{w}"), ExpectedVersion::Any, events)
                         .await
                         .expect("append");
+                    last = last.max(saved.last_position().unwrap_or(last));
                 }
+                last
             })
         })
         .collect();
@@ -109,10 +113,13 @@ pub async fn follow_never_skips<S: Store + Clone>(store: &S) {
         }
         seen.extend(page);
         if finished {
-            // One more pass once the last writer's events are final (on PostgreSQL, a
+            // One more pass once the writers' last events are final (on PostgreSQL, a
             // transaction of another client still running keeps them from being final).
-            let head = event_store::head(store).await.expect("head");
-            crate::support::wait_final(store, head).await;
+            let mut last = Position::START;
+            for w in writing.drain(..) {
+                last = last.max(w.await.expect("writer"));
+            }
+            crate::support::wait_final(store, last).await;
             let rest: Vec<RecordedEvent> = es
                 .follow(checkpoint, query.clone())
                 .map(|e| e.expect("follow"))
@@ -122,9 +129,6 @@ pub async fn follow_never_skips<S: Store + Clone>(store: &S) {
             break;
         }
         tokio::task::yield_now().await;
-    }
-    for w in writing.drain(..) {
-        w.await.expect("writer");
     }
     let all: Vec<RecordedEvent> = es
         .read_all(start)
