@@ -57,6 +57,10 @@ pub(crate) enum Command {
     Tail(TailArgs),
     /// Events, streams, counts per namespace and type, size on disk, head checkpoint.
     Stats(StatsArgs),
+    /// The event types in the log per namespace, type and schema version, with counts and the
+    /// positions of the first and last: which old versions are still there (and need an
+    /// upcaster). Reads the whole log.
+    Schema(SchemaArgs),
     /// Write the global log as NDJSON (to stdout or --output).
     Export(ExportArgs),
     /// Append the events of an NDJSON file (from `export`); ids are kept, so importing a file
@@ -256,6 +260,13 @@ pub(crate) struct StatsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SchemaArgs {
+    /// Output format (default: a table on a terminal, NDJSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
 }
 
 #[derive(Args, Debug)]

@@ -51,14 +51,19 @@ impl<W: Write> Printer<W> {
                 if let Some(map) = data.as_object_mut() {
                     map.remove("event_namespace");
                     map.remove("event_type");
+                    map.remove("event_version");
                 }
+                let kind = match e.schema_version() {
+                    1 => format!("{}.{}", e.namespace, e.event_type),
+                    v => format!("{}.{} v{v}", e.namespace, e.event_type),
+                };
                 writeln!(
                     self.out,
                     "{:<14} {:<24} {:>7}  {:<32} {:<27} {}",
                     e.position.to_string(),
                     clip(&e.stream, 24),
                     e.version,
-                    clip(&format!("{}.{}", e.namespace, e.event_type), 32),
+                    clip(&kind, 32),
                     e.context.time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
                     clip(&data.to_string(), 60)
                 )?;

@@ -8,7 +8,7 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, LitStr, Path, parse_macro_input};
+use syn::{Data, DeriveInput, Fields, LitInt, LitStr, Path, parse_macro_input};
 
 const MAX_NAME_LEN: usize = 64;
 
@@ -23,6 +23,10 @@ const MAX_NAME_LEN: usize = 64;
 /// Keys of `#[event(...)]` (several may share one attribute):
 /// - `namespace = "…"` (required): `A–Z a–z 0–9 _ -`, starting with a letter or digit.
 /// - `rename = "…"` (or `type = "…"`): the type name; the struct's name by default.
+/// - `version = N`: the schema version events are written at (1 by default); see
+///   `event_store::upcast`.
+/// - `upcasters = "path"`: a function `fn() -> event_store::upcast::Upcasters` declaring how
+///   older versions are read (built once, on first use); needs `version` of 2 or more.
 /// - `crate = "path"`: where `event_store` is, when it is re-exported under another name.
 ///
 /// The original event store's spelling, `#[event_store(namespace = "…", rename = "…")]`, is
@@ -55,6 +59,8 @@ pub fn derive_events(input: TokenStream) -> TokenStream {
 struct Attrs {
     namespace: Option<LitStr>,
     rename: Option<LitStr>,
+    version: Option<LitInt>,
+    upcasters: Option<Path>,
     krate: Option<Path>,
 }
 
@@ -69,17 +75,24 @@ fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
                 .map(ToString::to_string)
                 .unwrap_or_default();
             match key.as_str() {
-                "namespace" | "rename" | "type" if !allow_names => Err(meta.error(format!(
-                    "`{key}` belongs on the event structs, not on an enum of events"
-                ))),
+                "namespace" | "rename" | "type" | "version" | "upcasters" if !allow_names => {
+                    Err(meta.error(format!(
+                        "`{key}` belongs on the event structs, not on an enum of events"
+                    )))
+                }
                 "namespace" => set(&mut out.namespace, meta.value()?.parse()?, &meta.path),
                 "rename" | "type" => set(&mut out.rename, meta.value()?.parse()?, &meta.path),
+                "version" => set(&mut out.version, meta.value()?.parse()?, &meta.path),
+                "upcasters" => {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    set(&mut out.upcasters, lit.parse()?, &meta.path)
+                }
                 "crate" => {
                     let lit: LitStr = meta.value()?.parse()?;
                     set(&mut out.krate, lit.parse()?, &meta.path)
                 }
                 _ => Err(meta.error(
-                    "unknown key; expected `namespace = \"…\"`, `rename = \"…\"` or `crate = \"…\"`",
+                    "unknown key; expected `namespace = \"…\"`, `rename = \"…\"`, `version = N`, `upcasters = \"…\"` or `crate = \"…\"`",
                 )),
             }
         })?;
@@ -141,7 +154,9 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
         Fields::Named(named) => {
             for f in &named.named {
                 if let Some(name) = &f.ident
-                    && (name == "event_namespace" || name == "event_type")
+                    && (name == "event_namespace"
+                        || name == "event_type"
+                        || name == "event_version")
                 {
                     return Err(syn::Error::new(
                         name.span(),
@@ -186,14 +201,75 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
     };
     let krate = crate_path(&attrs);
     let ns = namespace.value();
+    let (version, upcasters) = schema_version(&attrs, &krate)?;
     let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
     Ok(quote! {
         #[automatically_derived]
         impl #impl_g #krate::Event for #ident #ty_g #where_c {
             const NAMESPACE: &'static str = #ns;
             const TYPE: &'static str = #ty;
+            const VERSION: u32 = #version;
+            #upcasters
         }
     })
+}
+
+/// The `version` and the `upcasters` function of an event struct.
+fn schema_version(attrs: &Attrs, krate: &TokenStream2) -> syn::Result<(u32, TokenStream2)> {
+    let version = match &attrs.version {
+        Some(lit) => {
+            let v: u32 = lit.base10_parse().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    "a schema version is an integer from 1 to 4294967295",
+                )
+            })?;
+            if v == 0 {
+                return Err(syn::Error::new(lit.span(), "schema versions start at 1"));
+            }
+            v
+        }
+        None => 1,
+    };
+    let upcasters = match &attrs.upcasters {
+        Some(path) if version < 2 => {
+            return Err(syn::Error::new(
+                path.span(),
+                "upcasters bring older versions to the current one: add `version = N` (2 or more)",
+            ));
+        }
+        Some(path) => quote! {
+            fn upcasters() -> &'static #krate::upcast::Upcasters {
+                static UPCASTERS: ::std::sync::LazyLock<#krate::upcast::Upcasters> =
+                    ::std::sync::LazyLock::new(#path);
+                &UPCASTERS
+            }
+        },
+        None => TokenStream2::new(),
+    };
+    Ok((version, upcasters))
+}
+
+/// Checks that need no generic parameter: each variant wraps an `Event`, and no two share a
+/// namespace and type.
+fn variant_checks(input: &DeriveInput, krate: &TokenStream2, types: &[&syn::Type]) -> TokenStream2 {
+    if input.generics.params.is_empty() {
+        let asserts = types.iter().map(|t| {
+            quote_spanned! {t.span()=>
+                const _: fn() = || { fn event<T: #krate::Event>() {} event::<#t>(); };
+            }
+        });
+        quote! {
+            #(#asserts)*
+            const _: () = {
+                if !#krate::__private::distinct(&[#(<#types as #krate::Event>::EVENT_TYPE),*]) {
+                    panic!("two variants of this enum have the same namespace and type");
+                }
+            };
+        }
+    } else {
+        TokenStream2::new()
+    }
 }
 
 fn expand_events(input: &DeriveInput) -> syn::Result<TokenStream2> {
@@ -232,25 +308,7 @@ fn expand_events(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
     }
     let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
-    // Checks that need no generic parameter: each variant wraps an `Event`, and no two share a
-    // namespace and type.
-    let checks = if input.generics.params.is_empty() {
-        let asserts = types.iter().map(|t| {
-            quote_spanned! {t.span()=>
-                const _: fn() = || { fn event<T: #krate::Event>() {} event::<#t>(); };
-            }
-        });
-        quote! {
-            #(#asserts)*
-            const _: () = {
-                if !#krate::__private::distinct(&[#(<#types as #krate::Event>::EVENT_TYPE),*]) {
-                    panic!("two variants of this enum have the same namespace and type");
-                }
-            };
-        }
-    } else {
-        TokenStream2::new()
-    };
+    let checks = variant_checks(input, &krate, &types);
     let from_impls = names.iter().zip(&types).map(|(n, t)| {
         quote! {
             #[automatically_derived]
@@ -286,16 +344,36 @@ fn expand_events(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 data: &#krate::__private::Value,
             ) -> #krate::Result<Self> {
                 #(
-                    if namespace == <#types as #krate::Event>::NAMESPACE
-                        && event_type == <#types as #krate::Event>::TYPE
-                    {
-                        return #krate::decode_event::<#types>(data, namespace, event_type).map(Self::#names);
+                    if <#types as #krate::Events>::handles(namespace, event_type) {
+                        return <#types as #krate::Events>::decode(namespace, event_type, data).map(Self::#names);
                     }
                 )*
                 ::core::result::Result::Err(#krate::Error::UnknownEventType {
                     namespace: ::std::borrow::ToOwned::to_owned(namespace),
                     event_type: ::std::borrow::ToOwned::to_owned(event_type),
                 })
+            }
+
+            fn handles(namespace: &str, event_type: &str) -> bool {
+                #(<#types as #krate::Events>::handles(namespace, event_type))||*
+            }
+
+            fn read_types() -> ::std::vec::Vec<#krate::EventType> {
+                let mut all = ::std::vec::Vec::new();
+                #(
+                    for t in <#types as #krate::Events>::read_types() {
+                        if !all.contains(&t) {
+                            all.push(t);
+                        }
+                    }
+                )*
+                all
+            }
+
+            fn upcaster_fingerprint() -> u64 {
+                #krate::upcast::combine_fingerprints(&[
+                    #(<#types as #krate::Events>::upcaster_fingerprint()),*
+                ])
             }
         }
 

@@ -5,6 +5,7 @@ mod cache;
 mod config;
 mod error;
 mod lease;
+pub mod legacy;
 mod listen;
 mod migrate;
 mod projection;

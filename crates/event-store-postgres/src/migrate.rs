@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(4, "checkpoints", "004_checkpoints.sql"),
     event_store_sql::migration!(5, "harden", "005_harden.sql"),
     event_store_sql::migration!(6, "projections", "006_projections.sql"),
+    event_store_sql::migration!(7, "cache upcasters", "007_cache_upcasters.sql"),
 ];
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory

@@ -263,6 +263,7 @@ pub async fn cache_get<D: Driver>(d: &D, key: &CacheKey) -> Result<Option<Cached
         Param::Text(key.aggregate.clone()),
         Param::Int(i64::from(key.version)),
         Param::Text(key.query.clone()),
+        Param::Int(key.upcasters.cast_signed()),
     ];
     let rows = d
         .query(
@@ -285,6 +286,7 @@ pub async fn cache_put<D: Driver>(d: &D, key: &CacheKey, entry: CachedState) -> 
         Param::Text(key.aggregate.clone()),
         Param::Int(i64::from(key.version)),
         Param::Text(key.query.clone()),
+        Param::Int(key.upcasters.cast_signed()),
         Param::Json(entry.state),
         Param::Int(high),
         Param::Int(low),
@@ -300,6 +302,7 @@ pub async fn cache_delete<D: Driver>(d: &D, key: &CacheKey) -> Result<()> {
         Param::Text(key.aggregate.clone()),
         Param::Int(i64::from(key.version)),
         Param::Text(key.query.clone()),
+        Param::Int(key.upcasters.cast_signed()),
     ];
     d.execute(Statement::new(
         "cache invalidate",

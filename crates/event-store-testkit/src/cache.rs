@@ -19,6 +19,7 @@ pub async fn cache_moves_forward<S: Store, C: Cache + Clone>(_store: &S, cache: 
     let key = |q: &str, version| CacheKey {
         aggregate: format!("kit-{q}"),
         version,
+        upcasters: 0,
         query: format!("{{\"stream\":\"{q}\"}}"),
     };
     let tag = suffix();
@@ -43,6 +44,21 @@ pub async fn cache_moves_forward<S: Store, C: Cache + Clone>(_store: &S, cache: 
         None,
         "the version is part of the key"
     );
+    let other_upcasters = CacheKey {
+        upcasters: u64::MAX - 7,
+        ..k.clone()
+    };
+    assert_eq!(
+        cache.get(&other_upcasters).await.expect("get"),
+        None,
+        "the upcasters' fingerprint is part of the key (and takes all 64 bits)"
+    );
+    cache.put(&other_upcasters, entry(2)).await.expect("put");
+    assert_eq!(
+        cache.get(&other_upcasters).await.expect("get"),
+        Some(entry(2))
+    );
+    assert_eq!(cache.get(&k).await.expect("get"), Some(entry(9)));
     let k2 = key(&format!("{tag}-race"), 1);
     let mut order: Vec<u64> = (1..=40).collect();
     let mut rng = Rng::new(7);
@@ -195,6 +211,7 @@ pub async fn version_bump_invalidates<S: Store + Clone, C: Cache + Clone>(store:
     let key = CacheKey {
         aggregate: KitCounter::NAME.to_owned(),
         version: KitCounter::VERSION,
+        upcasters: 0,
         query: Query::stream(s.clone()).of::<CounterEvent>().canonical(),
     };
     cache

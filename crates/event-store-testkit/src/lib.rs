@@ -24,6 +24,7 @@ mod projections;
 mod reads;
 mod service;
 mod support;
+mod upcasting;
 mod writes;
 
 pub use aggregates::{
@@ -45,6 +46,11 @@ pub use projections::{
 pub use reads::{bad_input, global_order, paging, queries, read_stream_directions, stats_counts};
 pub use service::{execute_under_contention, follow_never_skips};
 pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service, wait_final};
+pub use upcasting::{
+    KitOpenings, KitOpeningsPremium, OpenedPremium, OpenedV3,
+    changed_upcasters_invalidate_the_cache, upcasting_failures_are_named,
+    upcasting_reads_every_version,
+};
 pub use writes::{
     batch_atomicity, expected_versions, idempotent_emits_once, idempotent_reappend, round_trip,
 };
@@ -60,7 +66,7 @@ macro_rules! __kit_store_checks {
             idempotent_reappend, idempotent_emits_once, global_order, paging, stats_counts,
             tail_during_appends, mixed_workload, bad_input, read_stream_directions, queries,
             fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads,
-            execute_under_contention, follow_never_skips);
+            execute_under_contention, follow_never_skips, upcasting_reads_every_version);
     };
 }
 
@@ -91,7 +97,8 @@ macro_rules! __kit_projection_checks {
 macro_rules! __kit_cache_checks {
     ($mode:ident $arg:expr) => {
         $crate::__kit_each!($mode $arg;
-            cache_moves_forward, cached_equals_uncached, version_bump_invalidates);
+            cache_moves_forward, cached_equals_uncached, version_bump_invalidates,
+            changed_upcasters_invalidate_the_cache, upcasting_failures_are_named);
     };
 }
 

@@ -174,14 +174,19 @@ pub struct TypeCount {
     pub events: u64,
 }
 
-/// The key of a cached aggregate: its name, its version (bumped when its fold changes) and the
-/// canonical text of its query.
+/// The key of a cached aggregate: its name, its version (bumped when its fold changes), the
+/// fingerprint of its events' upcasters and the canonical text of its query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CacheKey {
     /// The aggregate's name.
     pub aggregate: String,
     /// The aggregate's version.
     pub version: u32,
+    /// The fingerprint of the schema versions and upcasters of the aggregate's event types
+    /// ([`Events::upcaster_fingerprint`](crate::Events::upcaster_fingerprint); 0 when none): a
+    /// state folded under other upcasters is another entry.
+    #[serde(default)]
+    pub upcasters: u64,
     /// The canonical query (see [`Query::canonical`](crate::Query::canonical)).
     pub query: String,
 }

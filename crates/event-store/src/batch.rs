@@ -14,6 +14,7 @@ use crate::limits::{
     check_event_json, check_name, dismantle, json_len,
 };
 use crate::model::{EventContext, NewEvent, Position, RecordedEvent, StreamId};
+use crate::upcast::stored_version;
 use crate::version::ExpectedVersion;
 
 /// An event that passed validation: its id is set, its data is an object holding
@@ -274,6 +275,10 @@ fn validate_event(i: usize, mut event: NewEvent) -> Result<PendingEvent> {
         }
     }
     let data = Value::Object(map);
+    stored_version(&data).map_err(|e| match e {
+        Error::InvalidInput { reason, .. } => Error::invalid(field("data"), reason),
+        other => other,
+    })?;
     if let Some(action) = &context.action {
         if action.len() > MAX_ACTION_BYTES {
             return Err(Error::invalid(

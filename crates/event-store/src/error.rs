@@ -56,7 +56,8 @@ pub enum Error {
     },
 
     /// A stored event could not be decoded into the type asked for. It names the event so it can
-    /// be found (`event-store read STREAM --from VERSION`), and keeps serde's error as source.
+    /// be found (`event-store read STREAM --from VERSION`), and keeps the cause as source: serde's
+    /// error, an [`Error::Upcast`] or an [`Error::FutureVersion`].
     #[error(
         "could not decode event {id} (`{namespace}.{event_type}`, stream `{stream}` version {version}): {source}"
     )]
@@ -71,9 +72,41 @@ pub enum Error {
         namespace: String,
         /// The event's type.
         event_type: String,
-        /// What serde said.
+        /// Why: serde's error, an [`Error::Upcast`] or an [`Error::FutureVersion`].
         #[source]
-        source: serde_json::Error,
+        source: BoxError,
+    },
+
+    /// An event's schema version is newer than the type decoding it knows: it was written by newer
+    /// code. Upcasters only go forward, so the event cannot be read until this code is updated.
+    #[error(
+        "`{namespace}.{event_type}` version {stored} was written by newer code: this code knows versions 1 to {known}"
+    )]
+    FutureVersion {
+        /// The event's namespace.
+        namespace: String,
+        /// The event's type.
+        event_type: String,
+        /// The schema version stored with the event.
+        stored: u32,
+        /// The newest version the decoding type knows.
+        known: u32,
+    },
+
+    /// An upcaster could not bring an event from one schema version to the next (or the type's
+    /// upcasters are declared wrongly, e.g. with a version missing from the chain).
+    #[error("could not upcast `{namespace}.{event_type}` from version {from} to {to}: {reason}")]
+    Upcast {
+        /// The event's namespace (as stored).
+        namespace: String,
+        /// The event's type (as stored).
+        event_type: String,
+        /// The version the failing step starts from.
+        from: u32,
+        /// The version the failing step produces.
+        to: u32,
+        /// What went wrong.
+        reason: String,
     },
 
     /// A value could not be encoded to or decoded from JSON.

@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::limits::{NAMESPACE_KEY, TYPE_KEY};
+use crate::limits::{LEGACY_TYPE_KEY, NAMESPACE_KEY, TYPE_KEY, VERSION_KEY};
+use crate::upcast::{Upcasters, stored_version};
 
 /// The namespace and type of an event, as `'static` strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,6 +45,15 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         namespace: Self::NAMESPACE,
         name: Self::TYPE,
     };
+    /// The schema version events of this type are written at (`#[event(version = N)]`, 1 by
+    /// default). Older events are brought to it by [`Event::upcasters`] when decoded.
+    const VERSION: u32 = 1;
+
+    /// How to read events written at older versions (`#[event(upcasters = "path")]`, none by
+    /// default). See [`crate::upcast`].
+    fn upcasters() -> &'static Upcasters {
+        Upcasters::none()
+    }
 }
 
 /// A set of event types that can be encoded and decoded: every [`Event`], and enums of events
@@ -86,11 +96,24 @@ pub trait Events: Sized + Send + Sync + 'static {
     /// Decodes an event of `namespace.event_type` from its data.
     fn decode(namespace: &str, event_type: &str, data: &Value) -> Result<Self>;
 
-    /// Whether this set decodes `namespace.event_type`.
+    /// Whether this set decodes `namespace.event_type` (its types' current names, and the names
+    /// their upcasters say they had before).
     fn handles(namespace: &str, event_type: &str) -> bool {
         Self::event_types()
             .iter()
             .any(|t| t.namespace == namespace && t.name == event_type)
+    }
+
+    /// Every name events of this set may be stored under: [`Events::event_types`] and the former
+    /// names their upcasters declare (what a query for this set must match).
+    fn read_types() -> Vec<EventType> {
+        Self::event_types().to_vec()
+    }
+
+    /// A fingerprint of the schema versions and upcasters of this set's types: `0` when every
+    /// type is version 1 without upcasters. Cached aggregate states are keyed by it.
+    fn upcaster_fingerprint() -> u64 {
+        0
     }
 }
 
@@ -108,17 +131,53 @@ impl<E: Event> Events for E {
     }
 
     fn encode(&self) -> Result<Value> {
-        encode_event(self, E::NAMESPACE, E::TYPE)
+        let mut data = encode_event(self, E::NAMESPACE, E::TYPE)?;
+        if E::VERSION > 1
+            && let Value::Object(map) = &mut data
+        {
+            map.insert(VERSION_KEY.to_owned(), Value::from(E::VERSION));
+        }
+        Ok(data)
     }
 
     fn decode(namespace: &str, event_type: &str, data: &Value) -> Result<Self> {
-        if namespace != E::NAMESPACE || event_type != E::TYPE {
+        let current = namespace == E::NAMESPACE && event_type == E::TYPE;
+        if !current && !E::upcasters().reads(E::EVENT_TYPE, namespace, event_type) {
             return Err(Error::UnknownEventType {
                 namespace: namespace.to_owned(),
                 event_type: event_type.to_owned(),
             });
         }
-        decode_event(data, E::NAMESPACE, E::TYPE)
+        let stored = stored_version(data)?;
+        if current && stored == E::VERSION {
+            return decode_event(data, E::NAMESPACE, E::TYPE);
+        }
+        let upcast = E::upcasters().apply(
+            E::EVENT_TYPE,
+            E::VERSION,
+            (namespace, event_type, stored),
+            data,
+        )?;
+        decode_event(&upcast, E::NAMESPACE, E::TYPE)
+    }
+
+    fn handles(namespace: &str, event_type: &str) -> bool {
+        (namespace == E::NAMESPACE && event_type == E::TYPE)
+            || E::upcasters().reads(E::EVENT_TYPE, namespace, event_type)
+    }
+
+    fn read_types() -> Vec<EventType> {
+        let mut types = vec![E::EVENT_TYPE];
+        for (t, _) in E::upcasters().former_names() {
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+        types
+    }
+
+    fn upcaster_fingerprint() -> u64 {
+        E::upcasters().fingerprint(E::EVENT_TYPE, E::VERSION)
     }
 }
 
@@ -149,8 +208,9 @@ pub fn encode_event<T: Serialize + ?Sized>(
     Ok(Value::Object(map))
 }
 
-/// Decodes an event's data (ignoring `event_namespace` and `event_type`, even for types that deny
-/// unknown fields).
+/// Decodes an event's data (ignoring `event_namespace`, `event_type` and `event_version`, even for
+/// types that deny unknown fields, and the original store's legacy `type` key when it names this
+/// event as `namespace.event_type`). No upcasting: [`Events::decode`] upcasts, then calls this.
 pub fn decode_event<T: DeserializeOwned>(
     data: &Value,
     namespace: &str,
@@ -160,14 +220,26 @@ pub fn decode_event<T: DeserializeOwned>(
         Ok(v) => Ok(v),
         Err(first) => {
             // Types with `deny_unknown_fields` refuse the two keys: try again without them.
-            if let Value::Object(map) = data
-                && (map.contains_key(NAMESPACE_KEY) || map.contains_key(TYPE_KEY))
-            {
-                let mut bare = map.clone();
-                bare.remove(NAMESPACE_KEY);
-                bare.remove(TYPE_KEY);
-                if let Ok(v) = T::deserialize(&Value::Object(bare)) {
-                    return Ok(v);
+            if let Value::Object(map) = data {
+                let legacy = map
+                    .get(LEGACY_TYPE_KEY)
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.split_once('.') == Some((namespace, event_type)));
+                if legacy
+                    || [NAMESPACE_KEY, TYPE_KEY, VERSION_KEY]
+                        .iter()
+                        .any(|k| map.contains_key(*k))
+                {
+                    let mut bare = map.clone();
+                    bare.remove(NAMESPACE_KEY);
+                    bare.remove(TYPE_KEY);
+                    bare.remove(VERSION_KEY);
+                    if legacy {
+                        bare.remove(LEGACY_TYPE_KEY);
+                    }
+                    if let Ok(v) = T::deserialize(&Value::Object(bare)) {
+                        return Ok(v);
+                    }
                 }
             }
             Err(Error::codec(

@@ -11,12 +11,14 @@ mod facade;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 pub mod json;
+pub mod legacy;
 pub mod limits;
 mod memory;
 mod model;
 pub mod ndjson;
 pub mod projection;
 mod query;
+pub mod upcast;
 mod version;
 
 pub use aggregate::Aggregate;

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | stream id | 1 to [`MAX_STREAM_ID_BYTES`] bytes of UTF-8 in Unicode normalization form C (NFC); no control, white-space or format character (category Cf: zero-width spaces, direction marks and overrides, the byte-order mark, …); not starting with a combining mark. Every script is allowed: `order-1` and `order-1` followed by a zero-width space cannot be two streams that look alike |
 //! | namespace, type | 1 to [`MAX_NAME_LEN`] characters of `A–Z a–z 0–9 _ -`, starting with a letter or digit (so `{namespace}.{type}` is a valid AMQP routing key) |
-//! | data | a JSON object; `event_namespace`/`event_type` keys, when present, equal the event's namespace and type |
+//! | data | a JSON object; `event_namespace`/`event_type` keys, when present, equal the event's namespace and type; `event_version`, when present, is an integer from 1 to 2³²−1 (the schema version, see [`crate::upcast`]) |
 //! | any JSON (data, subject, metadata) | nested at most [`MAX_JSON_DEPTH`] deep; no string or key containing NUL (`\u0000`, which PostgreSQL's `jsonb` cannot store); a negative zero is stored as `0.0` (PostgreSQL's numbers have no negative zero) |
 //! | action | at most [`MAX_ACTION_BYTES`] bytes, no control character |
 //! | one event | data + context at most [`MAX_EVENT_BYTES`] bytes of JSON |
@@ -51,6 +51,12 @@ pub const MAX_FIELD_NAME_BYTES: usize = 128;
 pub const NAMESPACE_KEY: &str = "event_namespace";
 /// See [`NAMESPACE_KEY`].
 pub const TYPE_KEY: &str = "event_type";
+/// The data key that carries an event's schema version (absent for version 1; see
+/// [`crate::upcast`]).
+pub const VERSION_KEY: &str = "event_version";
+/// The original store's older data key naming an event as `namespace.type` (dropped when
+/// decoding; see `LEGACY.md`).
+pub const LEGACY_TYPE_KEY: &str = "type";
 
 pub(crate) fn check_stream_id(field: &'static str, id: &str) -> Result<()> {
     if id.is_empty() {

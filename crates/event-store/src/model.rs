@@ -8,8 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::event::Events;
+use crate::upcast::stored_version;
 use crate::version::ExpectedVersion;
 
 /// The impls every validated string type shares: `Debug` and `Display` as the text, `AsRef<str>`,
@@ -255,8 +256,10 @@ pub enum Direction {
 /// mean the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventContext {
-    /// When the event happened (defaults to now; kept to the microsecond).
-    #[serde(default = "Utc::now")]
+    /// When the event happened (defaults to now; kept to the microsecond). Read from RFC 3339,
+    /// and from the original store's other ISO 8601 forms (see
+    /// [`legacy::parse_time`](crate::legacy::parse_time)).
+    #[serde(default = "Utc::now", deserialize_with = "lenient_time")]
     pub time: DateTime<Utc>,
     /// The action that caused the event (a command name, an endpoint, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +284,15 @@ pub struct EventContext {
         skip_serializing_if = "Map::is_empty"
     )]
     pub metadata: Map<String, Value>,
+}
+
+fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<DateTime<Utc>, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(d)?;
+    crate::legacy::parse_time(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a time (RFC 3339, e.g. 2019-03-04T10:20:30Z)"
+        ))
+    })
 }
 
 fn object_or_null<'de, D: Deserializer<'de>>(
@@ -442,20 +454,34 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Decodes the event into a typed event (see [`Events`]). A failure is
-    /// [`Error::Decode`], naming this event's id, stream, version and type.
+    /// Decodes the event into a typed event (see [`Events`]), through the type's upcasters when
+    /// it was stored at an older schema version (see [`crate::upcast`]). A failure to decode, to
+    /// upcast or to read a version newer than the type knows is [`Error::Decode`], naming this
+    /// event's id, stream, version and type, with the cause as source.
     pub fn decode<E: Events>(&self) -> Result<E> {
-        E::decode(&self.namespace, &self.event_type, &self.data).map_err(|e| match e {
-            Error::Codec { source, .. } => Error::Decode {
+        E::decode(&self.namespace, &self.event_type, &self.data).map_err(|e| {
+            let source: BoxError = match e {
+                Error::Codec { source, .. } => Box::new(source),
+                e @ (Error::Upcast { .. }
+                | Error::FutureVersion { .. }
+                | Error::InvalidInput { .. }) => Box::new(e),
+                other => return other,
+            };
+            Error::Decode {
                 id: self.id,
                 stream: self.stream.clone(),
                 version: self.version,
                 namespace: self.namespace.clone(),
                 event_type: self.event_type.clone(),
                 source,
-            },
-            other => other,
+            }
         })
+    }
+
+    /// The schema version the event was written at (its data's `event_version`, 1 when absent;
+    /// see [`crate::upcast`]).
+    pub fn schema_version(&self) -> u32 {
+        stored_version(&self.data).unwrap_or(1)
     }
 
     /// Whether a typed event set handles this event's namespace and type.
@@ -541,6 +567,10 @@ mod tests {
             serde_json::from_str(r#"{"time":"2020-01-01T00:00:00Z","subject":null}"#).unwrap();
         assert_eq!(a, b);
         assert_eq!(b, c);
+        let legacy: EventContext =
+            serde_json::from_str(r#"{"time":"2020-01-01 01:00:00+01"}"#).unwrap();
+        assert_eq!(legacy, a, "the original store's time forms are read");
+        assert!(serde_json::from_str::<EventContext>(r#"{"time":"soon"}"#).is_err());
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             r#"{"time":"2020-01-01T00:00:00Z"}"#

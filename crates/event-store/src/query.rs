@@ -104,7 +104,7 @@ impl Query {
     /// Narrows to the types an [`Events`] set decodes.
     #[must_use]
     pub fn of<E: Events>(mut self) -> Self {
-        for t in E::event_types() {
+        for t in E::read_types() {
             self = self.event_type(t.namespace, t.name);
         }
         self

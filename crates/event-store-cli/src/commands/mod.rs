@@ -10,6 +10,7 @@ mod init;
 mod projections;
 mod publish;
 mod read;
+mod schema;
 mod stats;
 mod subscribe;
 mod tail;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Read(args) => read::run(&url.facade().await?, args).await,
         Command::Tail(args) => tail::run(&url.facade().await?, args).await,
         Command::Stats(args) => stats::run(&url.open(false).await?, &args).await,
+        Command::Schema(args) => schema::run(&url.open(false).await?, &args).await,
         Command::Export(args) => export::run(&url.facade().await?, args).await,
         Command::Import(args) => import::run(&url.facade().await?, args).await,
         Command::Publish(args) => publish::run(url.open(false).await?, args).await,

@@ -1,2 +1,2 @@
 DELETE FROM aggregate_cache
- WHERE aggregate = $1 AND version = $2::bigint AND query_hash = md5($3)::uuid
+ WHERE aggregate = $1 AND version = $2::bigint AND query_hash = md5($3)::uuid AND upcasters = $4

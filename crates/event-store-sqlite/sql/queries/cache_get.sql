@@ -1,1 +1,2 @@
-SELECT state, high, low FROM aggregate_cache WHERE aggregate = ?1 AND version = ?2 AND query = ?3
+SELECT state, high, low FROM aggregate_cache
+ WHERE aggregate = ?1 AND version = ?2 AND query = ?3 AND upcasters = ?4

@@ -50,6 +50,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         let key = CacheKey {
             aggregate: A::NAME.to_owned(),
             version: A::VERSION,
+            upcasters: A::Event::upcaster_fingerprint(),
             query: query.canonical(),
         };
         let Some(stream) = query.stream_id().map(StreamId::new).transpose()? else {

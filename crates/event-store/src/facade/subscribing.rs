@@ -25,8 +25,8 @@ impl<S: Store, C: Send + Sync + 'static, E: Emitter> EventStore<S, C, E> {
         F: Fn(Ev, RecordedEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        let types = Ev::event_types()
-            .iter()
+        let types = Ev::read_types()
+            .into_iter()
             .map(|t| TypeFilter {
                 namespace: t.namespace.to_owned(),
                 event_type: Some(t.name.to_owned()),

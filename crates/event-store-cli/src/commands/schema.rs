@@ -1,0 +1,66 @@
+//! `event-store schema`: the types in the log per namespace, type and schema version.
+
+use std::io::{IsTerminal as _, Write as _};
+
+use anyhow::Result;
+use event_store::Store as _;
+use event_store::upcast::census;
+
+use crate::backend::AnyStore;
+use crate::cli::{Format, SchemaArgs};
+use crate::out::stdout;
+use crate::progress::bar;
+
+pub(crate) async fn run(store: &AnyStore, args: &SchemaArgs) -> Result<()> {
+    let total = store.stats().await?.events;
+    let progress = bar(Some(total), "reading the log");
+    let entries = census(store, |read| progress.set_position(read)).await?;
+    progress.finish_and_clear();
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Ndjson
+    });
+    let mut out = stdout();
+    match format {
+        Format::Ndjson => {
+            for e in &entries {
+                serde_json::to_writer(&mut out, e)?;
+                writeln!(out)?;
+            }
+        }
+        Format::Json => {
+            serde_json::to_writer(&mut out, &entries)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            let width = entries
+                .iter()
+                .map(|e| e.namespace.len() + e.event_type.len() + 1)
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            writeln!(
+                out,
+                "{:<width$}  {:>7}  {:>10}  {:<16}  LAST",
+                "TYPE", "VERSION", "EVENTS", "FIRST"
+            )?;
+            for e in &entries {
+                writeln!(
+                    out,
+                    "{:<width$}  {:>7}  {:>10}  {:<16}  {}",
+                    format!("{}.{}", e.namespace, e.event_type),
+                    e.version,
+                    e.events,
+                    e.first.to_string(),
+                    e.last
+                )?;
+            }
+            if entries.is_empty() {
+                writeln!(out, "(the log is empty)")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
