@@ -66,6 +66,11 @@ pub(crate) enum Command {
     /// Append the events of an NDJSON file (from `export`); ids are kept, so importing a file
     /// twice stores nothing new (lines without an id: see --derive-ids).
     Import(ImportArgs),
+    /// Import the original event store's data: the `events(id, data, context)` tables of one or
+    /// more PostgreSQL databases, cleaned (legacy `type` key, null subjects, non-RFC 3339 times),
+    /// each event put in a stream by --stream-key, in time order. Ids are kept: a re-run stores
+    /// nothing new. Prints a report (JSON when not on a terminal); --dry-run only reports.
+    ImportLegacy(ImportLegacyArgs),
     /// Run the AMQP relay: publish the log to a RabbitMQ exchange, in order, from a checkpoint
     /// kept in the store (runs until interrupted; shows the lag).
     Publish(PublishArgs),
@@ -260,6 +265,72 @@ pub(crate) struct StatsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ImportLegacyArgs {
+    /// A database to read, as NAME=URL (NAME names it in the report and in the fallback stream,
+    /// usually the service that owned it). Repeat for each service's database.
+    #[arg(long = "source", value_name = "NAME=POSTGRES_URL", required = true, value_parser = legacy_source)]
+    pub(crate) sources: Vec<(String, String)>,
+    /// Which stream an event goes to: `data.FIELD` or `context.subject.FIELD` (a string or a
+    /// number). Repeatable: the first rule that finds a value wins.
+    #[arg(long = "stream-key", value_name = "data.FIELD|context.subject.FIELD", value_parser = stream_key)]
+    pub(crate) stream_keys: Vec<StreamKey>,
+    /// Put before each key to make the stream id (e.g. `account-`).
+    #[arg(long, default_value = "")]
+    pub(crate) stream_prefix: String,
+    /// The stream of events no --stream-key rule finds a value for; `{source}` is replaced by the
+    /// source's NAME.
+    #[arg(long, default_value = "legacy-{source}")]
+    pub(crate) fallback_stream: String,
+    /// The table to read in each source.
+    #[arg(long, default_value = "events", value_name = "[SCHEMA.]TABLE")]
+    pub(crate) table: String,
+    /// A PEM file of CA certificates to trust for TLS to the sources (with `sslmode=require`).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) pg_ca_file: Option<PathBuf>,
+    /// Read and check everything, print the report, import nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Report format (default: a table on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+/// Where `import-legacy` finds an event's stream key.
+#[derive(Clone, Debug)]
+pub(crate) enum StreamKey {
+    /// A field of the data.
+    Data(String),
+    /// A field of the context's subject.
+    Subject(String),
+}
+
+fn legacy_source(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, url)) if !name.is_empty() && !url.is_empty() => {
+            Ok((name.to_owned(), url.to_owned()))
+        }
+        _ => Err(format!(
+            "{text:?} is not NAME=URL (e.g. accounts=postgres://user@host/accounts)"
+        )),
+    }
+}
+
+fn stream_key(text: &str) -> Result<StreamKey, String> {
+    if let Some(field) = text.strip_prefix("data.").filter(|f| !f.is_empty()) {
+        Ok(StreamKey::Data(field.to_owned()))
+    } else if let Some(field) = text
+        .strip_prefix("context.subject.")
+        .filter(|f| !f.is_empty())
+    {
+        Ok(StreamKey::Subject(field.to_owned()))
+    } else {
+        Err(format!(
+            "{text:?} is neither data.FIELD nor context.subject.FIELD"
+        ))
+    }
 }
 
 #[derive(Args, Debug)]

@@ -79,6 +79,10 @@ impl LegacySource {
             .batch_execute(include_str!("../sql/legacy/001_open.sql"))
             .await
             .map_err(|e| pg("open the original events table", e))?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| pg("open a snapshot", e))?;
         // Fail early, with the table's name, when it is not there.
         client
             .query(&format!("SELECT 1 FROM {table} LIMIT 1"), &[])

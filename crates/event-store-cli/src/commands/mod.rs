@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod export;
 mod import;
+mod import_legacy;
 mod init;
 mod projections;
 mod publish;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Schema(args) => schema::run(&url.open(false).await?, &args).await,
         Command::Export(args) => export::run(&url.facade().await?, args).await,
         Command::Import(args) => import::run(&url.facade().await?, args).await,
+        Command::ImportLegacy(args) => import_legacy::run(&url.facade().await?, args).await,
         Command::Publish(args) => publish::run(url.open(false).await?, args).await,
         Command::Subscribe(args) => subscribe::run(args).await,
         Command::Bench(args) => bench::run(args).await,

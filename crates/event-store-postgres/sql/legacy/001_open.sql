@@ -1,6 +1,7 @@
 -- A session reading an original `events` table (LEGACY.md): times without an offset are UTC, a
--- temporary function reads the original's time forms (NULL for anything else, never an error),
--- and every read sees one read-only snapshot. Nothing is written to the original database.
+-- temporary function reads the original's time forms (NULL for anything else, never an error).
+-- The reads then run in one read-only repeatable-read transaction (one snapshot). Nothing is
+-- written to the original database.
 SET TIME ZONE 'UTC';
 CREATE OR REPLACE FUNCTION pg_temp.event_store_legacy_time(t text) RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -14,4 +15,3 @@ BEGIN
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END $$;
-BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;

@@ -1,0 +1,408 @@
+//! `event-store import-legacy`: the original store's per-service `events` tables into this store
+//! (the original's "unifier", done right).
+//!
+//! Two passes over one snapshot of each source. The first reads every id in id order from all
+//! sources at once (a merge, constant memory) and finds the ids present in more than one source:
+//! the same content is one event, imported once; other content is a collision, reported with both
+//! contents and not imported. The second merges the sources' rows by time then id, cleans each
+//! (`event_store::legacy::clean`), assigns it a stream and appends runs of one stream together.
+//! Ids are kept, so a re-run stores nothing new.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write as _;
+
+use anyhow::{Context as _, Result, bail};
+use event_store::legacy::clean;
+use event_store::{AppendBatch, Error, EventStore, ExpectedVersion, NewEvent, Uuid};
+use event_store_postgres::PgTls;
+use event_store_postgres::legacy::{LegacyRow, LegacySource};
+use serde_json::{Value, json};
+
+use crate::backend::AnyStore;
+use crate::cli::{Format, ImportLegacyArgs, StreamKey};
+use crate::out::stdout;
+use crate::progress::bar;
+
+/// Rows fetched per round trip, per source.
+const FETCH: u32 = 1000;
+/// Most events appended together (one stream's consecutive events).
+const RUN: usize = 500;
+
+struct Source {
+    name: String,
+    reader: LegacySource,
+    rows: std::collections::VecDeque<LegacyRow>,
+    done: bool,
+}
+
+#[derive(Default, serde::Serialize)]
+struct SourceReport {
+    rows: u64,
+    imported: u64,
+    already_present: u64,
+    types: BTreeMap<String, u64>,
+}
+
+#[derive(Default, serde::Serialize)]
+struct Report {
+    dry_run: bool,
+    sources: BTreeMap<String, SourceReport>,
+    cleaned: BTreeMap<&'static str, u64>,
+    without_stream_key: u64,
+    duplicates_with_same_content: u64,
+    collisions: Vec<Value>,
+    refused: Vec<Value>,
+}
+
+pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Result<()> {
+    let mut sources = connect(&args).await?;
+    let mut report = Report {
+        dry_run: args.dry_run,
+        ..Report::default()
+    };
+    let mut total = 0;
+    for s in &sources {
+        total += s.reader.count().await?;
+    }
+
+    // Pass 1: ids in more than one source.
+    let progress = bar(Some(total), "checking ids");
+    let shared = shared_ids(&mut sources, |n| progress.inc(n)).await?;
+    progress.finish_and_clear();
+    let (collide, mut once) = compare_shared(&sources, &shared, &mut report).await?;
+
+    // Pass 2: rows by time then id, cleaned, appended in runs of one stream.
+    let progress = bar(
+        Some(total),
+        if args.dry_run {
+            "checking"
+        } else {
+            "importing"
+        },
+    );
+    for s in &mut sources {
+        s.reader.start_rows().await?;
+    }
+    let mut run: Vec<(usize, NewEvent)> = Vec::new();
+    let mut run_stream = String::new();
+    while let Some((i, row)) = next_row(&mut sources).await? {
+        progress.inc(1);
+        let name = sources[i].name.clone();
+        let per = report.sources.entry(name.clone()).or_default();
+        per.rows += 1;
+        if collide.contains(&row.id) || (shared.contains_key(&row.id) && !once.insert(row.id)) {
+            continue;
+        }
+        let id = row.id;
+        let cleaned = match clean(id, row.data, row.context) {
+            Ok(c) => c,
+            Err(reason) => {
+                report
+                    .refused
+                    .push(json!({"source": name, "id": id, "reason": reason}));
+                continue;
+            }
+        };
+        for fix in &cleaned.fixes {
+            *report.cleaned.entry(fix.name()).or_default() += 1;
+        }
+        let event = cleaned.event;
+        let stream = match stream_for(&event, &args.stream_keys) {
+            Some(key) => format!("{}{key}", args.stream_prefix),
+            None => {
+                report.without_stream_key += 1;
+                args.fallback_stream.replace("{source}", &name)
+            }
+        };
+        // Refuse what the store would refuse, per event, before anything is appended.
+        if let Err(e) = AppendBatch::new(&stream, ExpectedVersion::Any, vec![event.clone()]) {
+            report
+                .refused
+                .push(json!({"source": name, "id": id, "reason": e.to_string()}));
+            continue;
+        }
+        *per.types
+            .entry(format!("{}.{}", event.namespace, event.event_type))
+            .or_default() += 1;
+        if stream != run_stream || run.len() == RUN {
+            flush(
+                es,
+                &run_stream,
+                &mut run,
+                &sources,
+                &mut report,
+                args.dry_run,
+            )
+            .await?;
+            run_stream = stream;
+        }
+        run.push((i, event));
+    }
+    flush(
+        es,
+        &run_stream,
+        &mut run,
+        &sources,
+        &mut report,
+        args.dry_run,
+    )
+    .await?;
+    progress.finish_and_clear();
+    print_report(&report, args.format)?;
+    Ok(())
+}
+
+/// Connects to every source, each in its own snapshot.
+async fn connect(args: &ImportLegacyArgs) -> Result<Vec<Source>> {
+    let tls = match &args.pg_ca_file {
+        Some(ca) => PgTls::Verified {
+            ca_file: Some(ca.clone()),
+        },
+        None => PgTls::FromUrl,
+    };
+    let mut sources = Vec::new();
+    let mut seen_names = HashSet::new();
+    for (name, url) in &args.sources {
+        if !seen_names.insert(name.clone()) {
+            bail!("--source {name}=… is given twice");
+        }
+        let reader = LegacySource::connect(url, &tls, &args.table)
+            .await
+            .with_context(|| format!("source `{name}`"))?;
+        sources.push(Source {
+            name: name.clone(),
+            reader,
+            rows: std::collections::VecDeque::new(),
+            done: false,
+        });
+    }
+    Ok(sources)
+}
+
+/// The ids present in more than one source, with the sources holding each.
+async fn shared_ids(
+    sources: &mut [Source],
+    mut progress: impl FnMut(u64),
+) -> Result<HashMap<Uuid, Vec<usize>>> {
+    let mut heads: Vec<std::collections::VecDeque<Uuid>> = Vec::new();
+    let mut done = vec![false; sources.len()];
+    for s in sources.iter_mut() {
+        s.reader.start_ids().await?;
+        heads.push(std::collections::VecDeque::new());
+    }
+    let mut shared = HashMap::new();
+    loop {
+        for (i, s) in sources.iter_mut().enumerate() {
+            if heads[i].is_empty() && !done[i] {
+                let page = s.reader.next_ids(FETCH * 10).await?;
+                done[i] = page.is_empty();
+                heads[i].extend(page);
+            }
+        }
+        let Some(min) = heads.iter().filter_map(|h| h.front().copied()).min() else {
+            return Ok(shared);
+        };
+        let holders: Vec<usize> = (0..heads.len())
+            .filter(|i| heads[*i].front() == Some(&min))
+            .collect();
+        for i in &holders {
+            heads[*i].pop_front();
+        }
+        progress(holders.len() as u64);
+        if holders.len() > 1 {
+            shared.insert(min, holders);
+        }
+    }
+}
+
+/// Splits the shared ids into collisions (other content: reported, never imported) and
+/// duplicates (the same content in several sources: imported once); returns the collisions and
+/// an empty set to record which duplicates were imported.
+async fn compare_shared(
+    sources: &[Source],
+    shared: &HashMap<Uuid, Vec<usize>>,
+    report: &mut Report,
+) -> Result<(HashSet<Uuid>, HashSet<Uuid>)> {
+    let ids: Vec<Uuid> = shared.keys().copied().collect();
+    let mut contents: HashMap<Uuid, Vec<(String, Value)>> = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        for s in sources {
+            for row in s.reader.rows_by_id(chunk).await? {
+                contents.entry(row.id).or_default().push((
+                    s.name.clone(),
+                    json!({"data": row.data, "context": row.context}),
+                ));
+            }
+        }
+    }
+    let mut collide = HashSet::new();
+    let mut ids: Vec<_> = contents.into_iter().collect();
+    ids.sort_by_key(|(id, _)| *id);
+    for (id, versions) in ids {
+        if versions.windows(2).all(|w| w[0].1 == w[1].1) {
+            report.duplicates_with_same_content += 1;
+        } else {
+            collide.insert(id);
+            report.collisions.push(json!({
+                "id": id,
+                "sources": versions
+                    .into_iter()
+                    .map(|(name, content)| json!({"source": name, "content": content}))
+                    .collect::<Vec<_>>(),
+            }));
+        }
+    }
+    Ok((collide, HashSet::new()))
+}
+
+/// The next row by (time, id) across the sources (rows without a readable time last).
+async fn next_row(sources: &mut [Source]) -> Result<Option<(usize, LegacyRow)>> {
+    for s in sources.iter_mut() {
+        if s.rows.is_empty() && !s.done {
+            let page = s.reader.next_rows(FETCH).await?;
+            s.done = page.is_empty();
+            s.rows.extend(page);
+        }
+    }
+    let best = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            s.rows
+                .front()
+                .map(|r| (i, (r.time_micros.unwrap_or(i64::MAX), r.id)))
+        })
+        .min_by_key(|(_, key)| *key)
+        .map(|(i, _)| i);
+    Ok(best.and_then(|i| sources[i].rows.pop_front().map(|r| (i, r))))
+}
+
+/// The stream key of an event: the first rule that finds a string or a number.
+fn stream_for(event: &NewEvent, keys: &[StreamKey]) -> Option<String> {
+    keys.iter().find_map(|key| {
+        let value = match key {
+            StreamKey::Data(field) => event.data.get(field),
+            StreamKey::Subject(field) => event.context.subject.get(field),
+        }?;
+        match value {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// Appends one stream's run; a run that mixes events stored by an earlier import with new ones is
+/// appended one event at a time (stored ones are no-ops).
+async fn flush(
+    es: &EventStore<AnyStore>,
+    stream: &str,
+    run: &mut Vec<(usize, NewEvent)>,
+    sources: &[Source],
+    report: &mut Report,
+    dry_run: bool,
+) -> Result<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let taken = std::mem::take(run);
+    if dry_run {
+        for (i, _) in &taken {
+            report
+                .sources
+                .entry(sources[*i].name.clone())
+                .or_default()
+                .imported += 1;
+        }
+        return Ok(());
+    }
+    let events: Vec<NewEvent> = taken.iter().map(|(_, e)| e.clone()).collect();
+    match es.append(stream, ExpectedVersion::Any, events).await {
+        Ok(appended) => {
+            for (i, _) in &taken {
+                let per = report.sources.entry(sources[*i].name.clone()).or_default();
+                if appended.stored {
+                    per.imported += 1;
+                } else {
+                    per.already_present += 1;
+                }
+            }
+            Ok(())
+        }
+        Err(Error::DuplicateId { .. }) => {
+            for (i, event) in taken {
+                let id = event.id;
+                let per = report.sources.entry(sources[i].name.clone()).or_default();
+                match es.append(stream, ExpectedVersion::Any, vec![event]).await {
+                    Ok(a) if a.stored => per.imported += 1,
+                    Ok(_) => per.already_present += 1,
+                    Err(e @ Error::DuplicateId { .. }) => report.refused.push(json!({
+                        "source": sources[i].name,
+                        "id": id,
+                        "reason": format!("{e} in this store"),
+                    })),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("appending to stream `{stream}`")),
+    }
+}
+
+fn print_report(report: &Report, format: Option<Format>) -> Result<()> {
+    let mut out = stdout();
+    let table = match format {
+        Some(Format::Table) => true,
+        Some(_) => false,
+        None => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    if !table {
+        serde_json::to_writer(&mut out, report)?;
+        writeln!(out)?;
+        out.flush()?;
+        return Ok(());
+    }
+    let verb = if report.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    for (name, s) in &report.sources {
+        writeln!(
+            out,
+            "source {name}: {} rows; {verb} {}, {} already present",
+            s.rows, s.imported, s.already_present
+        )?;
+        for (t, n) in &s.types {
+            writeln!(out, "  {t:<40} {n:>10}")?;
+        }
+    }
+    for (fix, n) in &report.cleaned {
+        writeln!(out, "cleaned: {fix}: {n}")?;
+    }
+    writeln!(
+        out,
+        "events without a stream key: {}",
+        report.without_stream_key
+    )?;
+    writeln!(
+        out,
+        "ids in several sources with the same content (imported once): {}",
+        report.duplicates_with_same_content
+    )?;
+    writeln!(
+        out,
+        "id collisions (not imported): {}",
+        report.collisions.len()
+    )?;
+    for c in &report.collisions {
+        writeln!(out, "  {c}")?;
+    }
+    writeln!(out, "refused: {}", report.refused.len())?;
+    for r in &report.refused {
+        writeln!(out, "  {r}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
