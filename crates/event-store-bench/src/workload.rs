@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use event_store::upcast::{Upcast, Upcasters};
 use event_store::{
     Aggregate, Cache, Event, EventStore, ExpectedVersion, NewEvent, NoCache, NoEmitter, Position,
     Query, Store,
@@ -22,6 +23,39 @@ pub(crate) struct Moved {
     pub(crate) sku: String,
     pub(crate) quantity: i64,
     pub(crate) note: String,
+}
+
+/// `Moved` at schema version 2 (`note` renamed `remark`): reading the stored version-1 events
+/// through it runs one upcaster per event.
+#[derive(Event, Serialize, Deserialize, Clone)]
+#[event(
+    namespace = "bench",
+    rename = "Moved",
+    version = 2,
+    upcasters = "moved_v2"
+)]
+pub(crate) struct MovedV2 {
+    pub(crate) sku: String,
+    pub(crate) quantity: i64,
+    pub(crate) remark: String,
+}
+
+fn moved_v2() -> Upcasters {
+    Upcasters::new().to(2, Upcast::new().rename("note", "remark"))
+}
+
+/// Reads stream `long` decoding each event as `E`: events/s.
+async fn typed_read<E: event_store::Events, S: Store + Clone, C: Send + Sync + 'static>(
+    es: &EventStore<S, C, NoEmitter>,
+) -> Result<f64> {
+    let started = Instant::now();
+    let mut n = 0usize;
+    let mut stream = Box::pin(es.read_stream("long", 0, event_store::Direction::Forward));
+    while let Some(e) = stream.next().await {
+        std::hint::black_box(e?.decode::<E>()?);
+        n += 1;
+    }
+    Ok(rate(n, started.elapsed()))
 }
 
 #[derive(Default, Clone, Serialize, Deserialize)]
@@ -138,6 +172,7 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
     ensure(warm > 0, "nothing to read")?;
     let (mut read_log, mut read_stream, mut log_events, mut stream_events) =
         (0f64, 0f64, 0usize, 0usize);
+    let (mut typed, mut upcast) = (0f64, 0f64);
     for _ in 0..2 {
         let started = Instant::now();
         log_events = 0;
@@ -155,6 +190,8 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
             stream_events += 1;
         }
         read_stream = read_stream.max(rate(stream_events, started.elapsed()));
+        typed = typed.max(typed_read::<Moved, _, _>(&es).await?);
+        upcast = upcast.max(typed_read::<MovedV2, _, _>(&es).await?);
         if let Some(f) = measure.as_mut() {
             let (a, b) = (f("read_log").await?, f("read_stream").await?);
             base.read_log = best(base.read_log, a);
@@ -239,6 +276,15 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
         base.read_stream,
         true,
         None,
+    );
+    report.add(
+        "typed read of one stream, one upcaster (vs. without)",
+        backend,
+        upcast,
+        "ev/s",
+        Some(typed),
+        true,
+        Some(">= 0.8"),
     );
     report.add(
         &format!("aggregate cold ({} events)", sizes.stream),

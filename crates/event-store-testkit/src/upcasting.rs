@@ -38,6 +38,12 @@ fn owner_not_empty(data: &mut serde_json::Map<String, Value>) -> Result<(), Stri
 }
 
 fn opened_upcasters() -> Upcasters {
+    chain("basic")
+}
+
+/// Version 1 → 2: the old name and field; 2 → 3: a tier (`default_tier` when absent), and an
+/// empty owner refused.
+fn chain(default_tier: &'static str) -> Upcasters {
     Upcasters::new()
         .to(
             2,
@@ -48,7 +54,7 @@ fn opened_upcasters() -> Upcasters {
         .to(
             3,
             Upcast::new()
-                .add("tier", "basic")
+                .add("tier", default_tier)
                 .with("refuse an empty owner", owner_not_empty),
         )
 }
@@ -70,19 +76,7 @@ pub struct OpenedPremium {
 }
 
 fn premium_upcasters() -> Upcasters {
-    Upcasters::new()
-        .to(
-            2,
-            Upcast::new()
-                .renamed_from("kit-upcast", "Created")
-                .rename("name", "owner"),
-        )
-        .to(
-            3,
-            Upcast::new()
-                .add("tier", "premium")
-                .with("refuse an empty owner", owner_not_empty),
-        )
+    chain("premium")
 }
 
 /// The openings of one stream, in order, as `(owner, tier)`.
