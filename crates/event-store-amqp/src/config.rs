@@ -55,6 +55,34 @@ pub struct AmqpConfig {
     ///   the broker's `rabbitmq_consistent_hash_exchange` plugin. Every instance of a group must
     ///   use the same `N`; changing it leaves the old partition queues to drain and delete.
     pub partitions: u16,
+    /// Speak the original event store's wire format (`LEGACY.md`), for a migration where
+    /// services still running the old library exchange events with new ones (default `None`).
+    pub legacy: Option<LegacyWire>,
+}
+
+/// The original event store's wire format: the relay publishes each event as `{"id", "data",
+/// "context"}` (routing key `ns.type`, as always) and answers the original's
+/// `_eventstore.EventReplayRequested` by re-publishing that type's events newer than its `since`
+/// onto the exchange; subscribers consume one queue per type, `{store_namespace}-{ns}.{type}`,
+/// and read that payload (from the relay, or published by an original service).
+///
+/// The relay's messages keep their message id and `stream`/`version`/`position` headers: the
+/// original ignores them, and new subscribers use them (an original service's messages have
+/// none: such an event arrives with an empty stream, version 0 and position 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegacyWire {
+    /// This service's namespace, as the original library named it: the first part of its queues'
+    /// names, and of the relay's replay-request queue `{store_namespace}-_eventstore.EventReplayRequested`.
+    pub store_namespace: String,
+}
+
+impl LegacyWire {
+    /// The original wire format for a service named `store_namespace`.
+    pub fn new(store_namespace: impl Into<String>) -> Self {
+        Self {
+            store_namespace: store_namespace.into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AmqpConfig {
@@ -65,6 +93,7 @@ impl std::fmt::Debug for AmqpConfig {
             .field("prefetch", &self.prefetch)
             .field("max_attempts", &self.max_attempts)
             .field("partitions", &self.partitions)
+            .field("legacy", &self.legacy)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +113,7 @@ impl AmqpConfig {
             dedupe_window: 100_000,
             adopt_legacy_checkpoint: false,
             partitions: 0,
+            legacy: None,
         }
     }
 
@@ -148,6 +178,15 @@ impl AmqpConfig {
                 "prefetch, max_attempts and relay_batch are at least 1",
             ));
         }
+        if let Some(legacy) = &self.legacy {
+            event_store::limits::check_name("legacy.store_namespace", &legacy.store_namespace)?;
+            if self.partitions > 0 {
+                return Err(Error::invalid(
+                    "partitions",
+                    "the original wire format has one queue per type: no ordered partitions",
+                ));
+            }
+        }
         if self.partitions > MAX_PARTITIONS {
             return Err(Error::invalid(
                 "partitions",
@@ -186,8 +225,40 @@ impl AmqpConfig {
         Ok(())
     }
 
-    /// Checks the types a subscription binds (each becomes a routing key).
-    pub(crate) fn check_types(types: &[TypeFilter]) -> Result<()> {
+    /// Checks the types a subscription binds (each becomes a routing key; with the original wire
+    /// format, each also names a queue, so each needs a type).
+    pub(crate) fn check_types(&self, types: &[TypeFilter]) -> Result<()> {
+        if let Some(legacy) = &self.legacy {
+            if types.is_empty() {
+                return Err(Error::invalid(
+                    "types",
+                    "the original wire format has one queue per type: name the types",
+                ));
+            }
+            for t in types {
+                let Some(ty) = &t.event_type else {
+                    return Err(Error::invalid(
+                        "types",
+                        format!(
+                            "`{}`: the original wire format has one queue per type, not per namespace",
+                            t.namespace
+                        ),
+                    ));
+                };
+                let queue =
+                    crate::topology::legacy_queue(&legacy.store_namespace, &t.namespace, ty);
+                if queue.len() > MAX_NAME_BYTES {
+                    return Err(Error::invalid(
+                        "types",
+                        format!("the queue `{queue}` is longer than {MAX_NAME_BYTES} bytes"),
+                    ));
+                }
+            }
+        }
+        Self::check_type_names(types)
+    }
+
+    fn check_type_names(types: &[TypeFilter]) -> Result<()> {
         for t in types {
             event_store::limits::check_name("types.namespace", &t.namespace)?;
             if let Some(ty) = &t.event_type {

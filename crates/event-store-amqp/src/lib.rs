@@ -8,7 +8,7 @@ mod relay;
 mod subscriber;
 mod topology;
 
-pub use config::AmqpConfig;
+pub use config::{AmqpConfig, LegacyWire};
 pub use message::{
     HEADER_DEAD_LETTER_GROUP, HEADER_DEAD_LETTER_REASON, HEADER_POSITION, HEADER_REPLAY,
     HEADER_STREAM, HEADER_VERSION, ReplayRequested, header_text,
@@ -16,4 +16,6 @@ pub use message::{
 pub use metrics::{RelayMetrics, SubscriberMetrics};
 pub use relay::{CHECKPOINT_PREFIX, REFUSED_REPLAY_REQUESTS, Relay};
 pub use subscriber::AmqpEmitter;
-pub use topology::{MAX_NAME_BYTES, MAX_PARTITIONS, RESERVED_GROUPS, is_refusal};
+pub use topology::{
+    LEGACY_REPLAY_KEY, MAX_NAME_BYTES, MAX_PARTITIONS, RESERVED_GROUPS, is_refusal,
+};

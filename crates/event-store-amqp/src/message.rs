@@ -43,9 +43,19 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
-/// The body (the recorded event's JSON) and properties of an event's message.
-pub(crate) fn encode(e: &RecordedEvent, replay: bool) -> Result<(Vec<u8>, BasicProperties)> {
-    let body = serde_json::to_vec(e).map_err(|err| Error::codec("encode an event", err))?;
+/// The body and properties of an event's message: the recorded event's JSON, or with `legacy`
+/// the original's `{"id", "data", "context"}`.
+pub(crate) fn encode(
+    e: &RecordedEvent,
+    replay: bool,
+    legacy: bool,
+) -> Result<(Vec<u8>, BasicProperties)> {
+    let body = if legacy {
+        serde_json::to_vec(&serde_json::json!({"id": e.id, "data": e.data, "context": e.context}))
+    } else {
+        serde_json::to_vec(e)
+    }
+    .map_err(|err| Error::codec("encode an event", err))?;
     let mut headers = FieldTable::default();
     headers.insert(HEADER_STREAM.into(), text(&e.stream));
     headers.insert(
@@ -68,6 +78,78 @@ pub(crate) fn encode(e: &RecordedEvent, replay: bool) -> Result<(Vec<u8>, BasicP
 /// The recorded event in a message's body.
 pub(crate) fn decode(body: &[u8]) -> std::result::Result<RecordedEvent, String> {
     serde_json::from_slice(body).map_err(|e| format!("not a recorded event: {e}"))
+}
+
+/// The event in a message of the original wire format, `{"id", "data", "context"}`, cleaned as
+/// the original's data is (`event_store::legacy::clean`); its stream, version and position come
+/// from the headers our relay sets (absent from an original service's messages: empty, 0, 0).
+pub(crate) fn decode_legacy(
+    body: &[u8],
+    props: &BasicProperties,
+) -> std::result::Result<RecordedEvent, String> {
+    #[derive(Deserialize)]
+    struct Wire {
+        id: uuid::Uuid,
+        data: serde_json::Value,
+        #[serde(default)]
+        context: serde_json::Value,
+    }
+    let wire: Wire = serde_json::from_slice(body)
+        .map_err(|e| format!("not an event of the original format: {e}"))?;
+    let cleaned = event_store::legacy::clean(wire.id, wire.data, wire.context)?;
+    let e = cleaned.event;
+    let header_u64 = |key: &str| match props.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        _ => None,
+    };
+    Ok(RecordedEvent {
+        id: wire.id,
+        stream: header_text(props, HEADER_STREAM).unwrap_or_default(),
+        version: header_u64(HEADER_VERSION).unwrap_or(0),
+        position: header_text(props, HEADER_POSITION)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(Position::START),
+        namespace: e.namespace,
+        event_type: e.event_type,
+        data: e.data,
+        context: e.context,
+    })
+}
+
+/// The original's replay request: its data (bare, or inside `{"id", "data", "context"}`) names
+/// the namespace and type to replay, and the time after which to replay them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LegacyReplayRequest {
+    pub(crate) namespace: String,
+    pub(crate) event_type: String,
+    pub(crate) since: chrono::DateTime<chrono::Utc>,
+}
+
+pub(crate) fn decode_legacy_replay(
+    body: &[u8],
+) -> std::result::Result<LegacyReplayRequest, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let data = match value.get("data") {
+        Some(d @ serde_json::Value::Object(_)) => d,
+        _ => &value,
+    };
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the replay request has no `{key}`"))
+    };
+    let namespace = text("requested_event_namespace")?;
+    let event_type = text("requested_event_type")?;
+    let since = text("since")?;
+    let since = event_store::legacy::parse_time(&since)
+        .ok_or_else(|| format!("the replay request's since {since:?} is not a time"))?;
+    Ok(LegacyReplayRequest {
+        namespace,
+        event_type,
+        since,
+    })
 }
 
 /// Properties of a dead letter: the original ones plus the reason and the group.

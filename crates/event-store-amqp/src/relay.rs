@@ -17,11 +17,14 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 
 use crate::config::AmqpConfig;
-use crate::message::{ReplayRequested, dead_letter_props, encode, routing_key};
+use crate::message::{
+    ReplayRequested, dead_letter_props, decode_legacy_replay, encode, routing_key,
+};
 use crate::metrics::{RelayMetrics, bump};
 use crate::topology::{
-    MAX_NAME_BYTES, amqp, close, connect, dead_letter_exchange, declare_dead_letters,
-    declare_exchange, declare_queue, is_refusal, relay_lock_queue, replay_queue, short,
+    LEGACY_REPLAY_KEY, MAX_NAME_BYTES, amqp, close, connect, dead_letter_exchange,
+    declare_dead_letters, declare_exchange, declare_queue, is_refusal, relay_lock_queue,
+    replay_queue, short,
 };
 
 /// The routing key (and dead-letter group) under which the relay sets aside replay requests it
@@ -255,8 +258,19 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         declare_exchange(&ch, &self.config.exchange)
             .await
             .map_err(Ended::Failed)?;
-        let requests = self.replay_consumer(conn).await.map_err(Ended::Failed)?;
-        let mut requests = Box::pin(requests);
+        let native = self.replay_consumer(conn).await.map_err(Ended::Failed)?;
+        let legacy = match &self.config.legacy {
+            Some(wire) => Some(
+                self.legacy_replay_consumer(conn, &wire.store_namespace)
+                    .await
+                    .map_err(Ended::Failed)?,
+            ),
+            None => None,
+        };
+        let mut requests = Box::pin(futures::stream::select(
+            native.map(|d| (false, d)),
+            futures::stream::iter(legacy).flatten().map(|d| (true, d)),
+        ));
         let name = self.checkpoint.clone();
         let start = self.start_checkpoint().await.map_err(Ended::Failed)?;
         let mut cursor = LogCursor::with_page(start, self.config.relay_batch);
@@ -292,8 +306,9 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             tokio::select! {
                 _ = tokio::time::timeout(self.config.relay_poll, changes.changed()) => {}
                 request = requests.next() => match request {
-                    Some(Ok(delivery)) => while_connected(conn, &lock, &lock_queue, self.answer(conn, &ch, delivery)).await.map_err(Ended::Failed)?,
-                    Some(Err(e)) => return Err(Ended::Failed(amqp("receiving replay requests", e))),
+                    Some((false, Ok(delivery))) => while_connected(conn, &lock, &lock_queue, self.answer(conn, &ch, delivery)).await.map_err(Ended::Failed)?,
+                    Some((true, Ok(delivery))) => while_connected(conn, &lock, &lock_queue, self.answer_legacy(&ch, delivery)).await.map_err(Ended::Failed)?,
+                    Some((_, Err(e))) => return Err(Ended::Failed(amqp("receiving replay requests", e))),
                     None => return Err(Ended::Failed(Error::backend(crate::topology::BACKEND, "the replay-request consumer was cancelled"))),
                 },
             }
@@ -309,10 +324,23 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         queue: Option<&str>,
         events: &[RecordedEvent],
     ) -> Result<()> {
+        self.publish_marked(ch, exchange, queue, queue.is_some(), events)
+            .await
+    }
+
+    /// As [`Relay::publish_confirmed`], marking the messages as replay when `replay`.
+    async fn publish_marked(
+        &self,
+        ch: &Channel,
+        exchange: &str,
+        queue: Option<&str>,
+        replay: bool,
+        events: &[RecordedEvent],
+    ) -> Result<()> {
         let mut confirms = Vec::with_capacity(events.len());
         let exchange = short("exchange", exchange)?;
         for e in events {
-            let (body, props) = encode(e, queue.is_some())?;
+            let (body, props) = encode(e, replay, self.config.legacy.is_some())?;
             let key = queue.map_or_else(|| routing_key(e), str::to_owned);
             let confirm = ch
                 .basic_publish(
@@ -380,6 +408,88 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         )
         .await
         .map_err(|e| amqp("consuming replay requests", e))
+    }
+
+    /// Consumes the original's replay requests: the durable queue
+    /// `{store_namespace}-_eventstore.EventReplayRequested`, bound as an original store's was.
+    async fn legacy_replay_consumer(
+        &self,
+        conn: &Connection,
+        store_namespace: &str,
+    ) -> Result<lapin::Consumer> {
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| amqp("opening a channel", e))?;
+        let queue = format!("{store_namespace}-{LEGACY_REPLAY_KEY}");
+        declare_queue(&ch, &queue).await?;
+        ch.queue_bind(
+            short("queue", &queue)?,
+            short("exchange", &self.config.exchange)?,
+            short("routing key", LEGACY_REPLAY_KEY)?,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp("binding the original replay-request queue", e))?;
+        ch.basic_consume(
+            short("queue", &queue)?,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp("consuming the original's replay requests", e))
+    }
+
+    /// Answers one of the original's replay requests as an original store did: its events of
+    /// that namespace and type newer than `since`, re-published onto the exchange with their
+    /// routing key (so every queue bound to the type receives them), marked as replay. A request
+    /// that cannot be read is set aside in `{exchange}.replay-requests.dead-letter`.
+    async fn answer_legacy(&self, ch: &Channel, delivery: lapin::message::Delivery) -> Result<()> {
+        let checked = decode_legacy_replay(&delivery.data).and_then(|r| {
+            event_store::limits::check_name("namespace", &r.namespace)
+                .and_then(|()| event_store::limits::check_name("type", &r.event_type))
+                .map_err(|e| e.to_string())
+                .map(|()| r)
+        });
+        let request = match checked {
+            Ok(r) => r,
+            Err(reason) => {
+                tracing::warn!(%reason, "refusing an original replay request");
+                self.refuse(ch, &delivery.data, &delivery.properties, &reason)
+                    .await?;
+                return delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map(drop)
+                    .map_err(|e| amqp("acknowledging a replay request", e));
+            }
+        };
+        // "Newer than since": the store keeps times to the microsecond.
+        let query = Query::all()
+            .event_type(request.namespace.clone(), request.event_type.clone())
+            .since(request.since + chrono::TimeDelta::microseconds(1))
+            .check()?;
+        let mut cursor =
+            LogCursor::with_page(Position::START, self.config.relay_batch).filtered(query);
+        let mut sent = 0u64;
+        loop {
+            let page = cursor.next_page(&self.store).await?;
+            if page.is_empty() {
+                break;
+            }
+            self.publish_marked(ch, &self.config.exchange, None, true, &page)
+                .await?;
+            sent += page.len() as u64;
+        }
+        bump(&self.metrics.replayed, sent);
+        tracing::info!(namespace = %request.namespace, event_type = %request.event_type, since = %request.since, sent, "answered an original replay request");
+        delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| amqp("acknowledging a replay request", e))
     }
 
     /// Answers one replay request: the stored events of its namespace and type after its

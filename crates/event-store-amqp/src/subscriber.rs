@@ -12,17 +12,18 @@ use event_store::{
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    ConfirmSelectOptions, QueueBindOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 
 use crate::config::AmqpConfig;
-use crate::message::{ReplayRequested, dead_letter_props, decode};
+use crate::message::{ReplayRequested, dead_letter_props, decode, decode_legacy};
 use crate::metrics::{SubscriberMetrics, bump};
 use crate::topology::{
-    amqp, binding_keys, close, connect, dead_letter_exchange, declare_exchange, declare_group,
-    declare_ordered_group, group_queue, is_refusal, short,
+    amqp, binding_keys, close, connect, dead_letter_exchange, declare_dead_letters,
+    declare_exchange, declare_group, declare_ordered_group, declare_queue, group_queue, is_refusal,
+    legacy_queue, short,
 };
 
 /// The AMQP emitter: subscriptions consume a group's queue on RabbitMQ. Publishing is the
@@ -58,7 +59,14 @@ impl AmqpEmitter {
         since: Position,
     ) -> Result<()> {
         self.config.check_group(group)?;
-        AmqpConfig::check_types(types)?;
+        self.config.check_types(types)?;
+        if self.config.legacy.is_some() {
+            return Err(Error::invalid(
+                "legacy",
+                "with the original wire format, ask with `request_legacy_replay` (an original \
+                 `_eventstore.EventReplayRequested`, answered onto the exchange)",
+            ));
+        }
         if self.config.partitions > 0 {
             return Err(Error::invalid(
                 "partitions",
@@ -121,6 +129,73 @@ impl AmqpEmitter {
         result
     }
 
+    /// Publishes the original's replay request for each of `types` (`_eventstore.EventReplayRequested`
+    /// with `requested_event_namespace`, `requested_event_type` and `since`): every store that
+    /// speaks the original format (an original service's, or a [`Relay`](crate::Relay) with
+    /// [`AmqpConfig::legacy`](crate::AmqpConfig::legacy)) re-publishes its events of that type
+    /// newer than `since` onto the exchange. Subscribe first, so the queues exist.
+    pub async fn request_legacy_replay(
+        &self,
+        types: &[TypeFilter],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        self.config.check_types(types)?;
+        let conn = connect(&self.config).await?;
+        let result = async {
+            let ch = conn
+                .create_channel()
+                .await
+                .map_err(|e| amqp("opening a channel", e))?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| amqp("enabling publisher confirms", e))?;
+            declare_exchange(&ch, &self.config.exchange).await?;
+            for t in types {
+                let Some(event_type) = &t.event_type else {
+                    return Err(Error::invalid(
+                        "types",
+                        "a replay request names a namespace and a type",
+                    ));
+                };
+                let body = serde_json::json!({
+                    "id": uuid::Uuid::now_v7(),
+                    "data": {
+                        "event_namespace": "_eventstore",
+                        "event_type": "EventReplayRequested",
+                        "requested_event_namespace": t.namespace,
+                        "requested_event_type": event_type,
+                        "since": since.to_rfc3339(),
+                    },
+                    "context": {"action": null, "subject": {}, "time": chrono::Utc::now().to_rfc3339()},
+                });
+                let confirm = ch
+                    .basic_publish(
+                        short("exchange", &self.config.exchange)?,
+                        short("routing key", crate::topology::LEGACY_REPLAY_KEY)?,
+                        BasicPublishOptions::default(),
+                        body.to_string().as_bytes(),
+                        BasicProperties::default()
+                            .with_content_type("application/json".into())
+                            .with_delivery_mode(2),
+                    )
+                    .await
+                    .map_err(|e| amqp("publishing a replay request", e))?
+                    .await
+                    .map_err(|e| amqp("waiting for a confirm", e))?;
+                if confirm.is_nack() {
+                    return Err(Error::backend(
+                        crate::topology::BACKEND,
+                        "the broker refused a replay request",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        close(&conn, "done").await;
+        result
+    }
+
     /// Like [`Emitter::subscribe`], but first catches up from `store`, which the group shares:
     /// once the group's queue is bound, the stored events of its types after `since` go to the
     /// handler, then the queue's (the ones seen in both are dropped as duplicates).
@@ -146,7 +221,7 @@ impl AmqpEmitter {
         catch_up: Option<(Box<dyn CatchUp>, Position)>,
     ) -> Result<Subscription> {
         self.config.check_group(&spec.group)?;
-        AmqpConfig::check_types(&spec.types)?;
+        self.config.check_types(&spec.types)?;
         let keys = binding_keys(&spec.types);
         // Declare before returning: events are queued from now on.
         let conn = connect(&self.config).await?;
@@ -154,7 +229,7 @@ impl AmqpEmitter {
             .create_channel()
             .await
             .map_err(|e| amqp("opening a channel", e))?;
-        declare(&conn, &ch, &self.config, &spec.group, &keys).await?;
+        declare(&conn, &ch, &self.config, &spec.group, &spec.types, &keys).await?;
         let worker = Worker {
             config: self.config.clone(),
             metrics: Arc::clone(&self.metrics),
@@ -182,14 +257,37 @@ impl Emitter for AmqpEmitter {
     }
 }
 
-/// Declares a group's queues (its one queue, or its ordered partitions); returns their names.
+/// Declares a group's queues (its one queue, its ordered partitions, or with the original wire
+/// format one queue per type); returns their names.
 async fn declare(
     conn: &Connection,
     ch: &Channel,
     config: &AmqpConfig,
     group: &str,
+    types: &[TypeFilter],
     keys: &[String],
 ) -> Result<Vec<String>> {
+    if let Some(legacy) = &config.legacy {
+        declare_exchange(ch, &config.exchange).await?;
+        declare_dead_letters(ch, &config.exchange, group).await?;
+        let mut queues = Vec::new();
+        for t in types {
+            let Some(ty) = &t.event_type else { continue };
+            let queue = legacy_queue(&legacy.store_namespace, &t.namespace, ty);
+            declare_queue(ch, &queue).await?;
+            ch.queue_bind(
+                short("queue", &queue)?,
+                short("exchange", &config.exchange)?,
+                short("binding", &format!("{}.{ty}", t.namespace))?,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp("binding a type's queue", e))?;
+            queues.push(queue);
+        }
+        return Ok(queues);
+    }
     if config.partitions == 0 {
         Ok(vec![
             declare_group(ch, &config.exchange, group, keys).await?,
@@ -377,7 +475,14 @@ impl Worker {
         let queues = within(
             OPERATION_TIMEOUT,
             "declaring the group's queues",
-            declare(conn, &ch, &self.config, &self.group, &self.keys),
+            declare(
+                conn,
+                &ch,
+                &self.config,
+                &self.group,
+                &self.types,
+                &self.keys,
+            ),
         )
         .await?;
         ch.basic_qos(self.config.prefetch, BasicQosOptions::default())
@@ -454,7 +559,12 @@ impl Worker {
                     .map_err(|e| amqp("acknowledging", e))
             }
         };
-        let event = match decode(&delivery.data) {
+        let decoded = if self.config.legacy.is_some() {
+            decode_legacy(&delivery.data, &delivery.properties)
+        } else {
+            decode(&delivery.data)
+        };
+        let event = match decoded {
             Ok(e) => e,
             Err(reason) => {
                 self.dead_letter(dead, &delivery, &format!("unparsable: {reason}"))

@@ -100,6 +100,14 @@ pub(crate) fn replay_queue(exchange: &str) -> String {
     format!("{exchange}.replay-requests")
 }
 
+/// The queue of one type in the original wire format: `{store_namespace}-{ns}.{type}`.
+pub(crate) fn legacy_queue(store_namespace: &str, namespace: &str, event_type: &str) -> String {
+    format!("{store_namespace}-{namespace}.{event_type}")
+}
+
+/// The routing key of the original's replay requests.
+pub const LEGACY_REPLAY_KEY: &str = "_eventstore.EventReplayRequested";
+
 /// The most partitions an ordered group may have.
 pub const MAX_PARTITIONS: u16 = 256;
 

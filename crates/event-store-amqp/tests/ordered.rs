@@ -68,6 +68,7 @@ async fn instance(exchange: String) {
         exchange,
         groups: vec![],
         partitions: 0,
+        extra_queues: Vec::new(),
     };
     let emitter = AmqpEmitter::new(ordered_config(&names)).unwrap();
     std::mem::forget(names); // the parent cleans up

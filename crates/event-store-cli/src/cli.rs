@@ -381,6 +381,22 @@ pub(crate) struct BrokerArgs {
     /// The topic exchange the events go to.
     #[arg(long, env = "EVENT_STORE_EXCHANGE", default_value = "event_store")]
     pub(crate) exchange: String,
+    /// Speak the original event store's wire format, as the service STORE_NAMESPACE: payloads
+    /// `{"id","data","context"}`, queues `STORE_NAMESPACE-NS.TYPE`, and (publish) answering the
+    /// original's `_eventstore.EventReplayRequested`. For migrations where services still run the
+    /// original library.
+    #[arg(long, value_name = "STORE_NAMESPACE")]
+    pub(crate) legacy: Option<String>,
+}
+
+impl BrokerArgs {
+    /// The AMQP settings these arguments describe.
+    pub(crate) fn config(&self) -> event_store_amqp::AmqpConfig {
+        let mut config =
+            event_store_amqp::AmqpConfig::new(self.amqp.clone(), self.exchange.clone());
+        config.legacy = self.legacy.clone().map(event_store_amqp::LegacyWire::new);
+        config
+    }
 }
 
 #[derive(Args, Debug)]

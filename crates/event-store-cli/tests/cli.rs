@@ -683,29 +683,157 @@ fn publish_and_subscribe_through_rabbitmq() {
     bad.extend(broker);
     let e = one_error(&t.run(&bad));
     assert!(e.contains("--bind"), "{e}");
-    rt.block_on(async {
-        let ch = conn.create_channel().await.unwrap();
-        for q in [
+    rt.block_on(remove_broker_names(
+        &conn,
+        &exchange,
+        &[
             format!("{exchange}.printer"),
             format!("{exchange}.printer.dead-letter"),
             format!("{exchange}.replay-requests"),
-        ] {
-            let _ = ch
-                .queue_delete(
-                    q.as_str().into(),
-                    lapin::options::QueueDeleteOptions::default(),
-                )
-                .await;
-        }
-        for x in [exchange.clone(), format!("{exchange}.dead-letter")] {
-            let _ = ch
-                .exchange_delete(
-                    x.as_str().into(),
-                    lapin::options::ExchangeDeleteOptions::default(),
-                )
-                .await;
-        }
+        ],
+    ));
+}
+
+/// Deletes a test's queues, then its exchange and dead-letter exchange.
+async fn remove_broker_names(conn: &lapin::Connection, exchange: &str, queues: &[String]) {
+    let ch = conn.create_channel().await.unwrap();
+    for q in queues {
+        let _ = ch
+            .queue_delete(
+                q.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+    }
+    for x in [exchange.to_owned(), format!("{exchange}.dead-letter")] {
+        let _ = ch
+            .exchange_delete(
+                x.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// `publish --legacy` and `subscribe --legacy` speak the original wire format: the relay's
+/// events and an original service's message both reach a subscriber's per-type queue.
+#[test]
+fn publish_and_subscribe_in_the_original_format() {
+    let amqp = std::env::var("EVENT_STORE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reachable = rt.block_on(lapin::Connection::connect(
+        &amqp,
+        lapin::ConnectionProperties::default(),
+    ));
+    let Some(conn) =
+        event_store_testkit::require_service("RabbitMQ (EVENT_STORE_TEST_AMQP)", reachable)
+    else {
+        return;
+    };
+    let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let exchange = format!("es_cli_{tag}");
+    let service = format!("svc{tag}");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Target::sqlite(tmp.path());
+    let broker = [
+        "--amqp",
+        amqp.as_str(),
+        "--exchange",
+        exchange.as_str(),
+        "--legacy",
+        service.as_str(),
+    ];
+    t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
+    let mut sub_args = vec![
+        "subscribe",
+        "--group",
+        "printer",
+        "--bind",
+        "shop.Placed",
+        "--limit",
+        "2",
+        "--idle-exit",
+        "30",
+    ];
+    sub_args.extend(broker);
+    let subscriber = t
+        .cmd(&sub_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut pub_args = vec!["publish"];
+    pub_args.extend(broker);
+    let mut relay = t
+        .cmd(&pub_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An original service's message: legacy `type` only, a null subject, a time with a space.
+    let original = json!({
+        "id": uuid::Uuid::now_v7(),
+        "data": {"type": "shop.Placed", "n": 9},
+        "context": {"action": null, "subject": null, "time": "2019-03-04 10:20:30"},
     });
+    rt.block_on(async {
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_publish(
+            exchange.as_str().into(),
+            "shop.Placed".into(),
+            lapin::options::BasicPublishOptions::default(),
+            original.to_string().as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    });
+    let out = subscriber.wait_with_output().unwrap();
+    relay.kill().unwrap();
+    let _ = relay.wait();
+    rt.block_on(remove_broker_names(
+        &conn,
+        &exchange,
+        &[
+            format!("{service}-shop.Placed"),
+            format!("{service}-_eventstore.EventReplayRequested"),
+            format!("{exchange}.printer.dead-letter"),
+            format!("{exchange}.replay-requests"),
+            format!("{exchange}.replay-requests.dead-letter"),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<(i64, String, String)> = lines(&String::from_utf8(out.stdout).unwrap())
+        .iter()
+        .map(|e| {
+            (
+                e["data"]["n"].as_i64().unwrap(),
+                e["stream"].as_str().unwrap().to_owned(),
+                e["context"]["time"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].0, got[0].1.as_str()),
+        (1, "o-1"),
+        "the relay's event keeps its stream"
+    );
+    assert_eq!(
+        (got[1].0, got[1].1.as_str(), got[1].2.as_str()),
+        (9, "", "2019-03-04T10:20:30Z"),
+        "the original service's event, cleaned"
+    );
 }
 
 /// `bench --quick` runs and writes its figures in the documented JSON shape.

@@ -36,6 +36,8 @@ pub struct Names {
     pub groups: Vec<String>,
     /// The groups' partitions, when they are ordered (0: not ordered).
     pub partitions: u16,
+    /// Other queues the test declares (deleted too).
+    pub extra_queues: Vec<String>,
 }
 
 impl Drop for Names {
@@ -43,6 +45,7 @@ impl Drop for Names {
         let exchange = self.exchange.clone();
         let groups = self.groups.clone();
         let partitions = self.partitions;
+        let extra = self.extra_queues.clone();
         let t = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -61,6 +64,7 @@ impl Drop for Names {
                     format!("{exchange}.replay-requests.dead-letter"),
                     format!("{exchange}.raw"),
                 ];
+                queues.extend(extra);
                 for g in &groups {
                     queues.push(format!("{exchange}.{g}"));
                     queues.push(format!("{exchange}.{g}.dead-letter"));
@@ -96,6 +100,7 @@ pub fn names(groups: &[&str]) -> Names {
         exchange: format!("es_test_{}", &id[20..]),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         partitions: 0,
+        extra_queues: Vec::new(),
     }
 }
 

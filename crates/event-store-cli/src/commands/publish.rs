@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use event_store_amqp::{AmqpConfig, Relay};
+use event_store_amqp::Relay;
 
 use crate::backend::AnyStore;
 use crate::cli::PublishArgs;
 
 pub(crate) async fn run(store: AnyStore, args: PublishArgs) -> Result<()> {
-    let mut config = AmqpConfig::new(args.broker.amqp, args.broker.exchange.clone());
+    let mut config = args.broker.config();
     config.adopt_legacy_checkpoint = args.adopt_legacy_checkpoint;
     let relay = Arc::new(Relay::new(store, config)?);
     let metrics = relay.metrics();

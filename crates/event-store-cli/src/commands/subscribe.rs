@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use event_store::{BoxError, Emitter as _, RecordedEvent, SubscriptionSpec, TypeFilter};
-use event_store_amqp::{AmqpConfig, AmqpEmitter};
+use event_store_amqp::AmqpEmitter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cli::SubscribeArgs;
@@ -37,7 +37,7 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<()> {
     let types = bindings(&args.bind)?;
     let idle = args.idle_exit;
     let limit = args.limit.unwrap_or(usize::MAX);
-    let emitter = AmqpEmitter::new(AmqpConfig::new(args.broker.amqp, args.broker.exchange))?;
+    let emitter = AmqpEmitter::new(args.broker.config())?;
     // The handler hands each event over and is acknowledged only once it has been printed.
     let (tx, mut rx) = mpsc::channel::<(RecordedEvent, oneshot::Sender<()>)>(1);
     let handler: event_store::Handler = Arc::new(move |e: RecordedEvent| {
