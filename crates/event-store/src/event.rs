@@ -158,7 +158,7 @@ impl<E: Event> Events for E {
             (namespace, event_type, stored),
             data,
         )?;
-        decode_event(&upcast, E::NAMESPACE, E::TYPE)
+        decode_owned(upcast, E::NAMESPACE, E::TYPE)
     }
 
     fn handles(namespace: &str, event_type: &str) -> bool {
@@ -206,6 +206,17 @@ pub fn encode_event<T: Serialize + ?Sized>(
     );
     map.insert(TYPE_KEY.to_owned(), Value::String(event_type.to_owned()));
     Ok(Value::Object(map))
+}
+
+/// Decodes fields this code owns (an upcaster's output, without the envelope keys), moving them
+/// out of the value rather than copying them.
+fn decode_owned<T: DeserializeOwned>(
+    fields: Value,
+    namespace: &str,
+    event_type: &str,
+) -> Result<T> {
+    T::deserialize(fields)
+        .map_err(|e| Error::codec(format!("decode a `{namespace}.{event_type}` event"), e))
 }
 
 /// Decodes an event's data (ignoring `event_namespace`, `event_type` and `event_version`, even for

@@ -178,8 +178,8 @@ impl Upcast {
         self
     }
 
-    /// Any other change, as a closure over the event's data (an object, with `event_namespace`
-    /// and `event_type` in it). `label` describes the change: it goes into the fingerprint that
+    /// Any other change, as a closure over the event's fields (its data without
+    /// `event_namespace`, `event_type` and `event_version`). `label` describes the change: it goes into the fingerprint that
     /// keys cached aggregates, so change it whenever the closure's behaviour changes.
     pub fn with<F, E>(mut self, label: impl Into<String>, f: F) -> Self
     where
@@ -293,8 +293,9 @@ impl Upcasters {
     }
 
     /// Brings `data`, stored as `namespace.event_type` at `stored` version, to type `current` at
-    /// `version`: every step from `stored + 1` to `version`, then the current name and version
-    /// written into the data.
+    /// `version`: every step from `stored + 1` to `version`, over the event's fields (its data
+    /// without `event_namespace`, `event_type`, `event_version` and a legacy `type` naming it).
+    /// Returns the fields at `version`.
     ///
     /// # Errors
     /// [`Error::FutureVersion`] when `stored > version`; [`Error::Upcast`] when a step is missing
@@ -340,7 +341,8 @@ impl Upcasters {
                 ),
             ));
         }
-        if current.namespace != namespace || current.name != event_type {
+        let renamed = current.namespace != namespace || current.name != event_type;
+        if renamed {
             let renamed_at = self
                 .former_names()
                 .filter(|(t, _)| t.namespace == namespace && t.name == event_type)
@@ -372,15 +374,21 @@ impl Upcasters {
                 "the event's data is not a JSON object".to_owned(),
             ));
         };
-        let mut map = map.clone();
-        // The original store's legacy `type` key names the event as stored: envelope, not a field.
-        if map
+        // The fields only: the envelope (`event_namespace`, `event_type`, `event_version`, and
+        // the original's legacy `type` when it names the event) is not copied.
+        let legacy = map
             .get(LEGACY_TYPE_KEY)
             .and_then(Value::as_str)
-            .is_some_and(|t| t.split_once('.') == Some((namespace, event_type)))
-        {
-            map.remove(LEGACY_TYPE_KEY);
-        }
+            .is_some_and(|t| t.split_once('.') == Some((namespace, event_type)));
+        let mut map: Map<String, Value> = map
+            .iter()
+            .filter(|(k, _)| {
+                let envelope = matches!(k.as_str(), NAMESPACE_KEY | TYPE_KEY | VERSION_KEY)
+                    || (legacy && k.as_str() == LEGACY_TYPE_KEY);
+                !envelope
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for to in stored + 1..=version {
             let Some((_, step)) = self.steps.iter().find(|(v, _)| *v == to) else {
                 return Err(fail(
@@ -393,16 +401,6 @@ impl Upcasters {
                 op.apply(&mut map)
                     .map_err(|reason| fail(to - 1, to, reason))?;
             }
-        }
-        map.insert(
-            NAMESPACE_KEY.to_owned(),
-            Value::String(current.namespace.to_owned()),
-        );
-        map.insert(TYPE_KEY.to_owned(), Value::String(current.name.to_owned()));
-        if version > 1 {
-            map.insert(VERSION_KEY.to_owned(), Value::from(version));
-        } else {
-            map.remove(VERSION_KEY);
         }
         Ok(Value::Object(map))
     }
@@ -528,8 +526,8 @@ mod tests {
         let up = chain().apply(T, 3, ("acc", "Created", 1), &v1).unwrap();
         assert_eq!(
             up,
-            json!({"event_namespace": "acc", "event_type": "Opened", "event_version": 3,
-                   "owner": "Ada", "tier": "basic"})
+            json!({"owner": "Ada", "tier": "basic"}),
+            "the fields at version 3, without the envelope"
         );
         let v2 = json!({"event_version": 2, "owner": "Bo", "tier": "gold"});
         let up = chain().apply(T, 3, ("acc", "Opened", 2), &v2).unwrap();
