@@ -171,6 +171,12 @@ impl Store for AnyStore {
     async fn append(&self, batch: AppendBatch) -> event_store::Result<Appended> {
         each!(self, s => s.append(batch).await)
     }
+    async fn append_many(
+        &self,
+        batches: event_store::MultiAppend,
+    ) -> event_store::Result<Vec<Appended>> {
+        each!(self, s => s.append_many(batches).await)
+    }
     async fn read_stream(
         &self,
         stream: &StreamId,

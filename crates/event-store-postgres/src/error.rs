@@ -36,6 +36,12 @@ pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Whether the server broke a deadlock by failing this transaction.
+pub(crate) fn deadlock(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| *db.code() == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
 /// An append's error, mapped: `Clash` when two appends raced to store the same id and the server
 /// did not say which (the caller looks it up).
 pub(crate) enum AppendError {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use event_store::{
-    AppendBatch, Appended, CheckedQuery, Error, EventContext, ExpectedVersion, Position, Result,
+    AppendBatch, Appended, CheckedQuery, Error, EventContext, ExpectedVersion, MultiAppend,
+    Position, Result,
 };
 use event_store_sql::convert::{clamp, unsigned};
 use event_store_sql::dialects::Postgres;
@@ -21,6 +22,7 @@ use crate::query::as_sql;
 use crate::tls::Connector;
 
 const APPEND: &str = include_str!("../sql/queries/append.sql");
+const LOCK_STREAMS: &str = include_str!("../sql/queries/lock_streams.sql");
 
 struct Inner {
     pool: Pool,
@@ -250,64 +252,125 @@ pub(crate) fn position_at(row: &Row, index: usize) -> Result<Position> {
     )
 }
 
+/// Runs `append_events` for one batch on `client` (a connection or a transaction).
+async fn run_append(
+    client: &impl deadpool_postgres::GenericClient,
+    stmt: &tokio_postgres::Statement,
+    batch: &AppendBatch,
+) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+    let events = batch.events();
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+    let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
+    // Serialized straight into the request, with no JSON tree in between.
+    let contexts: Vec<Json<&EventContext>> = events.iter().map(|e| Json(&e.context)).collect();
+    let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
+    let stream = batch.stream().as_str();
+    let code = expected_code(batch.expected());
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &stream,
+        &code,
+        &ids,
+        &namespaces,
+        &types,
+        &data,
+        &contexts,
+        &times,
+    ];
+    client.query(stmt, &params).await
+}
+
 impl PgStore {
-    /// Appends a batch through `append_events` (one statement), retrying races.
-    async fn append_batch(&self, batch: AppendBatch) -> Result<Appended> {
-        let (stream_id, expected, events) = batch.into_parts();
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-        // Serialized straight into the request, with no JSON tree in between.
-        let contexts: Vec<Json<&EventContext>> = events.iter().map(|e| Json(&e.context)).collect();
-        let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
-        let stream = stream_id.as_str();
-        let client = self.client("append").await?;
-        let stmt = client
-            .prepare_cached(APPEND)
-            .await
-            .map_err(|e| pg("append", e))?;
-        let code = expected_code(expected);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-            &stream,
-            &code,
-            &ids,
-            &namespaces,
-            &types,
-            &data,
-            &contexts,
-            &times,
-        ];
+    /// Appends several batches in one transaction, their streams locked in one order first;
+    /// retries the whole transaction on a race.
+    async fn append_many_batches(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
+        let batches = batches.into_batches();
+        let streams: Vec<&str> = batches.iter().map(|b| b.stream().as_str()).collect();
         let mut attempt = 1;
-        let rows = loop {
-            match client.query(&stmt, &params).await {
-                Ok(rows) => break rows,
-                Err(e) if error::retryable(&e) && attempt < APPEND_ATTEMPTS => {
-                    tracing::debug!(stream, attempt, error = %e, "append raced; retrying");
-                    attempt += 1;
-                }
-                Err(e) if error::retryable(&e) => {
-                    // Still racing after every attempt: report what the stream holds now.
-                    tracing::warn!(stream, attempts = attempt, error = %e, "append kept racing");
-                    drop(client);
-                    let actual = event_store_sql::store::stream_version(self, &stream_id).await?;
-                    return Err(Error::Conflict {
-                        stream: stream.to_owned(),
-                        expected,
-                        actual,
-                    });
-                }
-                Err(e) => match error::append(e, stream, expected) {
-                    error::AppendError::Mapped(e) => return Err(e),
-                    error::AppendError::Clash(e) => {
-                        drop(client);
-                        return Err(self.clash(&ids, e).await);
+        let results = loop {
+            let mut client = self.client("append").await?;
+            let tx = client.transaction().await.map_err(|e| pg("append", e))?;
+            let lock = tx
+                .prepare_cached(LOCK_STREAMS)
+                .await
+                .map_err(|e| pg("append", e))?;
+            tx.query(&lock, &[&streams])
+                .await
+                .map_err(|e| pg("locking the streams", e))?;
+            let stmt = tx
+                .prepare_cached(APPEND)
+                .await
+                .map_err(|e| pg("append", e))?;
+            // Pipelined: every call is sent before the first answer comes back, and the server
+            // runs them in order (after a failure the rest fail too; the first is the cause).
+            let answers =
+                futures::future::join_all(batches.iter().map(|b| run_append(&tx, &stmt, b))).await;
+            let mut results = Vec::with_capacity(batches.len());
+            let mut failed = None;
+            for (i, answer) in answers.into_iter().enumerate() {
+                match answer {
+                    Ok(rows) => results.push(rows),
+                    Err(e) => {
+                        failed = Some((i, e));
+                        break;
                     }
-                },
+                }
             }
+            let Some((i, e)) = failed else {
+                tx.commit().await.map_err(|e| pg("append", e))?;
+                break results;
+            };
+            drop(tx);
+            drop(client);
+            let b = &batches[i];
+            let (stream, expected) = (b.stream().as_str(), b.expected());
+            // The streams are locked in one order: a deadlock here is a bug, never retried
+            // away (the kit's crossing-streams check would not see it otherwise).
+            if error::deadlock(&e) {
+                return Err(pg("append (deadlock)", e));
+            }
+            if error::retryable(&e) && attempt < APPEND_ATTEMPTS {
+                tracing::debug!(stream, attempt, error = %e, "multi-stream append raced; retrying");
+                attempt += 1;
+                continue;
+            }
+            if error::retryable(&e) {
+                let actual = event_store_sql::store::stream_version(self, b.stream()).await?;
+                return Err(Error::Conflict {
+                    stream: stream.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+            return Err(match error::append(e, stream, expected) {
+                error::AppendError::Mapped(e) => e,
+                error::AppendError::Clash(e) => {
+                    let ids: Vec<uuid::Uuid> = b.events().iter().map(|e| e.id).collect();
+                    self.clash(&ids, e).await
+                }
+            });
         };
-        drop(client);
-        drop((namespaces, types, data, contexts));
+        let mut out = Vec::with_capacity(batches.len());
+        let mut any = false;
+        for (batch, rows) in batches.into_iter().zip(results) {
+            let appended = self.finish(batch, &rows).await?;
+            any |= appended.stored;
+            out.push(appended);
+        }
+        if any {
+            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+            if let Some((wake, _)) = &self.inner.notifier {
+                wake.notify_one();
+            }
+        }
+        Ok(out)
+    }
+
+    /// What one batch's `append_events` rows say: the recorded events, or for an idempotent
+    /// retry the events as first stored.
+    async fn finish(&self, batch: AppendBatch, rows: &[Row]) -> Result<Appended> {
+        let (stream_id, _, events) = batch.into_parts();
         if rows.len() != events.len() {
             return Err(Error::backend(
                 BACKEND,
@@ -318,6 +381,7 @@ impl PgStore {
                 ),
             ));
         }
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         let mut out = Vec::with_capacity(rows.len());
         let mut stored = true;
         for (row, event) in rows.iter().zip(events) {
@@ -326,20 +390,64 @@ impl PgStore {
             out.push(event.into_record(&stream_id, version, position_at(row, 2)?));
         }
         if !stored {
-            // An idempotent retry: report the events as first stored.
             return Ok(Appended {
                 events: self.originals(&ids).await?,
                 stored: false,
             });
         }
-        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-        if let Some((wake, _)) = &self.inner.notifier {
-            wake.notify_one();
-        }
         Ok(Appended {
             events: out,
             stored,
         })
+    }
+
+    /// Appends a batch through `append_events` (one statement), retrying races.
+    async fn append_batch(&self, batch: AppendBatch) -> Result<Appended> {
+        let (stream, expected) = (batch.stream().as_str(), batch.expected());
+        let client = self.client("append").await?;
+        let stmt = client
+            .prepare_cached(APPEND)
+            .await
+            .map_err(|e| pg("append", e))?;
+        let mut attempt = 1;
+        let rows = loop {
+            match run_append(&client, &stmt, &batch).await {
+                Ok(rows) => break rows,
+                Err(e) if error::retryable(&e) && attempt < APPEND_ATTEMPTS => {
+                    tracing::debug!(stream, attempt, error = %e, "append raced; retrying");
+                    attempt += 1;
+                }
+                Err(e) if error::retryable(&e) => {
+                    // Still racing after every attempt: report what the stream holds now.
+                    tracing::warn!(stream, attempts = attempt, error = %e, "append kept racing");
+                    drop(client);
+                    let actual =
+                        event_store_sql::store::stream_version(self, batch.stream()).await?;
+                    return Err(Error::Conflict {
+                        stream: stream.to_owned(),
+                        expected,
+                        actual,
+                    });
+                }
+                Err(e) => match error::append(e, stream, expected) {
+                    error::AppendError::Mapped(e) => return Err(e),
+                    error::AppendError::Clash(e) => {
+                        drop(client);
+                        let ids: Vec<uuid::Uuid> = batch.events().iter().map(|e| e.id).collect();
+                        return Err(self.clash(&ids, e).await);
+                    }
+                },
+            }
+        };
+        drop(client);
+        let appended = self.finish(batch, &rows).await?;
+        if appended.stored {
+            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+            if let Some((wake, _)) = &self.inner.notifier {
+                wake.notify_one();
+            }
+        }
+        Ok(appended)
     }
 }
 
@@ -424,6 +532,10 @@ impl Driver for PgStore {
 
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
         self.append_batch(batch).await
+    }
+
+    async fn append_many(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
+        self.append_many_batches(batches).await
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

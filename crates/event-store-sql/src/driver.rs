@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
-use event_store::{AppendBatch, Appended, Error, EventContext, Result};
+use event_store::{AppendBatch, Appended, Error, EventContext, MultiAppend, Result};
 use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -183,6 +183,13 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Appends a validated batch (each backend has its own way to do it atomically).
     fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send;
+
+    /// Appends to several streams in one transaction, all or nothing, locking the streams in
+    /// one global order (see [`Store::append_many`](event_store::Store::append_many)).
+    fn append_many(
+        &self,
+        batches: MultiAppend,
+    ) -> impl Future<Output = Result<Vec<Appended>>> + Send;
 
     /// The backend's change notifications (see [`Store::changes`](event_store::Store::changes)).
     fn changes(&self) -> watch::Receiver<u64>;

@@ -327,6 +327,14 @@ macro_rules! impl_store {
             + Send {
                 $crate::Driver::append(self, batch)
             }
+            fn append_many(
+                &self,
+                batches: ::event_store::MultiAppend,
+            ) -> impl ::std::future::Future<
+                Output = ::event_store::Result<::std::vec::Vec<::event_store::Appended>>,
+            > + Send {
+                $crate::Driver::append_many(self, batches)
+            }
             fn read_stream(
                 &self,
                 stream: &::event_store::StreamId,

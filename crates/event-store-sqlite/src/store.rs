@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use event_store::{AppendBatch, Appended, Error, Result};
+use event_store::{AppendBatch, Appended, Error, MultiAppend, Result};
 use event_store_sql::dialects::Sqlite;
 use event_store_sql::{Decode, Driver, Queries, Statement};
 use rusqlite::Connection;
@@ -164,6 +164,13 @@ impl Driver for SqliteStore {
         self.inner
             .writer
             .call(|reply| Job::Append(batch, reply))
+            .await
+    }
+
+    async fn append_many(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
+        self.inner
+            .writer
+            .call(|reply| Job::AppendMany(batches, reply))
             .await
     }
 

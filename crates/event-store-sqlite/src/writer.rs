@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use event_store::{AppendBatch, Appended, Error, Result};
+use event_store::{AppendBatch, Appended, Error, MultiAppend, Result};
 use event_store_sql::Statement;
 use event_store_sql::convert::{clamp, unsigned};
 use rusqlite::{Connection, params};
@@ -37,6 +37,8 @@ pub(crate) enum Keep<T> {
 
 pub(crate) enum Job {
     Append(AppendBatch, oneshot::Sender<Result<Appended>>),
+    /// Several streams, all or nothing (one savepoint; the one writer serializes them).
+    AppendMany(MultiAppend, oneshot::Sender<Result<Vec<Appended>>>),
     /// Work of the store's own (a guarded transaction, a transactional projection's batch).
     Run(Work),
     /// A write of the shared SQL layer (a checkpoint, a cache entry), in its own savepoint.
@@ -118,6 +120,10 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Job>, group: usize, changes: &w
 
 enum Outcome {
     Append(oneshot::Sender<Result<Appended>>, Result<Appended>),
+    AppendMany(
+        oneshot::Sender<Result<Vec<Appended>>>,
+        Result<Vec<Appended>>,
+    ),
     Executed(oneshot::Sender<Result<u64>>, Result<u64>),
     Ran(Finish),
 }
@@ -137,6 +143,12 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
             Job::Append(batch, reply) => {
                 Outcome::Append(reply, in_savepoint(conn, |c| append(c, &batch)))
             }
+            Job::AppendMany(batches, reply) => Outcome::AppendMany(
+                reply,
+                in_savepoint(conn, |c| {
+                    batches.batches().iter().map(|b| append(c, b)).collect()
+                }),
+            ),
             Job::Execute(statement, reply) => {
                 Outcome::Executed(reply, in_savepoint(conn, |c| execute(c, &statement)))
             }
@@ -159,6 +171,15 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
                 stored |= result.as_ref().is_ok_and(|a| a.stored);
                 let _ = reply.send(result);
             }
+            (Outcome::AppendMany(reply, result), Ok(())) => {
+                stored |= result
+                    .as_ref()
+                    .is_ok_and(|all| all.iter().any(|a| a.stored));
+                let _ = reply.send(result);
+            }
+            (Outcome::AppendMany(reply, result), Err(msg)) => {
+                let _ = reply.send(result.and(Err(Error::backend(BACKEND, msg.clone()))));
+            }
             (Outcome::Executed(reply, result), Ok(())) => {
                 let _ = reply.send(result);
             }
@@ -179,6 +200,7 @@ fn reply_error(job: Job, msg: &str) {
     let e = || Error::backend(BACKEND, msg.to_owned());
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(e()))),
+        Job::AppendMany(_, reply) => drop(reply.send(Err(e()))),
         Job::Execute(_, reply) => drop(reply.send(Err(e()))),
         Job::Run(work) => fail_work(work, msg),
         Job::Migrate(reply) => drop(reply.send(Err(e()))),

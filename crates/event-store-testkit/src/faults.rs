@@ -180,6 +180,11 @@ impl<S: Store> Store for FaultyStore<S> {
             .call(Method::Append, self.inner.append(batch))
             .await
     }
+    async fn append_many(&self, batches: event_store::MultiAppend) -> Result<Vec<Appended>> {
+        self.faults
+            .call(Method::Append, self.inner.append_many(batches))
+            .await
+    }
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -20,6 +20,7 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ledger;
+mod multi;
 mod projections;
 mod reads;
 mod service;
@@ -38,6 +39,7 @@ pub use faults::{
     FaultyCache, FaultyStore, Method, fold_survives_cache_faults, fold_survives_store_faults,
     tail_survives_failed_reads,
 };
+pub use multi::{multi_stream_appends, multi_stream_appends_do_not_deadlock};
 pub use projections::{
     KitProjection, Recorder, Seen, kit_options, projection_catches_up_and_follows,
     projection_parks_and_resumes, projection_partitions_keep_stream_order, projection_rebuilds,
@@ -66,7 +68,8 @@ macro_rules! __kit_store_checks {
             idempotent_reappend, idempotent_emits_once, global_order, paging, stats_counts,
             tail_during_appends, mixed_workload, bad_input, read_stream_directions, queries,
             fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads,
-            execute_under_contention, follow_never_skips, upcasting_reads_every_version);
+            execute_under_contention, follow_never_skips, upcasting_reads_every_version,
+            multi_stream_appends, multi_stream_appends_do_not_deadlock);
     };
 }
 

@@ -128,6 +128,12 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send {
         self.store.append(batch)
     }
+    fn append_many(
+        &self,
+        batches: event_store::MultiAppend,
+    ) -> impl Future<Output = Result<Vec<Appended>>> + Send {
+        self.store.append_many(batches)
+    }
     fn read_stream(
         &self,
         stream: &StreamId,

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::aggregate::Aggregate;
-use crate::batch::AppendBatch;
+use crate::batch::{AppendBatch, MultiAppend};
 use crate::error::{BoxError, Result};
 use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
 use crate::query::{CheckedQuery, TypeFilter};
@@ -59,6 +59,15 @@ impl Appended {
 pub trait Store: Send + Sync + 'static {
     /// Appends a validated batch to one stream.
     fn append(&self, batch: AppendBatch) -> impl Future<Output = Result<Appended>> + Send;
+
+    /// Appends to several streams atomically: every batch (each checked against its own
+    /// expected version, each an idempotent retry when all its ids are stored with the same
+    /// content) or none; the results are in batch order. Streams are locked in one global order
+    /// (no deadlock between two such appends).
+    fn append_many(
+        &self,
+        batches: MultiAppend,
+    ) -> impl Future<Output = Result<Vec<Appended>>> + Send;
 
     /// Reads up to `limit` events of a stream: forward, the versions from `from` up; backward,
     /// the versions from `from` down (`u64::MAX`: from the last).

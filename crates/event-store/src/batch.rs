@@ -87,6 +87,8 @@ pub struct AppendBatch {
     stream: StreamId,
     expected: ExpectedVersion,
     events: Vec<PendingEvent>,
+    /// The JSON size of the events (data and context).
+    bytes: usize,
 }
 
 impl AppendBatch {
@@ -148,6 +150,7 @@ impl AppendBatch {
             stream,
             expected,
             events: pending,
+            bytes: total,
         })
     }
 
@@ -174,6 +177,11 @@ impl AppendBatch {
     /// The number of events (at least one).
     pub fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// The size of the events' JSON (data and context), as the limits count it.
+    pub fn size_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Always false: a batch holds at least one event.
@@ -222,6 +230,78 @@ impl AppendBatch {
                 actual,
             })
         }
+    }
+}
+
+/// Appends to several streams in one call, all or nothing: each [`AppendBatch`] keeps its own
+/// stream and expected version, and either every batch is stored (or was, by an idempotent
+/// retry) or none is. A conflict names its stream, expected and actual versions.
+///
+/// Validated as one append: at least one batch, no event id twice, at most
+/// [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`] bytes in all. Batches are applied in
+/// order, so events get positions in the order of the batches, and a stream may have several
+/// batches (each checked against the stream's version after the ones before it): interleaved
+/// input keeps its order. Backends lock the streams in one global order, so two multi-stream
+/// appends never deadlock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiAppend {
+    batches: Vec<AppendBatch>,
+}
+
+impl MultiAppend {
+    /// Validates the batches as one append.
+    pub fn new(batches: Vec<AppendBatch>) -> Result<Self> {
+        if batches.is_empty() {
+            return Err(Error::invalid(
+                "batches",
+                "an append needs at least one batch",
+            ));
+        }
+        let events: usize = batches.iter().map(AppendBatch::len).sum();
+        if events > MAX_BATCH_EVENTS {
+            return Err(Error::invalid(
+                "batches",
+                format!("{events} events in one append; the limit is {MAX_BATCH_EVENTS}"),
+            ));
+        }
+        if batches.iter().map(|b| b.bytes).sum::<usize>() > MAX_BATCH_BYTES {
+            return Err(Error::invalid(
+                "batches",
+                format!("the append is larger than {MAX_BATCH_BYTES} bytes"),
+            ));
+        }
+        let mut ids = HashSet::with_capacity(events);
+        for (i, b) in batches.iter().enumerate() {
+            for e in &b.events {
+                if !ids.insert(e.id) {
+                    return Err(Error::invalid(
+                        format!("batches[{i}].events"),
+                        format!("{} appears twice in one append", e.id),
+                    ));
+                }
+            }
+        }
+        Ok(Self { batches })
+    }
+
+    /// The batches, in order.
+    pub fn batches(&self) -> &[AppendBatch] {
+        &self.batches
+    }
+
+    /// The batches, taken out.
+    pub fn into_batches(self) -> Vec<AppendBatch> {
+        self.batches
+    }
+
+    /// The number of events in all batches.
+    pub fn len(&self) -> usize {
+        self.batches.iter().map(AppendBatch::len).sum()
+    }
+
+    /// Always false: a multi-stream append holds at least one event.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
     }
 }
 

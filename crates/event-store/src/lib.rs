@@ -26,7 +26,7 @@ pub use backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, NoCache, NoEmitter,
     Publish, StateCache, Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
 };
-pub use batch::{AppendBatch, PendingEvent};
+pub use batch::{AppendBatch, MultiAppend, PendingEvent};
 pub use cursor::{LogCursor, PAGE_SIZE, head, lag};
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventType, Events, decode_event, encode_event};

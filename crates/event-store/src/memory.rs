@@ -14,7 +14,7 @@ use crate::backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, Store, StoreStats,
     Subscription, SubscriptionSpec, TypeCount,
 };
-use crate::batch::AppendBatch;
+use crate::batch::{AppendBatch, MultiAppend};
 use crate::error::Result;
 use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
 use crate::query::{CheckedQuery, TypeFilter};
@@ -99,21 +99,87 @@ impl MemoryStore {
     }
 
     fn append_now(&self, batch: &AppendBatch) -> Result<Appended> {
-        let stream = batch.stream();
         let mut log = self.write();
+        let plan = Self::plan(&log, batch)?;
+        let appended = Self::apply(&mut log, batch, plan);
+        drop(log);
+        if appended.stored {
+            self.inner.changes.send_modify(|n| *n += 1);
+        }
+        Ok(appended)
+    }
+
+    /// Every batch or none, in order (a later batch sees the earlier ones); a refused batch
+    /// undoes the ones before it. One lock: no deadlock.
+    fn append_many_now(&self, batches: &MultiAppend) -> Result<Vec<Appended>> {
+        let mut log = self.write();
+        let before = log.events.len();
+        let mut out = Vec::with_capacity(batches.batches().len());
+        for b in batches.batches() {
+            match Self::plan(&log, b) {
+                Ok(plan) => out.push(Self::apply(&mut log, b, plan)),
+                Err(e) => {
+                    Self::truncate(&mut log, before);
+                    return Err(e);
+                }
+            }
+        }
+        drop(log);
+        if out.iter().any(|a| a.stored) {
+            self.inner.changes.send_modify(|n| *n += 1);
+        }
+        Ok(out)
+    }
+
+    /// Removes the events from index `len` on (a multi-stream append that was refused).
+    fn truncate(log: &mut Log, len: usize) {
+        for e in log.events.drain(len..).collect::<Vec<_>>() {
+            log.ids.remove(&e.id);
+            if let Some(indexes) = log.streams.get_mut(&e.stream) {
+                indexes.retain(|&i| i < len);
+                if indexes.is_empty() {
+                    log.streams.remove(&e.stream);
+                }
+            }
+        }
+    }
+
+    /// What appending `batch` would do: `Err(originals)` for an idempotent retry, `Ok(version)`
+    /// of its first event for a new append.
+    fn plan(
+        log: &Log,
+        batch: &AppendBatch,
+    ) -> Result<std::result::Result<u64, Vec<RecordedEvent>>> {
         let stored = batch
             .events()
             .iter()
             .map(|e| log.ids.get(&e.id).map(|&i| log.events[i].clone()))
             .collect();
         if let Some(originals) = batch.check_stored(stored)? {
-            return Ok(Appended {
-                events: originals,
-                stored: false,
-            });
+            return Ok(Err(originals));
         }
-        let actual = log.streams.get(stream.as_str()).map(|v| v.len() as u64 - 1);
-        let first_version = batch.check_expected(actual)?;
+        let actual = log
+            .streams
+            .get(batch.stream().as_str())
+            .map(|v| v.len() as u64 - 1);
+        Ok(Ok(batch.check_expected(actual)?))
+    }
+
+    fn apply(
+        log: &mut Log,
+        batch: &AppendBatch,
+        plan: std::result::Result<u64, Vec<RecordedEvent>>,
+    ) -> Appended {
+        let stream = batch.stream();
+        let first_version = match plan {
+            Ok(v) => v,
+            Err(originals) => {
+                return Appended {
+                    events: originals,
+                    stored: false,
+                };
+            }
+        };
         let mut recorded = Vec::with_capacity(batch.len());
         for (i, e) in batch.events().iter().enumerate() {
             let index = log.events.len();
@@ -127,12 +193,10 @@ impl MemoryStore {
             log.events.push(r.clone());
             recorded.push(r);
         }
-        drop(log);
-        self.inner.changes.send_modify(|n| *n += 1);
-        Ok(Appended {
+        Appended {
             events: recorded,
             stored: true,
-        })
+        }
     }
 }
 
@@ -148,6 +212,10 @@ fn offset(p: Position) -> usize {
 impl Store for MemoryStore {
     async fn append(&self, batch: AppendBatch) -> Result<Appended> {
         self.append_now(&batch)
+    }
+
+    async fn append_many(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
+        self.append_many_now(&batches)
     }
 
     async fn read_stream(

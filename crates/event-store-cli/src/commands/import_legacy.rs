@@ -5,8 +5,8 @@
 //! sources at once (a merge, constant memory) and finds the ids present in more than one source:
 //! the same content is one event, imported once; other content is a collision, reported with both
 //! contents and not imported. The second merges the sources' rows by time then id, cleans each
-//! (`event_store::legacy::clean`), assigns it a stream and appends runs of one stream together.
-//! Ids are kept, so a re-run stores nothing new.
+//! (`event_store::legacy::clean`), assigns it a stream and appends windows of 500 events in one
+//! multi-stream transaction each, in order. Ids are kept, so a re-run stores nothing new.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -25,8 +25,17 @@ use crate::progress::bar;
 
 /// Rows fetched per round trip, per source.
 const FETCH: u32 = 1000;
-/// Most events appended together (one stream's consecutive events).
-const RUN: usize = 500;
+/// Most events appended in one transaction.
+const WINDOW_EVENTS: usize = 500;
+/// Most bytes of JSON appended in one transaction (half the store's limit for one append).
+const WINDOW_BYTES: usize = event_store::limits::MAX_BATCH_BYTES / 2;
+
+/// An event on its way into the store.
+struct Pending {
+    source: usize,
+    stream: String,
+    event: NewEvent,
+}
 
 struct Source {
     name: String,
@@ -83,8 +92,9 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
     for s in &mut sources {
         s.reader.start_rows().await?;
     }
-    let mut run: Vec<(usize, NewEvent)> = Vec::new();
-    let mut run_stream = String::new();
+    // One transaction per window of events, in order, across streams.
+    let mut window: Vec<Pending> = Vec::new();
+    let mut window_bytes = 0usize;
     while let Some((i, row)) = next_row(&mut sources).await? {
         progress.inc(1);
         let name = sources[i].name.clone();
@@ -115,38 +125,30 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
             }
         };
         // Refuse what the store would refuse, per event, before anything is appended.
-        if let Err(e) = AppendBatch::new(&stream, ExpectedVersion::Any, vec![event.clone()]) {
-            report
-                .refused
-                .push(json!({"source": name, "id": id, "reason": e.to_string()}));
-            continue;
-        }
+        let bytes = match AppendBatch::new(&stream, ExpectedVersion::Any, vec![event.clone()]) {
+            Ok(b) => b.size_bytes(),
+            Err(e) => {
+                report
+                    .refused
+                    .push(json!({"source": name, "id": id, "reason": e.to_string()}));
+                continue;
+            }
+        };
         *per.types
             .entry(format!("{}.{}", event.namespace, event.event_type))
             .or_default() += 1;
-        if stream != run_stream || run.len() == RUN {
-            flush(
-                es,
-                &run_stream,
-                &mut run,
-                &sources,
-                &mut report,
-                args.dry_run,
-            )
-            .await?;
-            run_stream = stream;
+        if window.len() == WINDOW_EVENTS || window_bytes + bytes > WINDOW_BYTES {
+            flush(es, &mut window, &sources, &mut report, args.dry_run).await?;
+            window_bytes = 0;
         }
-        run.push((i, event));
+        window_bytes += bytes;
+        window.push(Pending {
+            source: i,
+            stream,
+            event,
+        });
     }
-    flush(
-        es,
-        &run_stream,
-        &mut run,
-        &sources,
-        &mut report,
-        args.dry_run,
-    )
-    .await?;
+    flush(es, &mut window, &sources, &mut report, args.dry_run).await?;
     progress.finish_and_clear();
     print_report(&report, args.format)?;
     Ok(())
@@ -292,61 +294,85 @@ fn stream_for(event: &NewEvent, keys: &[StreamKey]) -> Option<String> {
     })
 }
 
-/// Appends one stream's run; a run that mixes events stored by an earlier import with new ones is
-/// appended one event at a time (stored ones are no-ops).
+/// Appends a window of events in one multi-stream transaction, in order (each run of one
+/// stream a batch). A window that mixes events stored by an earlier import with new ones (the
+/// sources grew since) is appended one event at a time, where stored ones are no-ops.
 async fn flush(
     es: &EventStore<AnyStore>,
-    stream: &str,
-    run: &mut Vec<(usize, NewEvent)>,
+    window: &mut Vec<Pending>,
     sources: &[Source],
     report: &mut Report,
     dry_run: bool,
 ) -> Result<()> {
-    if run.is_empty() {
+    let taken = std::mem::take(window);
+    if taken.is_empty() {
         return Ok(());
     }
-    let taken = std::mem::take(run);
+    let count = |report: &mut Report, source: usize, stored: bool| {
+        let per = report
+            .sources
+            .entry(sources[source].name.clone())
+            .or_default();
+        if stored {
+            per.imported += 1;
+        } else {
+            per.already_present += 1;
+        }
+    };
     if dry_run {
-        for (i, _) in &taken {
-            report
-                .sources
-                .entry(sources[*i].name.clone())
-                .or_default()
-                .imported += 1;
+        for p in &taken {
+            count(report, p.source, true);
         }
         return Ok(());
     }
-    let events: Vec<NewEvent> = taken.iter().map(|(_, e)| e.clone()).collect();
-    match es.append(stream, ExpectedVersion::Any, events).await {
+    // Runs of one stream, in order.
+    let mut runs: Vec<(&str, Vec<usize>, Vec<NewEvent>)> = Vec::new();
+    for p in &taken {
+        match runs.last_mut() {
+            Some((stream, of, events)) if *stream == p.stream => {
+                of.push(p.source);
+                events.push(p.event.clone());
+            }
+            _ => runs.push((&p.stream, vec![p.source], vec![p.event.clone()])),
+        }
+    }
+    let mut batches = Vec::with_capacity(runs.len());
+    let mut owners = Vec::with_capacity(runs.len());
+    for (stream, of, events) in runs {
+        batches.push(AppendBatch::new(stream, ExpectedVersion::Any, events)?);
+        owners.push(of);
+    }
+    match es.append_many(batches).await {
         Ok(appended) => {
-            for (i, _) in &taken {
-                let per = report.sources.entry(sources[*i].name.clone()).or_default();
-                if appended.stored {
-                    per.imported += 1;
-                } else {
-                    per.already_present += 1;
+            for (of, a) in owners.iter().zip(&appended) {
+                for s in of {
+                    count(report, *s, a.stored);
                 }
             }
             Ok(())
         }
         Err(Error::DuplicateId { .. }) => {
-            for (i, event) in taken {
-                let id = event.id;
-                let per = report.sources.entry(sources[i].name.clone()).or_default();
-                match es.append(stream, ExpectedVersion::Any, vec![event]).await {
-                    Ok(a) if a.stored => per.imported += 1,
-                    Ok(_) => per.already_present += 1,
+            for p in taken {
+                let id = p.event.id;
+                match es
+                    .append(&p.stream, ExpectedVersion::Any, vec![p.event])
+                    .await
+                {
+                    Ok(a) => count(report, p.source, a.stored),
                     Err(e @ Error::DuplicateId { .. }) => report.refused.push(json!({
-                        "source": sources[i].name,
+                        "source": sources[p.source].name,
                         "id": id,
                         "reason": format!("{e} in this store"),
                     })),
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("appending to stream `{}`", p.stream));
+                    }
                 }
             }
             Ok(())
         }
-        Err(e) => Err(e).with_context(|| format!("appending to stream `{stream}`")),
+        Err(e) => Err(e).context("appending a window of events"),
     }
 }
 

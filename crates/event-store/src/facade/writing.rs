@@ -3,7 +3,7 @@
 use std::sync::{Arc, PoisonError};
 
 use crate::backend::{Appended, Publish, Store};
-use crate::batch::AppendBatch;
+use crate::batch::{AppendBatch, MultiAppend};
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::facade::EventStore;
@@ -109,6 +109,47 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         };
         drop(guard);
         self.release_gate(stream, gate);
+        result
+    }
+
+    /// Appends to several streams atomically (see [`MultiAppend`]): every batch or none, each
+    /// against its own expected version; then publishes what was stored. Results are in batch
+    /// order.
+    pub async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<Appended>> {
+        let batches = MultiAppend::new(batches)?;
+        if !E::ON_SAVE {
+            return self.inner.store.append_many(batches).await;
+        }
+        // The streams' publish gates, taken in one order (no deadlock with another such call).
+        let mut streams: Vec<String> = batches
+            .batches()
+            .iter()
+            .map(|b| b.stream().to_string())
+            .collect();
+        streams.sort();
+        let gates: Vec<_> = streams.iter().map(|s| self.publish_gate(s)).collect();
+        let mut guards = Vec::with_capacity(gates.len());
+        for g in &gates {
+            guards.push(g.lock().await);
+        }
+        let result = match self.inner.store.append_many(batches).await {
+            Ok(all) => {
+                let mut published = Ok(());
+                for a in all.iter().filter(|a| a.stored) {
+                    if let Err(e) = self.inner.emitter.publish_saved(&a.events).await {
+                        tracing::warn!(error = %e, "stored, but publishing failed");
+                        published = Err(e);
+                        break;
+                    }
+                }
+                published.map(|()| all)
+            }
+            Err(e) => Err(e),
+        };
+        drop(guards);
+        for (stream, gate) in streams.iter().zip(gates) {
+            self.release_gate(stream, gate);
+        }
         result
     }
 
