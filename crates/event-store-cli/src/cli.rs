@@ -167,8 +167,9 @@ pub(crate) struct AppendArgs {
     )]
     pub(crate) expected_version: ExpectedVersion,
     /// Read events from stdin instead, one JSON object per line:
-    /// {"stream","namespace","type","data","id"?,"context"?}. Consecutive lines of one stream
-    /// are appended together. Lines without an id get a new one each time: appending the same
+    /// {"stream","namespace","type","data","id"?,"context"?}. Up to 1 000 lines, whatever their
+    /// streams, are committed together (each stream's lines in order); a failure names its line
+    /// and what was committed. Lines without an id get a new one each time: appending the same
     /// lines twice stores them twice, unless --derive-ids is given.
     #[arg(long, conflicts_with_all = ["stream", "kind", "data", "id"])]
     pub(crate) ndjson: bool,

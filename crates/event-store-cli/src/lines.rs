@@ -2,8 +2,8 @@
 //! report, on failure, which line failed and exactly what was committed before it.
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use event_store::limits::MAX_BATCH_EVENTS;
-use event_store::{Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use event_store::limits::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+use event_store::{AppendBatch, Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::backend::AnyStore;
@@ -58,11 +58,16 @@ impl Progress {
     }
 }
 
-/// Appends lines in batches: consecutive lines of one stream (at most
-/// [`MAX_BATCH_EVENTS`]) go in one atomic append.
+/// Appends lines in windows: up to [`MAX_BATCH_EVENTS`] lines (and half the byte limit of one
+/// append), whatever their streams, go in one multi-stream transaction, each run of consecutive
+/// lines of one stream a batch with the expectation of its first line. A window the store refuses
+/// is appended again run by run, so what is committed and which line failed are reported exactly
+/// as if each run had been appended alone.
 pub(crate) struct Batcher<'a> {
     store: &'a EventStore<AnyStore>,
     pending: Vec<(usize, Line)>,
+    /// The bytes of the pending lines.
+    pending_bytes: usize,
     pub(crate) progress: Progress,
     last_line: usize,
     /// With `--derive-ids`: how many lines of each content were seen (by content hash).
@@ -105,18 +110,20 @@ impl<'a> Batcher<'a> {
         Self {
             store,
             pending: Vec::new(),
+            pending_bytes: 0,
             progress: Progress::default(),
             last_line: 0,
             derived: derive_ids.then(DerivedIds::default),
         }
     }
 
-    /// Adds line `number`; appends the pending batch first when the line cannot join it.
+    /// Adds line `number` (`bytes` long); appends the pending window first when it is full.
     /// Returns the events that were appended, if any.
     pub(crate) async fn push(
         &mut self,
         number: usize,
         mut line: Line,
+        bytes: usize,
     ) -> Result<Vec<RecordedEvent>> {
         if line.id.is_none() {
             match &mut self.derived {
@@ -124,21 +131,15 @@ impl<'a> Batcher<'a> {
                 None => self.progress.fresh_ids += 1,
             }
         }
-        let joins = self.pending.last().is_none_or(|(_, last)| {
-            last.stream == line.stream
-                && self.pending.len() < MAX_BATCH_EVENTS
-                && match (last.version, line.version) {
-                    (Some(a), Some(b)) => b == a + 1,
-                    (None, None) => true,
-                    _ => false,
-                }
-        });
-        let flushed = if joins {
-            Vec::new()
-        } else {
+        let full = self.pending.len() >= MAX_BATCH_EVENTS
+            || self.pending_bytes + bytes > MAX_BATCH_BYTES / 2;
+        let flushed = if full {
             self.flush().await?
+        } else {
+            Vec::new()
         };
         self.pending.push((number, line));
+        self.pending_bytes += bytes;
         self.last_line = number;
         Ok(flushed)
     }
@@ -151,12 +152,52 @@ impl<'a> Batcher<'a> {
         }
     }
 
-    /// Appends the pending batch. A batch refused because some of its ids are stored already
+    /// Appends the pending window in one multi-stream transaction; when the store refuses it,
+    /// run by run (see [`Batcher`]).
+    pub(crate) async fn flush(&mut self) -> Result<Vec<RecordedEvent>> {
+        let window = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let runs = runs(window);
+        if runs.len() > 1
+            && let Some(stored) = self.append_window(&runs).await
+        {
+            self.progress.committed_through = self.last_line;
+            return Ok(stored);
+        }
+        let mut stored = Vec::new();
+        for run in runs {
+            stored.extend(self.flush_run(run).await?);
+        }
+        self.progress.committed_through = self.last_line.max(self.progress.committed_through);
+        Ok(stored)
+    }
+
+    /// The runs in one transaction; `None` (nothing stored) when any is refused.
+    async fn append_window(&mut self, runs: &[Vec<(usize, Line)>]) -> Option<Vec<RecordedEvent>> {
+        let mut batches = Vec::with_capacity(runs.len());
+        for run in runs {
+            let (_, first) = run.first()?;
+            let events = run.iter().map(|(_, l)| l.to_new_event()).collect();
+            batches.push(AppendBatch::new(&first.stream, expected(first), events).ok()?);
+        }
+        let appended = self.store.append_many(batches).await.ok()?;
+        let mut stored = Vec::new();
+        for a in appended {
+            if a.stored {
+                self.progress.stored += a.events.len() as u64;
+                stored.extend(a.events);
+            } else {
+                self.progress.already += a.events.len() as u64;
+            }
+        }
+        Some(stored)
+    }
+
+    /// Appends one run of one stream. A run refused because some of its ids are stored already
     /// (a file that grew since it was last imported) is appended line by line instead: stored
     /// lines are recognised as retries, the new ones are stored, and a real collision names its
     /// line.
-    pub(crate) async fn flush(&mut self) -> Result<Vec<RecordedEvent>> {
-        let batch = std::mem::take(&mut self.pending);
+    async fn flush_run(&mut self, batch: Vec<(usize, Line)>) -> Result<Vec<RecordedEvent>> {
         let Some((_, first)) = batch.first() else {
             return Ok(Vec::new());
         };
@@ -174,14 +215,12 @@ impl<'a> Batcher<'a> {
                     stored.extend(appended);
                     self.progress.committed_through = number;
                 }
-                self.progress.committed_through =
-                    self.last_line.max(self.progress.committed_through);
                 Ok(stored)
             }
             Err(e) => Err(anyhow!("{}: {e}", failing_line(&e, &numbers))),
             Ok(events) => {
                 let last = numbers.last().copied().unwrap_or_default();
-                self.progress.committed_through = self.last_line.max(last);
+                self.progress.committed_through = last.max(self.progress.committed_through);
                 Ok(events)
             }
         }
@@ -204,6 +243,30 @@ impl<'a> Batcher<'a> {
             Ok(Vec::new())
         }
     }
+}
+
+/// Splits a window into runs: consecutive lines of one stream whose versions, when given,
+/// follow each other.
+fn runs(window: Vec<(usize, Line)>) -> Vec<Vec<(usize, Line)>> {
+    let mut runs: Vec<Vec<(usize, Line)>> = Vec::new();
+    for (number, line) in window {
+        let joins = runs
+            .last()
+            .and_then(|run| run.last())
+            .is_some_and(|(_, last)| {
+                last.stream == line.stream
+                    && match (last.version, line.version) {
+                        (Some(a), Some(b)) => b == a + 1,
+                        (None, None) => true,
+                        _ => false,
+                    }
+            });
+        match runs.last_mut() {
+            Some(run) if joins => run.push((number, line)),
+            _ => runs.push(vec![(number, line)]),
+        }
+    }
+    runs
 }
 
 /// What appending a line (or a batch starting with it) expects of its stream: exported lines
@@ -259,9 +322,16 @@ pub(crate) async fn append_lines<R: AsyncBufRead + Unpin>(
                 batcher.skip(number);
                 continue;
             }
-            Err(e) => bail!("line {number}: {e}; {}", batcher.progress.describe()),
+            Err(e) => {
+                // Everything before the bad line is committed first.
+                match batcher.flush().await {
+                    Ok(events) => on_appended(&events, read)?,
+                    Err(flush) => bail!("{flush}; {}", batcher.progress.describe()),
+                }
+                bail!("line {number}: {e}; {}", batcher.progress.describe())
+            }
         };
-        match batcher.push(number, line).await {
+        match batcher.push(number, line, buf.len()).await {
             Ok(events) => on_appended(&events, read)?,
             Err(e) => bail!("{e}; {}", batcher.progress.describe()),
         }

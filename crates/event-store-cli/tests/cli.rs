@@ -375,8 +375,8 @@ fn exercise(t: &Target, tmp: &Path) {
         b"{\"stream\":\"q\",\"namespace\":\"shop\",\"type\":\"A\"}\nnot json\n",
     ));
     assert!(
-        e.contains("line 2") && e.contains("nothing was stored"),
-        "{e}"
+        e.contains("line 2") && e.contains("lines 1-1 were committed"),
+        "the lines before a malformed one are committed: {e}"
     );
     let e = one_error(&t.run_with(
         &["append", "--ndjson"],
@@ -384,8 +384,8 @@ fn exercise(t: &Target, tmp: &Path) {
     ));
     assert!(e.contains("line 1") && e.contains("colour"), "{e}");
     let bad_file = tmp.join("bad.ndjson");
-    // Two lines of order-1 (committed when the third, of another stream, arrives), one of
-    // cart-1 (pending, so dropped), then a line that is not UTF-8.
+    // Two lines of order-1, one of cart-1, then a line that is not UTF-8: the lines before it
+    // are committed (in one multi-stream transaction), then the import stops.
     let mut bytes = exported
         .lines()
         .take(3)
@@ -404,21 +404,21 @@ fn exercise(t: &Target, tmp: &Path) {
     assert!(
         e.contains("line 4")
             && e.contains("UTF-8")
-            && e.contains("lines 1-2 were committed (2 events stored"),
+            && e.contains("lines 1-3 were committed (3 events stored"),
         "{e}"
     );
     let third_log = lines(&third.ok(&["export"]));
     assert_eq!(
         third_log.len(),
-        2,
+        3,
         "exactly the lines said to be committed are stored"
     );
     let e = one_error(&t.run(&["import", tmp.join("missing.ndjson").to_str().unwrap()]));
     assert!(e.contains("cannot open"), "{e}");
     let stats_after: Value = serde_json::from_str(&t.ok(&["stats", "--format", "json"])).unwrap();
     assert_eq!(
-        stats_after["events"], 8,
-        "only the committed n-1 line was added by the failures"
+        stats_after["events"], 9,
+        "only the lines said to be committed (n-1's and q's) were added by the failures"
     );
 }
 
