@@ -6,6 +6,7 @@ use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::pg;
+use crate::store::column;
 use crate::tls::{Connector, PgTls};
 
 /// One row of an original `events` table.
@@ -105,7 +106,8 @@ impl LegacySource {
             .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
             .await
             .map_err(|e| pg("count", e))?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        let n: i64 = column(&row, 0, "count")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn open(&mut self, select: &str) -> Result<()> {
@@ -144,7 +146,7 @@ impl LegacySource {
             .query(&format!("FETCH {n} FROM legacy_rows"), &[])
             .await
             .map_err(|e| pg("read ids", e))?;
-        Ok(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect())
+        rows.iter().map(|r| column(r, 0, "id")).collect()
     }
 
     /// Starts reading every row, ordered by time (rows without a readable time last), then id
@@ -195,9 +197,9 @@ impl LegacySource {
 }
 
 fn row(r: &tokio_postgres::Row) -> Result<LegacyRow> {
-    let id: Uuid = r.get(0);
+    let id: Uuid = column(r, 0, "id")?;
     let json = |i: usize, what: &str| -> Result<Value> {
-        match r.get::<_, Option<String>>(i) {
+        match column::<Option<String>>(r, i, what)? {
             None => Ok(Value::Null),
             Some(text) => event_store::json::value_from_str(what, &text)
                 .map_err(|e| Error::backend("postgres", format!("event {id}: {e}"))),
@@ -207,6 +209,6 @@ fn row(r: &tokio_postgres::Row) -> Result<LegacyRow> {
         id,
         data: json(1, "data")?,
         context: json(2, "context")?,
-        time_micros: r.get(3),
+        time_micros: column(r, 3, "time")?,
     })
 }
