@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use event_store::upcast::{Upcast, Upcasters};
 use event_store::{
-    Aggregate, Cache, Event, EventStore, ExpectedVersion, NewEvent, NoCache, NoEmitter, Position,
-    Query, Store,
+    Aggregate, AppendBatch, Cache, Event, EventStore, ExpectedVersion, NewEvent, NoCache,
+    NoEmitter, Position, Query, Store,
 };
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,23 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
             .await?;
     }
     let batch = rate(sizes.batches * 100, t.elapsed());
+    // Bulk ingest: as many events over 1 000 interleaved streams (each event's neighbours are
+    // in other streams), 1 000 per multi-stream transaction.
+    let total = sizes.batches * 100;
+    let t = Instant::now();
+    for w in 0..total.div_ceil(1000) {
+        let batches = (w * 1000..((w + 1) * 1000).min(total))
+            .map(|i| {
+                AppendBatch::new(
+                    format!("ingest-{}", i % 1000),
+                    ExpectedVersion::Any,
+                    vec![event(i)],
+                )
+            })
+            .collect::<event_store::Result<Vec<_>>>()?;
+        es.append_many(batches).await?;
+    }
+    let ingest = rate(total, t.elapsed());
     // One long stream (filled in batches of 1000; not measured).
     for _ in 0..sizes.stream / 1000 {
         let events = (0..1000_i64)
@@ -258,6 +275,15 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
         base.batch,
         true,
         (backend == "postgres" || sqlite).then_some(">= 0.7"),
+    );
+    report.add(
+        &format!("ingest {total} events over 1 000 interleaved streams (vs 100 rows/transaction)"),
+        backend,
+        ingest,
+        "ev/s",
+        base.batch,
+        true,
+        (backend == "postgres" || sqlite).then_some(">= 0.5"),
     );
     report.add(
         &format!("read the global log ({log_events} events)"),

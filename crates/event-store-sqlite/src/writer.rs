@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use event_store::{AppendBatch, Appended, Error, MultiAppend, Result};
 use event_store_sql::Statement;
 use event_store_sql::convert::{clamp, unsigned};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
 use crate::connection::{BACKEND, SqliteRow, migrate, position, sqlite};
@@ -18,7 +18,7 @@ use event_store_sql::dialects::time_text;
 
 const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
-const INSERT: &str = include_str!("../sql/queries/insert_event.sql");
+const INSERT: &str = include_str!("../sql/queries/insert_events.sql");
 
 /// Work run on the write connection inside the group's transaction: it takes care of its own
 /// savepoint, and returns what to do once the transaction committed (with `Some(error)` when the
@@ -143,12 +143,9 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
             Job::Append(batch, reply) => {
                 Outcome::Append(reply, in_savepoint(conn, |c| append(c, &batch)))
             }
-            Job::AppendMany(batches, reply) => Outcome::AppendMany(
-                reply,
-                in_savepoint(conn, |c| {
-                    batches.batches().iter().map(|b| append(c, b)).collect()
-                }),
-            ),
+            Job::AppendMany(batches, reply) => {
+                Outcome::AppendMany(reply, in_savepoint(conn, |c| append_many(c, &batches)))
+            }
             Job::Execute(statement, reply) => {
                 Outcome::Executed(reply, in_savepoint(conn, |c| execute(c, &statement)))
             }
@@ -289,6 +286,118 @@ fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
     append_careful(conn, batch)
 }
 
+/// Appends several batches (inside the caller's savepoint, which undoes them all on an error).
+/// The common path inserts every batch under one savepoint (a savepoint per batch costs more
+/// than a small event's insert); when an expectation fails or an id is stored, it is undone and
+/// each batch takes [`append`]'s own path, which reports conflicts and recognises retries.
+fn append_many(conn: &Connection, batches: &MultiAppend) -> Result<Vec<Appended>> {
+    conn.execute_batch("SAVEPOINT many")
+        .map_err(|e| sqlite("append", e))?;
+    match insert_many(conn, batches) {
+        Ok(Some(all)) => {
+            conn.execute_batch("RELEASE many")
+                .map_err(|e| sqlite("append", e))?;
+            return Ok(all);
+        }
+        outcome => {
+            conn.execute_batch("ROLLBACK TO many; RELEASE many")
+                .map_err(|e| sqlite("append", e))?;
+            outcome?;
+        }
+    }
+    batches.batches().iter().map(|b| append(conn, b)).collect()
+}
+
+/// Rows per multi-row `INSERT` of [`insert_many`] (8 parameters each; well under SQLite's
+/// parameter limit).
+const ROWS_PER_INSERT: usize = 100;
+
+/// Inserts every batch when each expectation holds and no id is stored; `None` otherwise. The
+/// versions are worked out first (a stream's later batches follow its earlier ones), then the
+/// rows go in with multi-row `INSERT`s: one statement per hundred events rather than one per
+/// event, since each statement opens and closes a statement journal. The one writer makes the
+/// positions of a statement's rows consecutive.
+fn insert_many(conn: &Connection, batches: &MultiAppend) -> Result<Option<Vec<Appended>>> {
+    let mut last: std::collections::HashMap<&str, Option<u64>> = std::collections::HashMap::new();
+    let mut rows: Vec<(&event_store::StreamId, &event_store::PendingEvent, u64)> =
+        Vec::with_capacity(batches.len());
+    for batch in batches.batches() {
+        let stream = batch.stream();
+        let actual = match last.get(stream.as_str()) {
+            Some(v) => *v,
+            None => stream_version(conn, stream.as_str())?,
+        };
+        if !batch.expected().admits(actual) {
+            return Ok(None);
+        }
+        let first = actual.map_or(0, |a| a + 1);
+        for (i, e) in batch.events().iter().enumerate() {
+            rows.push((stream, e, first + i as u64));
+        }
+        last.insert(stream.as_str(), Some(first + batch.len() as u64 - 1));
+    }
+    let Some(recorded) = insert_rows(conn, &rows)? else {
+        return Ok(None);
+    };
+    let mut recorded = recorded.into_iter();
+    Ok(Some(
+        batches
+            .batches()
+            .iter()
+            .map(|b| Appended {
+                events: recorded.by_ref().take(b.len()).collect(),
+                stored: true,
+            })
+            .collect(),
+    ))
+}
+
+/// Inserts `rows` (stream, event, version) with multi-row `INSERT`s, [`ROWS_PER_INSERT`] at a
+/// time; `None` when an id is stored (a row was skipped: the caller undoes its savepoint).
+fn insert_rows(
+    conn: &Connection,
+    rows: &[(&event_store::StreamId, &event_store::PendingEvent, u64)],
+) -> Result<Option<Vec<event_store::RecordedEvent>>> {
+    let mut recorded = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = INSERT.replace(
+            "{rows}",
+            &vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "),
+        );
+        let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 8);
+        for (stream, e, version) in chunk {
+            let data =
+                serde_json::to_string(&e.data).map_err(|err| Error::codec("encode data", err))?;
+            let context = serde_json::to_string(&e.context)
+                .map_err(|err| Error::codec("encode a context", err))?;
+            params.extend([
+                rusqlite::types::Value::Text(e.id.to_string()),
+                rusqlite::types::Value::Text(stream.as_str().to_owned()),
+                rusqlite::types::Value::Integer(clamp(*version)),
+                rusqlite::types::Value::Text(e.namespace.clone()),
+                rusqlite::types::Value::Text(e.event_type.clone()),
+                rusqlite::types::Value::Text(data),
+                rusqlite::types::Value::Text(context),
+                rusqlite::types::Value::Text(time_text(e.context.time)),
+            ]);
+        }
+        let inserted = conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(params)))
+            .map_err(|err| sqlite("append", err))?;
+        if inserted != chunk.len() {
+            return Ok(None);
+        }
+        let last_rowid = conn.last_insert_rowid();
+        for (i, (stream, e, version)) in chunk.iter().enumerate() {
+            let back = i64::try_from(chunk.len() - 1 - i).unwrap_or(i64::MAX);
+            let rowid = last_rowid.saturating_sub(back);
+            recorded.push(e.record(stream, *version, position(rowid)?));
+        }
+    }
+    Ok(Some(recorded))
+}
+
 /// The version of a stream's last event (`None`: no such stream).
 pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>> {
     let actual: Option<i64> = conn
@@ -306,33 +415,13 @@ fn insert_all(
 ) -> Result<Option<Vec<event_store::RecordedEvent>>> {
     let stream = batch.stream();
     let first = actual.map_or(0, |a| a + 1);
-    let mut insert = conn
-        .prepare_cached(INSERT)
-        .map_err(|e| sqlite("append", e))?;
-    let mut events = Vec::with_capacity(batch.len());
-    for (i, e) in batch.events().iter().enumerate() {
-        let version = first + i as u64;
-        let data = serde_json::to_string(&e.data).map_err(|e| Error::codec("encode data", e))?;
-        let context =
-            serde_json::to_string(&e.context).map_err(|e| Error::codec("encode a context", e))?;
-        let inserted = insert
-            .execute(params![
-                e.id.to_string(),
-                stream.as_str(),
-                clamp(version),
-                e.namespace,
-                e.event_type,
-                data,
-                context,
-                time_text(e.context.time),
-            ])
-            .map_err(|err| sqlite("append", err))?;
-        if inserted == 0 {
-            return Ok(None);
-        }
-        events.push(e.record(stream, version, position(conn.last_insert_rowid())?));
-    }
-    Ok(Some(events))
+    let rows: Vec<_> = batch
+        .events()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (stream, e, first + i as u64))
+        .collect();
+    insert_rows(conn, &rows)
 }
 
 /// The careful path: idempotent retries, clashing ids and conflicts.

@@ -48,6 +48,16 @@ pub async fn multi_stream_appends<S: Store>(store: &S) {
         positions.windows(2).all(|w| w[0] < w[1]),
         "positions follow the batches' order: {positions:?}"
     );
+    for (stream, appended) in [(&a, &done[0]), (&b, &done[1])] {
+        let stored = store
+            .read_stream(&sid(stream), 0, event_store::Direction::Forward, 100)
+            .await
+            .expect("read");
+        assert_eq!(
+            stored, appended.events,
+            "the events reported are the events stored"
+        );
+    }
 
     // One expectation fails: nothing is stored in either stream.
     let err = store
@@ -126,6 +136,17 @@ pub async fn multi_stream_appends<S: Store>(store: &S) {
             (d.clone(), 2)
         ]
     );
+    let read_d = store
+        .read_stream(&sid(&d), 0, event_store::Direction::Forward, 100)
+        .await
+        .expect("read");
+    let reported_d: Vec<_> = woven
+        .iter()
+        .flat_map(|w| w.events.iter())
+        .filter(|e| e.stream == d)
+        .cloned()
+        .collect();
+    assert_eq!(read_d, reported_d, "positions and versions as reported");
     let err = store
         .append_many(multi(vec![
             batch(&d, ExpectedVersion::Exact(2), 1),
