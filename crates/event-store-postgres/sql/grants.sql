@@ -7,6 +7,7 @@
 GRANT USAGE ON SCHEMA event_store TO app_role;
 GRANT SELECT ON event_store.events, event_store.schema_migrations TO app_role;
 GRANT EXECUTE ON FUNCTION event_store.append_events(text, bigint, uuid[], text[], text[], jsonb[], jsonb[], timestamptz[]) TO app_role;
+GRANT EXECUTE ON FUNCTION event_store.append_events_many(text[], bigint[], integer[], integer[], uuid[], text[], text[], jsonb[], jsonb[], timestamptz[]) TO app_role;
 GRANT SELECT, INSERT, UPDATE, DELETE ON event_store.aggregate_cache TO app_role;
 GRANT SELECT, INSERT, UPDATE ON event_store.checkpoints TO app_role;
 -- Projection runners keep their state beside the log; a transactional read model's own tables

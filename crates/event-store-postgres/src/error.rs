@@ -36,6 +36,13 @@ pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Whether `append_events_many` asked for the careful path (SQLSTATE ES425: an expectation
+/// failed or an id is stored; nothing was written).
+pub(crate) fn careful_path(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.code().code() == "ES425")
+}
+
 /// Whether the server broke a deadlock by failing this transaction.
 pub(crate) fn deadlock(e: &tokio_postgres::Error) -> bool {
     e.as_db_error()

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(5, "harden", "005_harden.sql"),
     event_store_sql::migration!(6, "projections", "006_projections.sql"),
     event_store_sql::migration!(7, "cache upcasters", "007_cache_upcasters.sql"),
+    event_store_sql::migration!(8, "append many", "008_append_many.sql"),
 ];
 
 /// Creates the schema and applies the missing migrations in one transaction, under an advisory

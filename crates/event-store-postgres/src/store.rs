@@ -23,6 +23,7 @@ use crate::tls::Connector;
 
 const APPEND: &str = include_str!("../sql/queries/append.sql");
 const LOCK_STREAMS: &str = include_str!("../sql/queries/lock_streams.sql");
+const APPEND_MANY: &str = include_str!("../sql/queries/append_many.sql");
 
 struct Inner {
     pool: Pool,
@@ -285,6 +286,13 @@ impl PgStore {
     /// Appends several batches in one transaction, their streams locked in one order first;
     /// retries the whole transaction on a race.
     async fn append_many_batches(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
+        if let Some(out) = self.append_many_fast(&batches).await? {
+            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+            if let Some((wake, _)) = &self.inner.notifier {
+                wake.notify_one();
+            }
+            return Ok(out);
+        }
         let batches = batches.into_batches();
         let streams: Vec<&str> = batches.iter().map(|b| b.stream().as_str()).collect();
         let mut attempt = 1;
@@ -365,6 +373,81 @@ impl PgStore {
             }
         }
         Ok(out)
+    }
+
+    /// The whole multi-stream append in one statement (`append_events_many`); `None` when a
+    /// batch needs the careful path (an expectation fails or an id is stored: nothing was
+    /// written).
+    async fn append_many_fast(&self, batches: &MultiAppend) -> Result<Option<Vec<Appended>>> {
+        let all = batches.batches();
+        let streams: Vec<&str> = all.iter().map(|b| b.stream().as_str()).collect();
+        let expected: Vec<i64> = all.iter().map(|b| expected_code(b.expected())).collect();
+        let mut of_batch = Vec::with_capacity(batches.len());
+        let mut offsets = Vec::with_capacity(batches.len());
+        let mut events = Vec::with_capacity(batches.len());
+        for (i, b) in all.iter().enumerate() {
+            let batch = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            for (j, e) in b.events().iter().enumerate() {
+                of_batch.push(batch);
+                offsets.push(i32::try_from(j).unwrap_or(i32::MAX));
+                events.push(e);
+            }
+        }
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
+        let contexts: Vec<Json<&EventContext>> = events.iter().map(|e| Json(&e.context)).collect();
+        let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
+        let client = self.client("append").await?;
+        let stmt = client
+            .prepare_cached(APPEND_MANY)
+            .await
+            .map_err(|e| pg("append", e))?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &streams,
+            &expected,
+            &of_batch,
+            &offsets,
+            &ids,
+            &namespaces,
+            &types,
+            &data,
+            &contexts,
+            &times,
+        ];
+        let rows = match client.query(&stmt, &params).await {
+            Ok(rows) => rows,
+            // Streams are locked in one order: a deadlock is a bug, reported, never retried.
+            Err(e) if error::deadlock(&e) => return Err(pg("append (deadlock)", e)),
+            Err(e) if error::careful_path(&e) || error::retryable(&e) => return Ok(None),
+            Err(e) => return Err(pg("append", e)),
+        };
+        drop(client);
+        let mut at: std::collections::HashMap<uuid::Uuid, (u64, Position)> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let version = unsigned(BACKEND, "version", column(row, 1, "version")?)?;
+            at.insert(column(row, 0, "id")?, (version, position_at(row, 2)?));
+        }
+        let mut out = Vec::with_capacity(all.len());
+        for b in all {
+            let mut recorded = Vec::with_capacity(b.len());
+            for e in b.events() {
+                let (version, position) = at.get(&e.id).copied().ok_or_else(|| {
+                    Error::backend(
+                        BACKEND,
+                        format!("append returned no row for event {}", e.id),
+                    )
+                })?;
+                recorded.push(e.record(b.stream(), version, position));
+            }
+            out.push(Appended {
+                events: recorded,
+                stored: true,
+            });
+        }
+        Ok(Some(out))
     }
 
     /// What one batch's `append_events` rows say: the recorded events, or for an idempotent
