@@ -42,6 +42,8 @@ async fn documented_grants_are_enough_and_events_stay_immutable() {
         let es = EventStore::new(store.clone(), PgCache::new(&store), event_store::NoEmitter);
         event_store_testkit::round_trip(&store).await;
         event_store_testkit::expected_versions(&store).await;
+        // Both paths of a multi-stream append: the one statement and the per-batch one.
+        event_store_testkit::multi_stream_appends(&store).await;
         event_store_testkit::cached_equals_uncached(&store, &PgCache::new(&store)).await;
         event_store_testkit::checkpoints_round_trip(&store).await;
         es.append(
