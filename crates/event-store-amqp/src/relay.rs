@@ -292,7 +292,7 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                     conn,
                     &lock,
                     &lock_queue,
-                    self.publish_confirmed(&ch, &self.config.exchange, None, &page),
+                    self.publish_confirmed(&ch, &self.config.exchange, None, false, &page),
                 )
                 .await
                 .map_err(Ended::Failed)?;
@@ -315,21 +315,10 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         }
     }
 
-    /// Publishes `events` (to `exchange` by routing key, or to `queue` directly), then waits for
-    /// every confirm; a nack is an error and nothing is counted as done.
+    /// Publishes `events` (to `exchange` by routing key, or to `queue` directly), marked as
+    /// replay when `replay`, then waits for every confirm; a nack is an error and nothing is
+    /// counted as done.
     async fn publish_confirmed(
-        &self,
-        ch: &Channel,
-        exchange: &str,
-        queue: Option<&str>,
-        events: &[RecordedEvent],
-    ) -> Result<()> {
-        self.publish_marked(ch, exchange, queue, queue.is_some(), events)
-            .await
-    }
-
-    /// As [`Relay::publish_confirmed`], marking the messages as replay when `replay`.
-    async fn publish_marked(
         &self,
         ch: &Channel,
         exchange: &str,
@@ -455,41 +444,15 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         });
         let request = match checked {
             Ok(r) => r,
-            Err(reason) => {
-                tracing::warn!(%reason, "refusing an original replay request");
-                self.refuse(ch, &delivery.data, &delivery.properties, &reason)
-                    .await?;
-                return delivery
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map(drop)
-                    .map_err(|e| amqp("acknowledging a replay request", e));
-            }
+            Err(reason) => return self.refuse_and_ack(ch, delivery, &reason).await,
         };
         // "Newer than since": the store keeps times to the microsecond.
         let query = Query::all()
             .event_type(request.namespace.clone(), request.event_type.clone())
-            .since(request.since + chrono::TimeDelta::microseconds(1))
-            .check()?;
-        let mut cursor =
-            LogCursor::with_page(Position::START, self.config.relay_batch).filtered(query);
-        let mut sent = 0u64;
-        loop {
-            let page = cursor.next_page(&self.store).await?;
-            if page.is_empty() {
-                break;
-            }
-            self.publish_marked(ch, &self.config.exchange, None, true, &page)
-                .await?;
-            sent += page.len() as u64;
-        }
-        bump(&self.metrics.replayed, sent);
+            .since(request.since + chrono::TimeDelta::microseconds(1));
+        let sent = self.replay(ch, query, Position::START, None).await?;
         tracing::info!(namespace = %request.namespace, event_type = %request.event_type, since = %request.since, sent, "answered an original replay request");
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map(drop)
-            .map_err(|e| amqp("acknowledging a replay request", e))
+        ack(&delivery).await
     }
 
     /// Answers one replay request: the stored events of its namespace and type after its
@@ -504,41 +467,58 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     ) -> Result<()> {
         let request = match self.check_request(conn, &delivery.data).await? {
             Ok(request) => request,
-            Err(reason) => {
-                tracing::warn!(%reason, "refusing a replay request");
-                self.refuse(ch, &delivery.data, &delivery.properties, &reason)
-                    .await?;
-                return delivery
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map(drop)
-                    .map_err(|e| amqp("acknowledging a replay request", e));
-            }
+            Err(reason) => return self.refuse_and_ack(ch, delivery, &reason).await,
         };
-        let query = Query::all()
-            .event_type(request.namespace.clone(), request.type_name.clone())
-            .check()?;
-        // Final events only, filtered in the store: a replay never leaves out an event that
-        // commits behind it.
+        let query = Query::all().event_type(request.namespace.clone(), request.type_name.clone());
+        let sent = self
+            .replay(ch, query, request.since, Some(&request.queue))
+            .await?;
+        tracing::info!(queue = %request.queue, namespace = %request.namespace, event_type = %request.type_name, since = %request.since, sent, "answered a replay request");
+        ack(&delivery).await
+    }
+
+    /// Sends the stored events `query` matches after `since`, marked as replay, to `queue` (or
+    /// onto the exchange by routing key); returns how many. Final events only, filtered in the
+    /// store: a replay never leaves out an event that commits behind it.
+    async fn replay(
+        &self,
+        ch: &Channel,
+        query: Query,
+        since: Position,
+        queue: Option<&str>,
+    ) -> Result<u64> {
         let mut cursor =
-            LogCursor::with_page(request.since, self.config.relay_batch).filtered(query);
+            LogCursor::with_page(since, self.config.relay_batch).filtered(query.check()?);
+        let exchange = if queue.is_some() {
+            ""
+        } else {
+            self.config.exchange.as_str()
+        };
         let mut sent = 0u64;
         loop {
             let page = cursor.next_page(&self.store).await?;
             if page.is_empty() {
                 break;
             }
-            self.publish_confirmed(ch, "", Some(&request.queue), &page)
+            self.publish_confirmed(ch, exchange, queue, true, &page)
                 .await?;
             sent += page.len() as u64;
         }
         bump(&self.metrics.replayed, sent);
-        tracing::info!(queue = %request.queue, namespace = %request.namespace, event_type = %request.type_name, since = %request.since, sent, "answered a replay request");
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map(drop)
-            .map_err(|e| amqp("acknowledging a replay request", e))
+        Ok(sent)
+    }
+
+    /// Sets a refused request aside with `reason`, then acknowledges it.
+    async fn refuse_and_ack(
+        &self,
+        ch: &Channel,
+        delivery: lapin::message::Delivery,
+        reason: &str,
+    ) -> Result<()> {
+        tracing::warn!(%reason, "refusing a replay request");
+        self.refuse(ch, &delivery.data, &delivery.properties, reason)
+            .await?;
+        ack(&delivery).await
     }
 
     /// The request in `body`, or (inner `Err`) why it is refused for good. The outer `Err` is a
@@ -625,6 +605,15 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         }
         Ok(())
     }
+}
+
+/// Acknowledges a replay request.
+async fn ack(delivery: &lapin::message::Delivery) -> Result<()> {
+    delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .map(drop)
+        .map_err(|e| amqp("acknowledging a replay request", e))
 }
 
 /// The error's message with its causes (a codec error's serde message is its source).

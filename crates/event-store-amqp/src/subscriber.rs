@@ -74,59 +74,22 @@ impl AmqpEmitter {
                  catch an ordered group up with `subscribe_from_store`",
             ));
         }
-        let conn = connect(&self.config).await?;
-        let result = async {
-            let ch = conn
-                .create_channel()
-                .await
-                .map_err(|e| amqp("opening a channel", e))?;
-            ch.confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(|e| amqp("enabling publisher confirms", e))?;
-            declare_exchange(&ch, &self.config.exchange).await?;
-            let t = ReplayRequested::EVENT_TYPE;
-            for filter in types {
-                let Some(event_type) = &filter.event_type else {
-                    return Err(Error::invalid(
-                        "types",
-                        "a replay request names a namespace and a type",
-                    ));
-                };
-                let request = ReplayRequested {
-                    namespace: filter.namespace.clone(),
-                    type_name: event_type.clone(),
-                    since,
-                    queue: group_queue(&self.config.exchange, group),
-                };
-                let body = serde_json::to_vec(&request.encode()?)
-                    .map_err(|e| Error::codec("encode a replay request", e))?;
-                let confirm = ch
-                    .basic_publish(
-                        short("exchange", &self.config.exchange)?,
-                        short("routing key", &format!("{}.{}", t.namespace, t.name))?,
-                        BasicPublishOptions::default(),
-                        &body,
-                        BasicProperties::default()
-                            .with_content_type("application/json".into())
-                            .with_delivery_mode(2)
-                            .with_message_id(uuid::Uuid::now_v7().to_string().into()),
-                    )
-                    .await
-                    .map_err(|e| amqp("publishing a replay request", e))?
-                    .await
-                    .map_err(|e| amqp("waiting for a confirm", e))?;
-                if confirm.is_nack() {
-                    return Err(Error::backend(
-                        crate::topology::BACKEND,
-                        "the broker refused a replay request",
-                    ));
-                }
-            }
-            Ok(())
+        let t = ReplayRequested::EVENT_TYPE;
+        let key = format!("{}.{}", t.namespace, t.name);
+        let mut requests = Vec::with_capacity(types.len());
+        for filter in types {
+            let event_type = named_type(filter)?;
+            let request = ReplayRequested {
+                namespace: filter.namespace.clone(),
+                type_name: event_type.to_owned(),
+                since,
+                queue: group_queue(&self.config.exchange, group),
+            };
+            let body = serde_json::to_vec(&request.encode()?)
+                .map_err(|e| Error::codec("encode a replay request", e))?;
+            requests.push((key.clone(), body));
         }
-        .await;
-        close(&conn, "done").await;
-        result
+        self.publish_requests(requests).await
     }
 
     /// Publishes the original's replay request for each of `types` (`_eventstore.EventReplayRequested`
@@ -140,6 +103,29 @@ impl AmqpEmitter {
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<()> {
         self.config.check_types(types)?;
+        let mut requests = Vec::with_capacity(types.len());
+        for t in types {
+            let body = serde_json::json!({
+                "id": uuid::Uuid::now_v7(),
+                "data": {
+                    "event_namespace": "_eventstore",
+                    "event_type": "EventReplayRequested",
+                    "requested_event_namespace": t.namespace,
+                    "requested_event_type": named_type(t)?,
+                    "since": since.to_rfc3339(),
+                },
+                "context": {"action": null, "subject": {}, "time": chrono::Utc::now().to_rfc3339()},
+            });
+            requests.push((
+                crate::topology::LEGACY_REPLAY_KEY.to_owned(),
+                body.to_string().into_bytes(),
+            ));
+        }
+        self.publish_requests(requests).await
+    }
+
+    /// Publishes replay requests (routing key, body) onto the exchange, each confirmed.
+    async fn publish_requests(&self, requests: Vec<(String, Vec<u8>)>) -> Result<()> {
         let conn = connect(&self.config).await?;
         let result = async {
             let ch = conn
@@ -150,33 +136,17 @@ impl AmqpEmitter {
                 .await
                 .map_err(|e| amqp("enabling publisher confirms", e))?;
             declare_exchange(&ch, &self.config.exchange).await?;
-            for t in types {
-                let Some(event_type) = &t.event_type else {
-                    return Err(Error::invalid(
-                        "types",
-                        "a replay request names a namespace and a type",
-                    ));
-                };
-                let body = serde_json::json!({
-                    "id": uuid::Uuid::now_v7(),
-                    "data": {
-                        "event_namespace": "_eventstore",
-                        "event_type": "EventReplayRequested",
-                        "requested_event_namespace": t.namespace,
-                        "requested_event_type": event_type,
-                        "since": since.to_rfc3339(),
-                    },
-                    "context": {"action": null, "subject": {}, "time": chrono::Utc::now().to_rfc3339()},
-                });
+            for (key, body) in requests {
                 let confirm = ch
                     .basic_publish(
                         short("exchange", &self.config.exchange)?,
-                        short("routing key", crate::topology::LEGACY_REPLAY_KEY)?,
+                        short("routing key", &key)?,
                         BasicPublishOptions::default(),
-                        body.to_string().as_bytes(),
+                        &body,
                         BasicProperties::default()
                             .with_content_type("application/json".into())
-                            .with_delivery_mode(2),
+                            .with_delivery_mode(2)
+                            .with_message_id(uuid::Uuid::now_v7().to_string().into()),
                     )
                     .await
                     .map_err(|e| amqp("publishing a replay request", e))?
@@ -255,6 +225,14 @@ impl Emitter for AmqpEmitter {
     async fn subscribe(&self, spec: SubscriptionSpec, handler: Handler) -> Result<Subscription> {
         self.start(spec, handler, None).await
     }
+}
+
+/// The type a replay request names (a namespace alone cannot be replayed).
+fn named_type(filter: &TypeFilter) -> Result<&str> {
+    filter
+        .event_type
+        .as_deref()
+        .ok_or_else(|| Error::invalid("types", "a replay request names a namespace and a type"))
 }
 
 /// Declares a group's queues (its one queue, its ordered partitions, or with the original wire

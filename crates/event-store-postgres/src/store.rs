@@ -253,31 +253,57 @@ pub(crate) fn position_at(row: &Row, index: usize) -> Result<Position> {
     )
 }
 
+/// The columns of events, as `append_events` and `append_events_many` take them.
+struct Columns<'a> {
+    ids: Vec<uuid::Uuid>,
+    namespaces: Vec<&'a str>,
+    types: Vec<&'a str>,
+    data: Vec<&'a serde_json::Value>,
+    /// Serialized straight into the request, with no JSON tree in between.
+    contexts: Vec<Json<&'a EventContext>>,
+    times: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: impl Iterator<Item = &'a event_store::PendingEvent>) -> Self {
+        let mut c = Self {
+            ids: Vec::new(),
+            namespaces: Vec::new(),
+            types: Vec::new(),
+            data: Vec::new(),
+            contexts: Vec::new(),
+            times: Vec::new(),
+        };
+        for e in events {
+            c.ids.push(e.id);
+            c.namespaces.push(&e.namespace);
+            c.types.push(&e.event_type);
+            c.data.push(&e.data);
+            c.contexts.push(Json(&e.context));
+            c.times.push(e.context.time);
+        }
+        c
+    }
+}
+
 /// Runs `append_events` for one batch on `client` (a connection or a transaction).
 async fn run_append(
     client: &impl deadpool_postgres::GenericClient,
     stmt: &tokio_postgres::Statement,
     batch: &AppendBatch,
 ) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
-    let events = batch.events();
-    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-    let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-    // Serialized straight into the request, with no JSON tree in between.
-    let contexts: Vec<Json<&EventContext>> = events.iter().map(|e| Json(&e.context)).collect();
-    let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
+    let c = Columns::of(batch.events().iter());
     let stream = batch.stream().as_str();
     let code = expected_code(batch.expected());
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
         &stream,
         &code,
-        &ids,
-        &namespaces,
-        &types,
-        &data,
-        &contexts,
-        &times,
+        &c.ids,
+        &c.namespaces,
+        &c.types,
+        &c.data,
+        &c.contexts,
+        &c.times,
     ];
     client.query(stmt, &params).await
 }
@@ -384,21 +410,14 @@ impl PgStore {
         let expected: Vec<i64> = all.iter().map(|b| expected_code(b.expected())).collect();
         let mut of_batch = Vec::with_capacity(batches.len());
         let mut offsets = Vec::with_capacity(batches.len());
-        let mut events = Vec::with_capacity(batches.len());
         for (i, b) in all.iter().enumerate() {
             let batch = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            for (j, e) in b.events().iter().enumerate() {
+            for j in 0..b.len() {
                 of_batch.push(batch);
                 offsets.push(i32::try_from(j).unwrap_or(i32::MAX));
-                events.push(e);
             }
         }
-        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
-        let namespaces: Vec<&str> = events.iter().map(|e| e.namespace.as_str()).collect();
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
-        let contexts: Vec<Json<&EventContext>> = events.iter().map(|e| Json(&e.context)).collect();
-        let times: Vec<_> = events.iter().map(|e| e.context.time).collect();
+        let c = Columns::of(all.iter().flat_map(AppendBatch::events));
         let client = self.client("append").await?;
         let stmt = client
             .prepare_cached(APPEND_MANY)
@@ -409,12 +428,12 @@ impl PgStore {
             &expected,
             &of_batch,
             &offsets,
-            &ids,
-            &namespaces,
-            &types,
-            &data,
-            &contexts,
-            &times,
+            &c.ids,
+            &c.namespaces,
+            &c.types,
+            &c.data,
+            &c.contexts,
+            &c.times,
         ];
         let rows = match client.query(&stmt, &params).await {
             Ok(rows) => rows,
