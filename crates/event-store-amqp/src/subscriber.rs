@@ -279,6 +279,9 @@ async fn declare(
 /// handler's retries) may take before the connection is considered lost.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The longest an acknowledgement may take before the connection is considered lost.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `future`, or an error once `limit` has passed.
 pub(crate) async fn within<T>(
     limit: Duration,
@@ -527,15 +530,18 @@ impl Worker {
         if delivery.redelivered {
             bump(&self.metrics.redeliveries, 1);
         }
+        // An ack on a connection the broker reset may never complete (seen during a broker
+        // restart): bounded, so the subscription reconnects and the message is redelivered (and
+        // dropped as a duplicate if it was handled).
         let ack = |d: &lapin::message::Delivery| {
             let acker = d.acker.clone();
-            async move {
+            within(ACK_TIMEOUT, "acknowledging", async move {
                 acker
                     .ack(BasicAckOptions::default())
                     .await
                     .map(drop)
                     .map_err(|e| amqp("acknowledging", e))
-            }
+            })
         };
         let decoded = if self.config.legacy.is_some() {
             decode_legacy(&delivery.data, &delivery.properties)
@@ -573,10 +579,13 @@ impl Worker {
         reason: &str,
     ) -> Result<()> {
         let props = dead_letter_props(&delivery.properties, &self.group, reason);
-        let confirm = ch
-            .basic_publish(
-                short("exchange", &dead_letter_exchange(&self.config.exchange))?,
-                short("group", &self.group)?,
+        let exchange = short("exchange", &dead_letter_exchange(&self.config.exchange))?;
+        let group = short("group", &self.group)?;
+        // Bounded like an ack: a confirm on a reset connection may never come.
+        let confirm = within(ACK_TIMEOUT, "dead-lettering", async {
+            ch.basic_publish(
+                exchange,
+                group,
                 BasicPublishOptions::default(),
                 &delivery.data,
                 props,
@@ -584,7 +593,9 @@ impl Worker {
             .await
             .map_err(|e| amqp("dead-lettering", e))?
             .await
-            .map_err(|e| amqp("waiting for a confirm", e))?;
+            .map_err(|e| amqp("waiting for a confirm", e))
+        })
+        .await?;
         if confirm.is_nack() {
             return Err(Error::backend(
                 crate::topology::BACKEND,

@@ -601,19 +601,7 @@ fn sqlite_survives_a_killed_writer() {
 /// shows the relay's checkpoint and lag.
 #[test]
 fn publish_and_subscribe_through_rabbitmq() {
-    let amqp = std::env::var("EVENT_STORE_TEST_AMQP")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let reachable = rt.block_on(lapin::Connection::connect(
-        &amqp,
-        lapin::ConnectionProperties::default(),
-    ));
-    let Some(conn) =
-        event_store_testkit::require_service("RabbitMQ (EVENT_STORE_TEST_AMQP)", reachable)
-    else {
+    let Some((amqp, rt, conn)) = rabbit() else {
         return;
     };
     let exchange = format!(
@@ -625,33 +613,7 @@ fn publish_and_subscribe_through_rabbitmq() {
     let broker = ["--amqp", amqp.as_str(), "--exchange", exchange.as_str()];
     t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
     t.ok(&["append", "o-1", "shop.Cancelled", r#"{"n": 2}"#]);
-    let mut sub_args = vec![
-        "subscribe",
-        "--group",
-        "printer",
-        "--bind",
-        "shop.Placed",
-        "--limit",
-        "2",
-        "--idle-exit",
-        "30",
-    ];
-    sub_args.extend(broker);
-    let subscriber = t
-        .cmd(&sub_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut pub_args = vec!["publish"];
-    pub_args.extend(broker);
-    let mut relay = t
-        .cmd(&pub_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (subscriber, mut relay) = printer_and_relay(&t, &broker);
     std::thread::sleep(Duration::from_millis(500));
     t.ok(&["append", "o-2", "shop.Placed", r#"{"n": 3}"#]);
     let out = subscriber.wait_with_output().unwrap();
@@ -694,6 +656,56 @@ fn publish_and_subscribe_through_rabbitmq() {
     ));
 }
 
+/// The test broker (`EVENT_STORE_TEST_AMQP`): its URL, a runtime and a connection, or `None`
+/// (loudly) when it is unreachable outside CI.
+fn rabbit() -> Option<(String, tokio::runtime::Runtime, lapin::Connection)> {
+    let amqp = std::env::var("EVENT_STORE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reachable = rt.block_on(lapin::Connection::connect(
+        &amqp,
+        lapin::ConnectionProperties::default(),
+    ));
+    let conn = event_store_testkit::require_service("RabbitMQ (EVENT_STORE_TEST_AMQP)", reachable)?;
+    Some((amqp, rt, conn))
+}
+
+/// Starts `subscribe` (group `printer`, bound to `shop.Placed`, two events then exit), then,
+/// once its queue exists, the relay (`publish`), both with `broker`'s flags.
+fn printer_and_relay(t: &Target, broker: &[&str]) -> (std::process::Child, std::process::Child) {
+    let mut sub_args = vec![
+        "subscribe",
+        "--group",
+        "printer",
+        "--bind",
+        "shop.Placed",
+        "--limit",
+        "2",
+        "--idle-exit",
+        "30",
+    ];
+    sub_args.extend(broker);
+    let subscriber = t
+        .cmd(&sub_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut pub_args = vec!["publish"];
+    pub_args.extend(broker);
+    let relay = t
+        .cmd(&pub_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (subscriber, relay)
+}
+
 /// Deletes a test's queues, then its exchange and dead-letter exchange.
 async fn remove_broker_names(conn: &lapin::Connection, exchange: &str, queues: &[String]) {
     let ch = conn.create_channel().await.unwrap();
@@ -719,19 +731,7 @@ async fn remove_broker_names(conn: &lapin::Connection, exchange: &str, queues: &
 /// events and an original service's message both reach a subscriber's per-type queue.
 #[test]
 fn publish_and_subscribe_in_the_original_format() {
-    let amqp = std::env::var("EVENT_STORE_TEST_AMQP")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let reachable = rt.block_on(lapin::Connection::connect(
-        &amqp,
-        lapin::ConnectionProperties::default(),
-    ));
-    let Some(conn) =
-        event_store_testkit::require_service("RabbitMQ (EVENT_STORE_TEST_AMQP)", reachable)
-    else {
+    let Some((amqp, rt, conn)) = rabbit() else {
         return;
     };
     let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
@@ -748,33 +748,7 @@ fn publish_and_subscribe_in_the_original_format() {
         service.as_str(),
     ];
     t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
-    let mut sub_args = vec![
-        "subscribe",
-        "--group",
-        "printer",
-        "--bind",
-        "shop.Placed",
-        "--limit",
-        "2",
-        "--idle-exit",
-        "30",
-    ];
-    sub_args.extend(broker);
-    let subscriber = t
-        .cmd(&sub_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut pub_args = vec!["publish"];
-    pub_args.extend(broker);
-    let mut relay = t
-        .cmd(&pub_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (subscriber, mut relay) = printer_and_relay(&t, &broker);
     // An original service's message: legacy `type` only, a null subject, a time with a space.
     let original = json!({
         "id": uuid::Uuid::now_v7(),
