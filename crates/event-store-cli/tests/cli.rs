@@ -597,6 +597,92 @@ fn sqlite_survives_a_killed_writer() {
     t.ok(&["append", "after-crash", "crash.Ok"]);
 }
 
+/// An import of interleaved streams killed with `SIGKILL` leaves whole windows of the file's
+/// first lines, and importing the file again stores exactly the rest: every line once, each
+/// stream in file order.
+#[test]
+fn import_resumes_after_a_kill() {
+    const LINES: usize = 30_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Target::sqlite(tmp.path());
+    t.ok(&["init"]);
+    let file = tmp.path().join("interleaved.ndjson");
+    let id = |i: usize| uuid::Uuid::from_u128(0xfeed_0000_0000 + i as u128);
+    let mut input = String::new();
+    for i in 0..LINES {
+        let line = json!({"id": id(i), "stream": format!("mix-{}", i % 300), "namespace": "mix", "type": "Row", "data": {"i": i, "pad": "x".repeat(200)}});
+        input.push_str(&line.to_string());
+        input.push('\n');
+    }
+    std::fs::write(&file, input).unwrap();
+    let stored = || -> u64 {
+        let out = t.run(&["stats", "--format", "json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["events"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut child = t
+        .cmd(&["import", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stored() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let before = lines(&t.ok(&["export"]));
+    assert!(
+        !before.is_empty() && before.len() < LINES,
+        "the kill landed in the middle of the import ({} events stored)",
+        before.len()
+    );
+    assert_eq!(
+        before.len() % 1000,
+        0,
+        "whole windows of 1 000 lines, never part of one ({} events)",
+        before.len()
+    );
+    let prefix: Vec<String> = (0..before.len()).map(|i| id(i).to_string()).collect();
+    let got: Vec<String> = before
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, prefix, "the file's first lines, in order");
+    let out = t.run(&["import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains(&format!(
+            "imported {} events ({} already present)",
+            LINES - before.len(),
+            before.len()
+        )),
+        "{said}"
+    );
+    let after = lines(&t.ok(&["export"]));
+    assert_eq!(after.len(), LINES);
+    let mut next: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (i, e) in after.iter().enumerate() {
+        assert_eq!(
+            e["id"].as_str().unwrap(),
+            id(i).to_string(),
+            "line {i} once, in order"
+        );
+        let stream = e["stream"].as_str().unwrap().to_owned();
+        let v = next.entry(stream).or_insert(0);
+        assert_eq!(e["version"].as_u64(), Some(*v), "each stream in file order");
+        *v += 1;
+    }
+}
+
 /// `publish` relays the log to RabbitMQ and `subscribe` prints what a group receives; `stats`
 /// shows the relay's checkpoint and lag.
 #[test]
