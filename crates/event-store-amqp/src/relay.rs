@@ -372,31 +372,13 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
     }
 
     async fn replay_consumer(&self, conn: &Connection) -> Result<lapin::Consumer> {
-        let ch = conn
-            .create_channel()
-            .await
-            .map_err(|e| amqp("opening a channel", e))?;
-        let queue = replay_queue(&self.config.exchange);
-        declare_queue(&ch, &queue).await?;
-        declare_dead_letters(&ch, &self.config.exchange, REFUSED_REPLAY_REQUESTS).await?;
         let t = ReplayRequested::EVENT_TYPE;
-        ch.queue_bind(
-            short("queue", &queue)?,
-            short("exchange", &self.config.exchange)?,
-            short("routing key", &format!("{}.{}", t.namespace, t.name))?,
-            QueueBindOptions::default(),
-            FieldTable::default(),
+        self.request_consumer(
+            conn,
+            &replay_queue(&self.config.exchange),
+            &format!("{}.{}", t.namespace, t.name),
         )
         .await
-        .map_err(|e| amqp("binding the replay-request queue", e))?;
-        ch.basic_consume(
-            short("queue", &queue)?,
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| amqp("consuming replay requests", e))
     }
 
     /// Consumes the original's replay requests: the durable queue
@@ -406,29 +388,41 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
         conn: &Connection,
         store_namespace: &str,
     ) -> Result<lapin::Consumer> {
+        let queue = format!("{store_namespace}-{LEGACY_REPLAY_KEY}");
+        self.request_consumer(conn, &queue, LEGACY_REPLAY_KEY).await
+    }
+
+    /// Consumes replay requests from the durable `queue`, bound to the exchange by `key`; refused
+    /// requests go to `{exchange}.replay-requests.dead-letter`.
+    async fn request_consumer(
+        &self,
+        conn: &Connection,
+        queue: &str,
+        key: &str,
+    ) -> Result<lapin::Consumer> {
         let ch = conn
             .create_channel()
             .await
             .map_err(|e| amqp("opening a channel", e))?;
-        let queue = format!("{store_namespace}-{LEGACY_REPLAY_KEY}");
-        declare_queue(&ch, &queue).await?;
+        declare_queue(&ch, queue).await?;
+        declare_dead_letters(&ch, &self.config.exchange, REFUSED_REPLAY_REQUESTS).await?;
         ch.queue_bind(
-            short("queue", &queue)?,
+            short("queue", queue)?,
             short("exchange", &self.config.exchange)?,
-            short("routing key", LEGACY_REPLAY_KEY)?,
+            short("routing key", key)?,
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
-        .map_err(|e| amqp("binding the original replay-request queue", e))?;
+        .map_err(|e| amqp("binding a replay-request queue", e))?;
         ch.basic_consume(
-            short("queue", &queue)?,
+            short("queue", queue)?,
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
-        .map_err(|e| amqp("consuming the original's replay requests", e))
+        .map_err(|e| amqp("consuming replay requests", e))
     }
 
     /// Answers one of the original's replay requests as an original store did: its events of

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 
 /// How to reach one store: `--url …` (and `--schema …`).
@@ -430,25 +432,13 @@ fn every_subcommand_on_sqlite() {
 
 #[test]
 fn every_subcommand_on_postgres() {
-    let url = std::env::var("EVENT_STORE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some((url, rt, admin)) = common::postgres() else {
+        return;
+    };
     let schema = format!(
         "es_cli_{}",
         &uuid::Uuid::now_v7().simple().to_string()[20..]
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin = rt.block_on(async {
-        let (client, conn) = event_store_testkit::require_service(
-            "PostgreSQL (EVENT_STORE_TEST_PG)",
-            tokio_postgres::connect(&url, tokio_postgres::NoTls).await,
-        )?;
-        tokio::spawn(conn);
-        Some(client)
-    });
-    let Some(admin) = admin else { return };
     let t = Target {
         args: vec!["--url".into(), url, "--schema".into(), schema.clone()],
     };

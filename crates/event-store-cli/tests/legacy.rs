@@ -13,6 +13,8 @@ use event_store::{Event, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 
 /// The original service's event type, with the original attribute spelling.
@@ -134,21 +136,9 @@ fn rows(ns: &str, n: u32, seed: u32, expect: &mut Expect) -> Vec<(uuid::Uuid, Va
 
 #[test]
 fn import_legacy_reports_imports_and_reruns_idempotently() {
-    let url = std::env::var("EVENT_STORE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin = rt.block_on(async {
-        let (client, conn) = event_store_testkit::require_service(
-            "PostgreSQL (EVENT_STORE_TEST_PG)",
-            tokio_postgres::connect(&url, tokio_postgres::NoTls).await,
-        )?;
-        tokio::spawn(conn);
-        Some(client)
-    });
-    let Some(admin) = admin else { return };
+    let Some((url, rt, admin)) = common::postgres() else {
+        return;
+    };
     let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let dbs = [format!("es_legacy_a_{tag}"), format!("es_legacy_b_{tag}")];
     let base = url.rsplit_once('/').unwrap().0.to_owned();

@@ -313,10 +313,7 @@ impl PgStore {
     /// retries the whole transaction on a race.
     async fn append_many_batches(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
         if let Some(out) = self.append_many_fast(&batches).await? {
-            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-            if let Some((wake, _)) = &self.inner.notifier {
-                wake.notify_one();
-            }
+            self.stored();
             return Ok(out);
         }
         let batches = batches.into_batches();
@@ -358,7 +355,7 @@ impl PgStore {
             drop(tx);
             drop(client);
             let b = &batches[i];
-            let (stream, expected) = (b.stream().as_str(), b.expected());
+            let stream = b.stream().as_str();
             // The streams are locked in one order: a deadlock here is a bug, never retried
             // away (the kit's crossing-streams check would not see it otherwise).
             if error::deadlock(&e) {
@@ -369,21 +366,7 @@ impl PgStore {
                 attempt += 1;
                 continue;
             }
-            if error::retryable(&e) {
-                let actual = event_store_sql::store::stream_version(self, b.stream()).await?;
-                return Err(Error::Conflict {
-                    stream: stream.to_owned(),
-                    expected,
-                    actual,
-                });
-            }
-            return Err(match error::append(e, stream, expected) {
-                error::AppendError::Mapped(e) => e,
-                error::AppendError::Clash(e) => {
-                    let ids: Vec<uuid::Uuid> = b.events().iter().map(|e| e.id).collect();
-                    self.clash(&ids, e).await
-                }
-            });
+            return Err(self.append_failed(b, e).await);
         };
         let mut out = Vec::with_capacity(batches.len());
         let mut any = false;
@@ -393,10 +376,7 @@ impl PgStore {
             out.push(appended);
         }
         if any {
-            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-            if let Some((wake, _)) = &self.inner.notifier {
-                wake.notify_one();
-            }
+            self.stored();
         }
         Ok(out)
     }
@@ -505,7 +485,7 @@ impl PgStore {
 
     /// Appends a batch through `append_events` (one statement), retrying races.
     async fn append_batch(&self, batch: AppendBatch) -> Result<Appended> {
-        let (stream, expected) = (batch.stream().as_str(), batch.expected());
+        let stream = batch.stream().as_str();
         let client = self.client("append").await?;
         let stmt = client
             .prepare_cached(APPEND)
@@ -519,37 +499,52 @@ impl PgStore {
                     tracing::debug!(stream, attempt, error = %e, "append raced; retrying");
                     attempt += 1;
                 }
-                Err(e) if error::retryable(&e) => {
-                    // Still racing after every attempt: report what the stream holds now.
-                    tracing::warn!(stream, attempts = attempt, error = %e, "append kept racing");
+                Err(e) => {
                     drop(client);
-                    let actual =
-                        event_store_sql::store::stream_version(self, batch.stream()).await?;
-                    return Err(Error::Conflict {
-                        stream: stream.to_owned(),
-                        expected,
-                        actual,
-                    });
+                    return Err(self.append_failed(&batch, e).await);
                 }
-                Err(e) => match error::append(e, stream, expected) {
-                    error::AppendError::Mapped(e) => return Err(e),
-                    error::AppendError::Clash(e) => {
-                        drop(client);
-                        let ids: Vec<uuid::Uuid> = batch.events().iter().map(|e| e.id).collect();
-                        return Err(self.clash(&ids, e).await);
-                    }
-                },
             }
         };
         drop(client);
         let appended = self.finish(batch, &rows).await?;
         if appended.stored {
-            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-            if let Some((wake, _)) = &self.inner.notifier {
-                wake.notify_one();
-            }
+            self.stored();
         }
         Ok(appended)
+    }
+
+    /// What an append's failure means for `batch`, once retrying is over: a race still lost
+    /// after every attempt is a conflict with what the stream holds now; the rest is mapped
+    /// (a clash is looked up to name the id).
+    async fn append_failed(&self, batch: &AppendBatch, e: tokio_postgres::Error) -> Error {
+        let (stream, expected) = (batch.stream().as_str(), batch.expected());
+        if error::retryable(&e) {
+            tracing::warn!(stream, error = %e, "append kept racing");
+            return match event_store_sql::store::stream_version(self, batch.stream()).await {
+                Ok(actual) => Error::Conflict {
+                    stream: stream.to_owned(),
+                    expected,
+                    actual,
+                },
+                Err(read) => read,
+            };
+        }
+        match error::append(e, stream, expected) {
+            error::AppendError::Mapped(e) => e,
+            error::AppendError::Clash(e) => {
+                let ids: Vec<uuid::Uuid> = batch.events().iter().map(|e| e.id).collect();
+                self.clash(&ids, e).await
+            }
+        }
+    }
+
+    /// Tells followers in this process, and through `NOTIFY` other processes, that events were
+    /// stored.
+    fn stored(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some((wake, _)) = &self.inner.notifier {
+            wake.notify_one();
+        }
     }
 }
 

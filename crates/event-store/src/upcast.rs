@@ -121,7 +121,7 @@ impl Op {
                 data.remove(field);
                 Ok(())
             }
-            // The name is set once the chain is done.
+            // Names which stored events are this type's (see `Upcasters::reads`); the fields stay.
             Self::RenamedFrom { .. } => Ok(()),
             Self::Custom { f, .. } => f(data),
         }
@@ -521,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn applies_each_step_in_order_and_sets_the_current_name() {
+    fn applies_each_step_in_order_to_the_fields() {
         let v1 = json!({"event_namespace": "acc", "event_type": "Created", "name": "Ada"});
         let up = chain().apply(T, 3, ("acc", "Created", 1), &v1).unwrap();
         assert_eq!(

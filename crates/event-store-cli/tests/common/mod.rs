@@ -1,0 +1,22 @@
+//! Support shared by the CLI's test files.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+/// The test PostgreSQL (`EVENT_STORE_TEST_PG`): its URL, a runtime and an admin connection, or
+/// `None` (loudly) when it is unreachable outside CI.
+pub fn postgres() -> Option<(String, tokio::runtime::Runtime, tokio_postgres::Client)> {
+    let url = std::env::var("EVENT_STORE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = rt.block_on(async {
+        let (client, conn) = event_store_testkit::require_service(
+            "PostgreSQL (EVENT_STORE_TEST_PG)",
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await,
+        )?;
+        tokio::spawn(conn);
+        Some(client)
+    })?;
+    Some((url, rt, admin))
+}
