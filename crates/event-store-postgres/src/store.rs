@@ -1,5 +1,6 @@
 //! The event log on PostgreSQL.
 
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -12,9 +13,10 @@ use event_store::{
 use event_store_sql::convert::{clamp, unsigned};
 use event_store_sql::dialects::Postgres;
 use event_store_sql::{Decode, Dialect as _, Driver, Queries, SqlRow, Statement, compile};
+use futures::{Stream, StreamExt as _};
 use tokio::sync::{Notify, watch};
 use tokio_postgres::types::{FromSql, Json};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, RowStream};
 
 use crate::config::PgConfig;
 use crate::error::{self, BACKEND, pg, pool_error};
@@ -191,6 +193,23 @@ impl PgStore {
 
     pub(crate) async fn client(&self, what: &str) -> Result<deadpool_postgres::Object> {
         self.inner.pool.get().await.map_err(|e| pool_error(what, e))
+    }
+
+    /// A statement's rows as a stream, with the pooled connection they arrive on.
+    async fn open_rows(
+        &self,
+        s: &Statement,
+    ) -> Result<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
+        let client = self.client(s.what).await?;
+        let stmt = client
+            .prepare_cached(&s.sql)
+            .await
+            .map_err(|e| pg(s.what, e))?;
+        let rows = client
+            .query_raw(&stmt, s.params.iter().map(as_sql))
+            .await
+            .map_err(|e| pg(s.what, e))?;
+        Ok((client, Box::pin(rows)))
     }
 
     async fn rows(
@@ -598,6 +617,34 @@ impl Driver for PgStore {
         let refs: Vec<_> = s.params.iter().map(as_sql).collect();
         let rows = self.rows(s.what, &s.sql, &refs).await?;
         rows.iter().map(|r| decode(&PgRow(r))).collect()
+    }
+
+    fn query_stream<T: Send + 'static>(
+        &self,
+        s: Statement,
+        decode: Decode<T>,
+    ) -> impl Stream<Item = Result<T>> + Send + '_ {
+        // Rows are decoded as they arrive, while the connection's task receives the ones after
+        // them; the pooled connection is held until the last row (or until the stream is dropped).
+        enum Rows {
+            Start(Statement),
+            Open(&'static str, deadpool_postgres::Object, Pin<Box<RowStream>>),
+            Done,
+        }
+        futures::stream::unfold(Rows::Start(s), move |state| async move {
+            let (what, client, mut rows) = match state {
+                Rows::Done => return None,
+                Rows::Open(what, client, rows) => (what, client, rows),
+                Rows::Start(s) => match self.open_rows(&s).await {
+                    Ok((client, rows)) => (s.what, client, rows),
+                    Err(e) => return Some((Err(e), Rows::Done)),
+                },
+            };
+            match rows.next().await? {
+                Ok(row) => Some((decode(&PgRow(&row)), Rows::Open(what, client, rows))),
+                Err(e) => Some((Err(pg(what, e)), Rows::Done)),
+            }
+        })
     }
 
     async fn execute(&self, s: Statement) -> Result<u64> {

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::future::Future;
 
+use futures::{Stream, StreamExt as _};
+
 use event_store::{AppendBatch, Appended, Error, EventContext, MultiAppend, Result};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -172,6 +174,19 @@ pub trait Driver: Send + Sync + 'static {
         statement: Statement,
         decode: Decode<T>,
     ) -> impl Future<Output = Result<Vec<T>>> + Send;
+
+    /// [`Driver::query`] as a stream: each row is yielded as soon as it is decoded. Drivers
+    /// that receive rows one by one override it; the default runs `query`.
+    fn query_stream<T: Send + 'static>(
+        &self,
+        statement: Statement,
+        decode: Decode<T>,
+    ) -> impl Stream<Item = Result<T>> + Send + '_ {
+        futures::stream::once(self.query(statement, decode)).flat_map(|rows| match rows {
+            Ok(rows) => futures::stream::iter(rows).map(Ok).left_stream(),
+            Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
+        })
+    }
 
     /// Runs a statement that writes (on the backend's write path); returns the rows it touched.
     fn execute(&self, statement: Statement) -> impl Future<Output = Result<u64>> + Send;

@@ -18,6 +18,7 @@ pub use row::EventRow;
 #[doc(hidden)]
 pub mod __private {
     //! What the macros expand to; not a public API.
+    pub use futures::Stream;
     pub use tokio::sync::watch;
 
     /// A page of events.

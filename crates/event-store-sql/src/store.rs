@@ -56,21 +56,58 @@ pub async fn read_stream<D: Driver>(
     direction: Direction,
     n: usize,
 ) -> Result<Vec<RecordedEvent>> {
+    let from = match direction {
+        Direction::Forward => from,
+        // Start at or below the stream's last version, so the window holds the page.
+        Direction::Backward => match stream_version(d, stream).await? {
+            Some(last) => from.min(last),
+            None => return Ok(Vec::new()),
+        },
+    };
+    d.query(stream_page::<D>(stream, from, direction, n), event::<D>)
+        .await
+}
+
+/// [`Store::read_stream_rows`](event_store::Store::read_stream_rows): forward, the page of
+/// [`read_stream`] streamed; backward, that page.
+pub fn read_stream_rows<'a, D: Driver>(
+    d: &'a D,
+    stream: &StreamId,
+    from: u64,
+    direction: Direction,
+    n: usize,
+) -> impl futures::Stream<Item = Result<RecordedEvent>> + Send + 'a {
+    use futures::StreamExt as _;
+    match direction {
+        Direction::Forward => d
+            .query_stream(stream_page::<D>(stream, from, direction, n), event::<D>)
+            .left_stream(),
+        Direction::Backward => {
+            let stream = stream.clone();
+            futures::stream::once(async move { read_stream(d, &stream, from, direction, n).await })
+                .flat_map(|page| match page {
+                    Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
+                    Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
+                })
+                .right_stream()
+        }
+    }
+}
+
+/// The statement reading up to `n` events of `stream` from version `from` (backward: `from`
+/// is at or below the last version).
+fn stream_page<D: Driver>(
+    stream: &StreamId,
+    from: u64,
+    direction: Direction,
+    n: usize,
+) -> Statement {
     let n = n.min(MAX_STREAM_PAGE);
     let q = &D::QUERIES;
-    let (sql, from, bound) = match direction {
-        Direction::Forward => {
-            let from = clamp(from);
-            (q.read_stream_forward, from, from.saturating_add(limit(n)))
-        }
-        Direction::Backward => {
-            // Start at or below the stream's last version, so the window holds the page.
-            let from = match stream_version(d, stream).await? {
-                Some(last) => clamp(from.min(last)),
-                None => return Ok(Vec::new()),
-            };
-            (q.read_stream_backward, from, from.saturating_sub(limit(n)))
-        }
+    let from = clamp(from);
+    let (sql, bound) = match direction {
+        Direction::Forward => (q.read_stream_forward, from.saturating_add(limit(n))),
+        Direction::Backward => (q.read_stream_backward, from.saturating_sub(limit(n))),
     };
     let params = vec![
         Param::Text(stream.as_str().to_owned()),
@@ -78,8 +115,7 @@ pub async fn read_stream<D: Driver>(
         Param::Int(limit(n)),
         Param::Int(bound),
     ];
-    d.query(Statement::new("read stream", sql, params), event::<D>)
-        .await
+    Statement::new("read stream", sql, params)
 }
 
 /// [`Store::read_all`](event_store::Store::read_all).
@@ -87,6 +123,19 @@ pub async fn read_all<D: Driver>(d: &D, after: Position, n: usize) -> Result<Vec
     let params = with_limit(D::Dialect::position_params(after), n);
     let statement = Statement::new("read all", D::QUERIES.read_all, params);
     d.query(statement, event::<D>).await
+}
+
+/// [`Store::read_all_rows`](event_store::Store::read_all_rows): the page of [`read_all`], streamed.
+pub fn read_all_rows<D: Driver>(
+    d: &D,
+    after: Position,
+    n: usize,
+) -> impl futures::Stream<Item = Result<RecordedEvent>> + Send + '_ {
+    let params = with_limit(D::Dialect::position_params(after), n);
+    d.query_stream(
+        Statement::new("read all", D::QUERIES.read_all, params),
+        event::<D>,
+    )
 }
 
 /// [`Store::read_all_backward`](event_store::Store::read_all_backward).
@@ -350,6 +399,26 @@ macro_rules! impl_store {
                 limit: usize,
             ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
                 $crate::store::read_all(self, after, limit)
+            }
+            fn read_stream_rows<'a>(
+                &'a self,
+                stream: &'a ::event_store::StreamId,
+                from: u64,
+                direction: ::event_store::Direction,
+                limit: usize,
+            ) -> impl $crate::__private::Stream<
+                Item = ::event_store::Result<::event_store::RecordedEvent>,
+            > + Send + 'a {
+                $crate::store::read_stream_rows(self, stream, from, direction, limit)
+            }
+            fn read_all_rows(
+                &self,
+                after: ::event_store::Position,
+                limit: usize,
+            ) -> impl $crate::__private::Stream<
+                Item = ::event_store::Result<::event_store::RecordedEvent>,
+            > + Send + '_ {
+                $crate::store::read_all_rows(self, after, limit)
             }
             fn read_all_backward(
                 &self,

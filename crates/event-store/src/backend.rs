@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::{Stream, StreamExt as _};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,6 +80,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
 
+    /// [`Store::read_stream`] as a stream: the same events, yielded as the backend decodes
+    /// them (see [`Store::read_all_rows`]). The default reads one page with `read_stream`.
+    fn read_stream_rows<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'a {
+        futures::stream::once(self.read_stream(stream, from, direction, limit)).flat_map(rows)
+    }
+
     /// Reads up to `limit` events of the global log after `after`, in position order, returning
     /// only final events (see the trait docs).
     fn read_all(
@@ -86,6 +99,19 @@ pub trait Store: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// [`Store::read_all`] as a stream: the same events, yielded as the backend decodes them,
+    /// so a caller handles the first ones while the rest are still arriving. Backends that can
+    /// stream rows override it (PostgreSQL); the default reads one page with `read_all`. The
+    /// stream ends after `limit` events or at the end of the final events, like the page would;
+    /// an error ends it after it is yielded.
+    fn read_all_rows(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Stream<Item = Result<RecordedEvent>> + Send + '_ {
+        futures::stream::once(self.read_all(after, limit)).flat_map(rows)
+    }
 
     /// Reads up to `limit` final events of the global log before `before` (`None`: from the
     /// end), newest first.
@@ -134,6 +160,14 @@ pub trait Store: Send + Sync + 'static {
     /// A receiver that changes after appends commit, for live tails to wake on. Backends that
     /// cannot notify return one that never changes; tails then poll.
     fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// A page's events one by one (its error as the only item).
+fn rows(page: Result<Vec<RecordedEvent>>) -> impl Stream<Item = Result<RecordedEvent>> + Send {
+    match page {
+        Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
+        Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
+    }
 }
 
 /// Named checkpoints kept in the store itself, so a process that follows the log (an outbox

@@ -34,7 +34,7 @@ pub use event::{Event, EventType, Events, decode_event, encode_event};
 pub use event_store_derive::{Event, Events};
 pub use facade::{
     DEFAULT_CACHE_VERIFICATION, DEFAULT_POLL_INTERVAL, EventStore, ExecuteError, ExecuteOptions,
-    Executed, Folded, MemoryEventStore, RetryPolicy, Undecodable,
+    Executed, Folded, MemoryEventStore, READ_AHEAD, READ_AHEAD_CHUNK, RetryPolicy, Undecodable,
 };
 pub use memory::{DeadLetter, InProcessEmitter, MemoryCache, MemoryStore};
 pub use model::{

@@ -353,3 +353,4 @@ mod subscribing;
 mod writing;
 
 pub use execute::{ExecuteError, ExecuteOptions, Executed};
+pub use reading::{READ_AHEAD, READ_AHEAD_CHUNK};

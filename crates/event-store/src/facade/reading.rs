@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::Stream;
 use futures::future::Either;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::watch;
 
 use crate::backend::{Publish, Store};
@@ -40,7 +40,8 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     }
 
     /// Streams the events of a stream from version `from` (backward: from `from` down;
-    /// `u64::MAX` for the last), a page at a time.
+    /// `u64::MAX` for the last). Forward, inside a Tokio runtime, the stream is read ahead as
+    /// [`read_all`](Self::read_all) reads the log; otherwise a page at a time.
     pub fn read_stream(
         &self,
         stream: &str,
@@ -51,9 +52,12 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         S: Clone,
     {
         let store = self.inner.store.clone();
-        match StreamId::new(stream) {
-            Err(e) => Either::Left(failed(e)),
-            Ok(id) => Either::Right(paged((id, from), move |(id, from)| {
+        match (StreamId::new(stream), tokio::runtime::Handle::try_current()) {
+            (Err(e), _) => Either::Left(failed(e)),
+            (Ok(id), Ok(runtime)) if direction == Direction::Forward => Either::Right(
+                Either::Left(read_ahead(&runtime, store, Ahead::Stream(id, from))),
+            ),
+            (Ok(id), _) => Either::Right(Either::Right(paged((id, from), move |(id, from)| {
                 let store = store.clone();
                 async move {
                     let page = store.read_stream(&id, from, direction, PAGE_SIZE).await?;
@@ -67,11 +71,17 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                         .map(|v| (id, v));
                     Ok((page, next))
                 }
-            })),
+            }))),
         }
     }
 
-    /// Streams the global log after `after`, up to its current end, a page at a time.
+    /// Streams the global log after `after`, up to its current end.
+    ///
+    /// Inside a Tokio runtime the log is read ahead on a task of its own, through
+    /// [`Store::read_all_rows`] (rows decoded as they arrive, [`READ_AHEAD_CHUNK`] per query), into a
+    /// buffer of at most [`READ_AHEAD`] events: the next events are fetched and decoded while the
+    /// caller handles the current ones, and a slow caller holds back the reading, never the
+    /// memory. Outside a runtime it reads a page at a time.
     pub fn read_all(
         &self,
         after: Position,
@@ -79,7 +89,14 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
-        self.log_stream(after, None, false)
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Either::Left(read_ahead(
+                &runtime,
+                self.inner.store.clone(),
+                Ahead::Log(after),
+            )),
+            Err(_) => Either::Right(self.log_stream(after, None, false)),
+        }
     }
 
     /// Streams the global log backward, newest first, from before `before` (`None`: from the
@@ -239,5 +256,138 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                 }
             }
         })
+    }
+}
+
+/// How many events [`EventStore::read_all`] reads ahead of its caller, at most.
+pub const READ_AHEAD: usize = 1024;
+
+/// How many events [`EventStore::read_all`] asks one [`Store::read_all_rows`] call for.
+pub const READ_AHEAD_CHUNK: usize = 4096;
+
+/// Events go through the channel in slices of this many, so the reader and the caller wake
+/// each other once per slice rather than once per event.
+const SLICE: usize = 128;
+
+/// Where a read ahead is: after a position of the log, or at a version of one stream.
+#[derive(Clone)]
+enum Ahead {
+    Log(Position),
+    Stream(StreamId, u64),
+}
+
+impl Ahead {
+    /// Moves past `e`, or says why `e` cannot come next.
+    fn advance(&mut self, e: &RecordedEvent) -> Result<()> {
+        match self {
+            Ahead::Log(after) if e.position > *after => *after = e.position,
+            Ahead::Stream(id, from) if e.stream == id.as_str() && e.version == *from => {
+                *from = e.version.saturating_add(1);
+            }
+            Ahead::Log(after) => {
+                return Err(crate::Error::backend(
+                    "store",
+                    format!("read_all after {after} returned an event at {}", e.position),
+                ));
+            }
+            Ahead::Stream(id, from) => {
+                return Err(crate::Error::backend(
+                    "store",
+                    format!(
+                        "reading {id} from version {from} returned {} version {}",
+                        e.stream, e.version
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The log or a stream, read forward from `from` on a task of `runtime` into a bounded channel.
+fn read_ahead<S: Store + Clone>(
+    runtime: &tokio::runtime::Handle,
+    store: S,
+    from: Ahead,
+) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static + use<S> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Result<RecordedEvent>>>(READ_AHEAD / SLICE);
+    runtime.spawn(async move {
+        let mut at = from;
+        let mut slice = Vec::with_capacity(SLICE);
+        loop {
+            let mut read = 0;
+            let start = at.clone();
+            let mut rows = std::pin::pin!(match &start {
+                Ahead::Log(after) => Either::Left(store.read_all_rows(*after, READ_AHEAD_CHUNK)),
+                Ahead::Stream(id, from) => Either::Right(store.read_stream_rows(
+                    id,
+                    *from,
+                    Direction::Forward,
+                    READ_AHEAD_CHUNK,
+                )),
+            });
+            while let Some(row) = rows.next().await {
+                let row = row.and_then(|e| at.advance(&e).map(|()| e));
+                let failed = row.is_err();
+                read += 1;
+                slice.push(row);
+                if failed {
+                    // The error is the stream's last item.
+                    let _ = tx.send(slice).await;
+                    return;
+                }
+                if slice.len() == SLICE
+                    && tx
+                        .send(std::mem::replace(&mut slice, Vec::with_capacity(SLICE)))
+                        .await
+                        .is_err()
+                {
+                    return; // The caller dropped the stream.
+                }
+            }
+            if read < READ_AHEAD_CHUNK {
+                break;
+            }
+        }
+        if !slice.is_empty() {
+            let _ = tx.send(slice).await;
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let slice = rx.recv().await?;
+        Some((futures::stream::iter(slice), rx))
+    })
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt as _;
+    use futures::executor::block_on;
+
+    use crate::{Direction, EventStore, ExpectedVersion, MemoryStore, NewEvent, Position};
+
+    /// Outside a Tokio runtime nothing can read ahead: the log and a stream are read a page at a
+    /// time, with the same result.
+    #[test]
+    fn without_a_runtime_reads_page_by_page() {
+        let es = EventStore::from_store(MemoryStore::new());
+        let n = crate::PAGE_SIZE * 2 + 7;
+        for i in 0..n {
+            let event = NewEvent::new("t", "E", serde_json::json!({"i": i}));
+            block_on(es.append("s", ExpectedVersion::Any, vec![event])).expect("append");
+        }
+        let log: Vec<u64> = block_on(
+            es.read_all(Position::START)
+                .map(|e| e.expect("read").version)
+                .collect(),
+        );
+        assert_eq!(log, (0..n as u64).collect::<Vec<_>>());
+        let stream: Vec<u64> = block_on(
+            es.read_stream("s", 5, Direction::Forward)
+                .map(|e| e.expect("read").version)
+                .collect(),
+        );
+        assert_eq!(stream, (5..n as u64).collect::<Vec<_>>());
     }
 }
