@@ -11,8 +11,10 @@ use event_store::{
     AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, EventStore,
     Position, RecordedEvent, Store, StoreStats, StreamId,
 };
-use event_store_postgres::{PgConfig, PgLease, PgStore};
+use event_store_postgres::{Indexes, PgConfig, PgLease, PgStore};
 use event_store_sqlite::{SqliteLease, SqliteStore};
+use futures::Stream;
+use futures::future::Either;
 use tokio::sync::watch;
 
 /// The store behind `--url`.
@@ -59,7 +61,19 @@ pub(crate) struct StoreUrl {
 impl StoreUrl {
     /// Opens the store; `init` creates or migrates it.
     pub(crate) async fn open(&self, init: bool) -> Result<AnyStore> {
-        AnyStore::open(&self.url, &self.schema, self.ca_file.clone(), init).await
+        AnyStore::open(
+            &self.url,
+            &self.schema,
+            self.ca_file.clone(),
+            init,
+            Indexes::default(),
+        )
+        .await
+    }
+
+    /// Opens the store, creating or migrating it with the optional `indexes` (PostgreSQL only).
+    pub(crate) async fn init(&self, indexes: Indexes) -> Result<AnyStore> {
+        AnyStore::open(&self.url, &self.schema, self.ca_file.clone(), true, indexes).await
     }
 
     /// The facade over the (existing) store, with the polling interval its backend needs.
@@ -78,8 +92,12 @@ impl AnyStore {
         schema: &str,
         ca_file: Option<std::path::PathBuf>,
         init: bool,
+        indexes: Indexes,
     ) -> Result<Self> {
         match parse_url(url)? {
+            Target::Sqlite(_) if indexes != Indexes::default() => bail!(
+                "--index is a PostgreSQL setting: SQLite filters subjects and time ranges while walking the log"
+            ),
             Target::Sqlite(path) => {
                 let store = SqliteStore::open(&path)
                     .await
@@ -91,6 +109,7 @@ impl AnyStore {
                 config.pool_size = 8;
                 "event-store-cli".clone_into(&mut config.application_name);
                 config.connect_timeout = Duration::from_secs(5);
+                config.indexes = indexes;
                 if let Some(ca_file) = ca_file {
                     config.tls = event_store_postgres::PgTls::Verified {
                         ca_file: Some(ca_file),
@@ -192,6 +211,28 @@ impl Store for AnyStore {
         limit: usize,
     ) -> event_store::Result<Vec<RecordedEvent>> {
         each!(self, s => s.read_all(after, limit).await)
+    }
+    fn read_stream_rows<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Stream<Item = event_store::Result<RecordedEvent>> + Send + 'a {
+        match self {
+            Self::Sqlite(s) => Either::Left(s.read_stream_rows(stream, from, direction, limit)),
+            Self::Postgres(s) => Either::Right(s.read_stream_rows(stream, from, direction, limit)),
+        }
+    }
+    fn read_all_rows(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Stream<Item = event_store::Result<RecordedEvent>> + Send + '_ {
+        match self {
+            Self::Sqlite(s) => Either::Left(s.read_all_rows(after, limit)),
+            Self::Postgres(s) => Either::Right(s.read_all_rows(after, limit)),
+        }
     }
     async fn read_all_backward(
         &self,

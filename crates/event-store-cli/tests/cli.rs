@@ -929,3 +929,50 @@ fn bench_quick_writes_its_figures() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("| workload |"), "{table}");
 }
+
+#[test]
+fn init_creates_the_optional_indexes_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = one_error(&Target::sqlite(tmp.path()).run(&["init", "--index", "time"]));
+    assert!(e.contains("--index is a PostgreSQL setting"), "{e}");
+    let e = one_error(&Target::sqlite(tmp.path()).run(&["init", "--index", "colour"]));
+    assert!(e.contains("colour") && e.contains("--index"), "{e}");
+
+    let Some((url, rt, admin)) = common::postgres() else {
+        return;
+    };
+    let schema = format!(
+        "es_cli_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let t = Target {
+        args: vec!["--url".into(), url, "--schema".into(), schema.clone()],
+    };
+    let indexes = || -> Vec<String> {
+        rt.block_on(admin.query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND indexname IN ('events_subject', 'events_time') ORDER BY 1",
+            &[&schema],
+        ))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(t.run(&["init"]).status.success());
+        assert!(indexes().is_empty(), "none by default");
+        assert!(t.run(&["init", "--index", "subject,time"]).status.success());
+        assert_eq!(indexes(), ["events_subject", "events_time"]);
+        assert!(t.run(&["init"]).status.success());
+        assert_eq!(
+            indexes(),
+            ["events_subject", "events_time"],
+            "never dropped"
+        );
+    }));
+    rt.block_on(admin.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+        .unwrap();
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}

@@ -25,6 +25,32 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
     /// TLS (default: as the URL's `sslmode` says).
     pub tls: crate::PgTls,
+    /// The optional secondary indexes [`PgStore::migrate`](crate::PgStore::migrate) creates
+    /// (default: none).
+    pub indexes: Indexes,
+}
+
+/// The secondary indexes only optional queries use. Each makes its queries walk an index
+/// instead of the log (or a namespace's events), and costs every append: the README gives the
+/// measured cost per event. Migrating creates the ones asked for and never drops one (drop an
+/// index you no longer want with `DROP INDEX`); queries give the same results either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Indexes {
+    /// `events_subject`, a GIN index on `context -> 'subject'`: [`Query::subject_eq`](event_store::Query::subject_eq).
+    pub subject: bool,
+    /// `events_time`, a B-tree on `time`: [`Query::since`](event_store::Query::since) and
+    /// [`Query::until`](event_store::Query::until).
+    pub time: bool,
+}
+
+impl Indexes {
+    /// Both optional indexes.
+    pub fn all() -> Self {
+        Self {
+            subject: true,
+            time: true,
+        }
+    }
 }
 
 impl Default for PgConfig {
@@ -37,6 +63,7 @@ impl Default for PgConfig {
             application_name: "event-store".to_owned(),
             connect_timeout: Duration::from_secs(10),
             tls: crate::PgTls::default(),
+            indexes: Indexes::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ mod store;
 mod tls;
 
 pub use cache::PgCache;
-pub use config::PgConfig;
+pub use config::{Indexes, PgConfig};
 pub use lease::PgLease;
 pub use migrate::MIGRATIONS;
 pub use projection::{PgProjection, Transactional};

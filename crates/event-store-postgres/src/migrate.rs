@@ -18,10 +18,16 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(6, "projections", "006_projections.sql"),
     event_store_sql::migration!(7, "cache upcasters", "007_cache_upcasters.sql"),
     event_store_sql::migration!(8, "append many", "008_append_many.sql"),
+    event_store_sql::migration!(9, "optional indexes", "009_optional_indexes.sql"),
 ];
 
-/// Creates the schema and applies the missing migrations in one transaction, under an advisory
-/// lock so concurrent callers wait for each other. Returns the versions it applied.
+/// The optional indexes' SQL (idempotent), created at every migrate when the config asks.
+const SUBJECT_INDEX: &str = include_str!("../sql/indexes/subject.sql");
+const TIME_INDEX: &str = include_str!("../sql/indexes/time.sql");
+
+/// Creates the schema, applies the missing migrations and creates the optional indexes the
+/// config asks for (never dropping one) in one transaction, under an advisory lock so concurrent
+/// callers wait for each other. Returns the versions it applied.
 pub(crate) async fn migrate(pool: &deadpool_postgres::Pool, config: &PgConfig) -> Result<Vec<i64>> {
     let mut client = pool.get().await.map_err(|e| pool_error("migrate", e))?;
     let tx = client.transaction().await.map_err(|e| pg("migrate", e))?;
@@ -57,6 +63,16 @@ pub(crate) async fn migrate(pool: &deadpool_postgres::Pool, config: &PgConfig) -
         .await
         .map_err(|e| pg("migrate", e))?;
         done.push(m.version);
+    }
+    for (wanted, sql, name) in [
+        (config.indexes.subject, SUBJECT_INDEX, "the subject index"),
+        (config.indexes.time, TIME_INDEX, "the time index"),
+    ] {
+        if wanted {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| pg(&format!("creating {name}"), e))?;
+        }
     }
     tx.commit().await.map_err(|e| pg("migrate", e))?;
     if !done.is_empty() {

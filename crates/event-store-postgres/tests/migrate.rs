@@ -101,3 +101,96 @@ async fn bad_settings_are_refused_before_connecting() {
     );
     assert!(matches!(e, event_store::Error::Backend { .. }), "{e}");
 }
+
+/// The indexes of the test's schema, by name.
+async fn indexes(schema: &str) -> Vec<String> {
+    let admin = common::admin().await;
+    admin
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'events' ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The subject and time indexes exist only when asked for; migrating creates the ones asked
+/// for, on a store that has events, and never drops one; queries answer the same either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_indexes_are_created_when_asked_and_never_dropped() {
+    use event_store::{EventStore, ExpectedVersion, NewEvent, Position, Query};
+    use futures::StreamExt as _;
+    use serde_json::json;
+
+    let Some(t) = common::fresh().await else {
+        return;
+    };
+    let core = [
+        "events_id",
+        "events_position",
+        "events_stream_position",
+        "events_stream_version",
+        "events_type_position",
+    ];
+    assert_eq!(
+        indexes(t.schema()).await,
+        core,
+        "by default, the core indexes only"
+    );
+
+    let es = EventStore::from_store(t.store.clone());
+    for i in 0..20 {
+        let e = NewEvent::new("ix", "Seen", json!({"i": i})).with_subject("user", i % 3);
+        es.append(&format!("ix-{i}"), ExpectedVersion::NoStream, vec![e])
+            .await
+            .unwrap();
+    }
+    let query = Query::all()
+        .namespace("ix")
+        .subject_eq("user", json!(1))
+        .since(chrono::Utc::now() - chrono::Duration::hours(1));
+    let read = |es: EventStore<PgStore>| {
+        let query = query.clone();
+        async move {
+            es.read_committed(query, Position::START)
+                .map(|e| e.unwrap().data["i"].clone())
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let without = read(es.clone()).await;
+    assert_eq!(without, [1, 4, 7, 10, 13, 16, 19].map(|i| json!(i)));
+
+    let mut config = PgConfig::with_schema(t.schema());
+    config.indexes.subject = true;
+    let subject = PgStore::connect(&common::url(), config.clone())
+        .await
+        .unwrap();
+    subject.migrate().await.unwrap();
+    let mut want: Vec<&str> = core.to_vec();
+    want.push("events_subject");
+    want.sort_unstable();
+    assert_eq!(
+        indexes(t.schema()).await,
+        want,
+        "the subject index, asked for"
+    );
+
+    config.indexes = event_store_postgres::Indexes::all();
+    let both = PgStore::connect(&common::url(), config).await.unwrap();
+    both.migrate().await.unwrap();
+    want.push("events_time");
+    want.sort_unstable();
+    assert_eq!(indexes(t.schema()).await, want, "both, asked for");
+    assert_eq!(read(EventStore::from_store(both)).await, without);
+
+    t.store.migrate().await.unwrap();
+    assert_eq!(
+        indexes(t.schema()).await,
+        want,
+        "migrating without them drops neither"
+    );
+}

@@ -14,6 +14,7 @@ use common::Schema as _;
 
 use chrono::{TimeZone, Utc};
 use event_store::{Position, Query};
+use event_store_postgres::Indexes;
 use event_store_sql::Finality;
 use serde_json::{Value, json};
 
@@ -50,7 +51,8 @@ async fn explain_sql(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_queries_use_indexes_on_100k_events() {
-    let Some(t) = common::fresh().await else {
+    // With the optional indexes, so the subject and time queries can show they use them.
+    let Some(t) = common::fresh_with(|c| c.indexes = Indexes::all()).await else {
         return;
     };
     let admin = common::admin().await;

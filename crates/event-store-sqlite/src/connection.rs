@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(4, "harden", "004_harden.sql"),
     event_store_sql::migration!(5, "projections", "005_projections.sql"),
     event_store_sql::migration!(6, "cache upcasters", "006_cache_upcasters.sql"),
+    event_store_sql::migration!(7, "drop the time index", "007_drop_time_index.sql"),
 ];
 
 pub(crate) fn sqlite(what: &str, e: rusqlite::Error) -> Error {

@@ -1,11 +1,20 @@
 //! `event-store init`: create or migrate the store's schema.
 
 use anyhow::Result;
+use event_store_postgres::Indexes;
 
 use crate::backend::StoreUrl;
+use crate::cli::{InitArgs, OptionalIndex};
 
-pub(crate) async fn run(url: &StoreUrl) -> Result<()> {
-    let store = url.open(true).await?;
+pub(crate) async fn run(url: &StoreUrl, args: &InitArgs) -> Result<()> {
+    let mut indexes = Indexes::default();
+    for index in &args.index {
+        match index {
+            OptionalIndex::Subject => indexes.subject = true,
+            OptionalIndex::Time => indexes.time = true,
+        }
+    }
+    let store = url.init(indexes).await?;
     println!("{}", store.migrate().await?);
     Ok(())
 }

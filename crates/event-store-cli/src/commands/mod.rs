@@ -28,7 +28,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         ca_file: cli.pg_ca_file,
     };
     match cli.command {
-        Command::Init => init::run(&url).await,
+        Command::Init(args) => init::run(&url, &args).await,
         Command::Append(args) => append::run(&url.facade().await?, args).await,
         Command::Read(args) => read::run(&url.facade().await?, args).await,
         Command::Tail(args) => tail::run(&url.facade().await?, args).await,
