@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use event_store::{
     AppendBatch, Appended, Cache, CacheKey, CachedState, CheckedQuery, CheckpointName, Checkpoints,
-    Direction, Error, EventStore, ExpectedVersion, MemoryCache, NewEvent, NoEmitter, PAGE_SIZE,
-    Position, RecordedEvent, Result, Store, StoreStats, StreamId,
+    Direction, Error, EventStore, ExpectedVersion, MemoryCache, NewEvent, NoEmitter, Position,
+    RecordedEvent, Result, Store, StoreStats, StreamId,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -337,7 +337,8 @@ async fn seed<S: Store + Clone>(store: &S, stream: &str, n: usize) -> KitCounter
 /// after the store heals, the fold (through the cache, and cold) is exact.
 pub async fn fold_survives_store_faults<S: Store + Clone>(store: &S) {
     let stream = format!("faults-{}", suffix());
-    let want = seed(store, &stream, PAGE_SIZE * 2 + 40).await;
+    // More than one read of the fold (it reads ahead, `READ_AHEAD_CHUNK` events at a time).
+    let want = seed(store, &stream, event_store::READ_AHEAD_CHUNK + 40).await;
     let faulty = FaultyStore::new(store.clone());
     let cache = MemoryCache::new();
     let es = EventStore::new(faulty.clone(), cache.clone(), NoEmitter);

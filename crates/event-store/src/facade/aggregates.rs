@@ -4,12 +4,12 @@ use std::sync::atomic::Ordering;
 
 use crate::aggregate::Aggregate;
 use crate::backend::{CacheKey, Publish, StateCache, Store};
-use crate::cursor::PAGE_SIZE;
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::facade::{EventStore, Folded, Undecodable};
 use crate::model::{Position, RecordedEvent, StreamId};
 use crate::query::CheckedQuery;
+use futures::StreamExt as _;
 
 /// How many times a fold re-reads when its stream grew while it was folding.
 const VERSION_ATTEMPTS: u32 = 16;
@@ -179,37 +179,29 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         let mut after = start;
         let mut safe: Option<(A, Position)> = None;
         let (mut events_read, mut skipped, mut max_version) = (0u64, 0u64, None);
-        'pages: loop {
-            let page = self
-                .inner
-                .store
-                .read_committed(query, after, PAGE_SIZE)
-                .await?;
-            let full = page.len() == PAGE_SIZE;
-            for event in &page {
-                if until.is_some_and(|u| event.position > u) {
-                    break 'pages;
-                }
-                if let Some(w) = watermark
-                    && safe.is_none()
-                    && event.position >= w
-                    && after < w
-                {
-                    safe = Some((state.clone(), after));
-                }
-                if A::Event::handles(&event.namespace, &event.event_type) {
-                    match event.decode::<A::Event>() {
-                        Ok(e) => state.apply(&e),
-                        Err(e) => skipped += self.undecodable(event, e)?,
-                    }
-                }
-                max_version = max_version.max(Some(event.version));
-                after = event.position;
-                events_read += 1;
-            }
-            if !full {
+        // Read ahead: the next events are fetched and decoded while these are applied.
+        let mut events = std::pin::pin!(self.committed(query.clone(), start));
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if until.is_some_and(|u| event.position > u) {
                 break;
             }
+            if let Some(w) = watermark
+                && safe.is_none()
+                && event.position >= w
+                && after < w
+            {
+                safe = Some((state.clone(), after));
+            }
+            if A::Event::handles(&event.namespace, &event.event_type) {
+                match event.decode::<A::Event>() {
+                    Ok(e) => state.apply(&e),
+                    Err(e) => skipped += self.undecodable(&event, e)?,
+                }
+            }
+            max_version = max_version.max(Some(event.version));
+            after = event.position;
+            events_read += 1;
         }
         Ok(FoldPass {
             state,

@@ -17,6 +17,11 @@ use crate::query::{CheckedQuery, Query};
 impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     // ---- reading -------------------------------------------------------------------------
 
+    /// The store, for a task to own.
+    pub(super) fn shared(&self) -> Shared<S, C, E> {
+        Shared(self.inner.clone())
+    }
+
     /// The version of a stream's last event (`None`: no such stream).
     pub async fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
         self.inner
@@ -55,7 +60,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         match (StreamId::new(stream), tokio::runtime::Handle::try_current()) {
             (Err(e), _) => Either::Left(failed(e)),
             (Ok(id), Ok(runtime)) if direction == Direction::Forward => Either::Right(
-                Either::Left(read_ahead(&runtime, store, Ahead::Stream(id, from))),
+                Either::Left(read_ahead(&runtime, self.shared(), Ahead::Stream(id, from))),
             ),
             (Ok(id), _) => Either::Right(Either::Right(paged((id, from), move |(id, from)| {
                 let store = store.clone();
@@ -90,11 +95,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         S: Clone,
     {
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => Either::Left(read_ahead(
-                &runtime,
-                self.inner.store.clone(),
-                Ahead::Log(after),
-            )),
+            Ok(runtime) => Either::Left(read_ahead(&runtime, self.shared(), Ahead::Log(after))),
             Err(_) => Either::Right(self.log_stream(after, None, false)),
         }
     }
@@ -131,20 +132,39 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
-        let store = self.inner.store.clone();
         match query.check() {
             Err(e) => Either::Left(failed(e)),
-            Ok(query) => Either::Right(paged((query, after), move |(query, after)| {
-                let store = store.clone();
-                async move {
-                    let page = store.read_committed(&query, after, PAGE_SIZE).await?;
-                    let next = page
-                        .last()
-                        .filter(|_| page.len() == PAGE_SIZE)
-                        .map(|last| (query, last.position));
-                    Ok((page, next))
-                }
-            })),
+            Ok(query) => Either::Right(self.committed(query, after)),
+        }
+    }
+
+    /// The committed events matching a checked `query` after `after`: read ahead inside a
+    /// Tokio runtime, a page at a time outside one.
+    pub(super) fn committed(
+        &self,
+        query: CheckedQuery,
+        after: Position,
+    ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Either::Left(read_ahead(
+                &runtime,
+                self.shared(),
+                Ahead::Committed(query, after),
+            )),
+            Err(_) => {
+                let shared = self.shared();
+                Either::Right(paged((query, after), move |(query, after)| {
+                    let shared = Shared(shared.0.clone());
+                    async move {
+                        let page = shared.read_committed(&query, after, PAGE_SIZE).await?;
+                        let next = page
+                            .last()
+                            .filter(|_| page.len() == PAGE_SIZE)
+                            .map(|last| (query, last.position));
+                        Ok((page, next))
+                    }
+                }))
+            }
         }
     }
 
@@ -269,25 +289,41 @@ pub const READ_AHEAD_CHUNK: usize = 4096;
 /// each other once per slice rather than once per event.
 const SLICE: usize = 128;
 
+/// The facade's store, owned by a task whatever the store's type.
+pub(super) struct Shared<S, C, E>(pub(super) std::sync::Arc<super::Inner<S, C, E>>);
+
+impl<S, C, E> std::ops::Deref for Shared<S, C, E> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0.store
+    }
+}
+
 /// Where a read ahead is: after a position of the log, or at a version of one stream.
 #[derive(Clone)]
-enum Ahead {
+pub(super) enum Ahead {
+    /// The log after a position.
     Log(Position),
+    /// A stream from a version.
     Stream(StreamId, u64),
+    /// The committed events matching a query after a position.
+    Committed(CheckedQuery, Position),
 }
 
 impl Ahead {
     /// Moves past `e`, or says why `e` cannot come next.
     fn advance(&mut self, e: &RecordedEvent) -> Result<()> {
         match self {
-            Ahead::Log(after) if e.position > *after => *after = e.position,
+            Ahead::Log(after) | Ahead::Committed(_, after) if e.position > *after => {
+                *after = e.position;
+            }
             Ahead::Stream(id, from) if e.stream == id.as_str() && e.version == *from => {
                 *from = e.version.saturating_add(1);
             }
-            Ahead::Log(after) => {
+            Ahead::Log(after) | Ahead::Committed(_, after) => {
                 return Err(crate::Error::backend(
                     "store",
-                    format!("read_all after {after} returned an event at {}", e.position),
+                    format!("a read after {after} returned an event at {}", e.position),
                 ));
             }
             Ahead::Stream(id, from) => {
@@ -304,27 +340,43 @@ impl Ahead {
     }
 }
 
-/// The log or a stream, read forward from `from` on a task of `runtime` into a bounded channel.
-fn read_ahead<S: Store + Clone>(
+/// The log, a stream or a query, read forward from `from` on a task of `runtime` into a bounded
+/// channel.
+pub(super) fn read_ahead<S, H>(
     runtime: &tokio::runtime::Handle,
-    store: S,
+    store: H,
     from: Ahead,
-) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static + use<S> {
+) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'static + use<S, H>
+where
+    S: Store,
+    H: std::ops::Deref<Target = S> + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Result<RecordedEvent>>>(READ_AHEAD / SLICE);
     runtime.spawn(async move {
+        let store = &*store;
         let mut at = from;
         let mut slice = Vec::with_capacity(SLICE);
         loop {
             let mut read = 0;
             let start = at.clone();
             let mut rows = std::pin::pin!(match &start {
-                Ahead::Log(after) => Either::Left(store.read_all_rows(*after, READ_AHEAD_CHUNK)),
-                Ahead::Stream(id, from) => Either::Right(store.read_stream_rows(
+                Ahead::Log(after) => {
+                    Either::Left(Either::Left(store.read_all_rows(*after, READ_AHEAD_CHUNK)))
+                }
+                Ahead::Stream(id, from) => Either::Left(Either::Right(store.read_stream_rows(
                     id,
                     *from,
                     Direction::Forward,
                     READ_AHEAD_CHUNK,
-                )),
+                ))),
+                Ahead::Committed(query, after) => Either::Right(
+                    futures::stream::once(store.read_committed(query, *after, READ_AHEAD_CHUNK))
+                        .flat_map(|page| match page {
+                            Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
+                            Err(e) =>
+                                futures::stream::once(std::future::ready(Err(e))).right_stream(),
+                        }),
+                ),
             });
             while let Some(row) = rows.next().await {
                 let row = row.and_then(|e| at.advance(&e).map(|()| e));
