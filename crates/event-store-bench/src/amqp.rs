@@ -12,7 +12,7 @@ use event_store_amqp::{AmqpConfig, AmqpEmitter, Relay};
 use futures::StreamExt as _;
 
 use crate::error::{BenchError, Context as _, Result, ensure};
-use crate::report::{Report, Sizes, ms, percentiles, rate};
+use crate::report::{Goal, Report, Sizes, ms, percentiles, rate};
 use crate::workload::{Moved, event, payload};
 
 pub(crate) async fn run(report: &mut Report, url: &str, sizes: Sizes) -> Result<()> {
@@ -175,35 +175,38 @@ async fn amqp_workloads(
     ch.queue_purge(sink.as_str().into(), QueuePurgeOptions::default())
         .await?;
     report.add(
+        "relay",
         "relay publish with confirms",
         "amqp",
         relay_rate,
         "ev/s",
         Some(raw_rate),
         true,
-        Some(">= 0.7"),
+        Goal::Ratio(0.7),
     );
 
     // Save -> subscriber handler latency, against raw publish -> consume latency.
     let (p50, p99) = save_to_handler_latency(url, exchange, sizes.latency).await?;
     let (b50, b99) = raw_latency(url, exchange, sizes.latency).await?;
     report.add(
+        "latency_p50",
         "save -> subscriber latency p50",
         "amqp",
         ms(p50),
         "ms",
         Some(ms(b50)),
         false,
-        None,
+        Goal::None,
     );
     report.add(
+        "latency_p99",
         "save -> subscriber latency p99",
         "amqp",
         ms(p99),
         "ms",
         Some(ms(b99)),
         false,
-        Some("<= 50 ms"),
+        Goal::AtMost(50.0),
     );
     Ok(())
 }

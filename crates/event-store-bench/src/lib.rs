@@ -10,6 +10,7 @@
 
 mod amqp;
 mod error;
+mod message_db;
 mod postgres;
 mod projection;
 mod report;
@@ -35,8 +36,20 @@ pub struct Options {
     pub pg: String,
     /// The RabbitMQ to measure (a scratch exchange and queue are created and deleted).
     pub amqp: String,
-    /// Only these backends (`memory`, `sqlite`, `postgres`, `amqp`); empty: all reachable.
+    /// Only these backends (`memory`, `sqlite`, `postgres`, `amqp`; `message-db` with
+    /// `postgres` adds the Message DB comparison, which a run of everything includes); empty:
+    /// all reachable.
     pub only: Vec<String>,
+}
+
+/// A new scratch directory under the system's temporary directory.
+fn scratch_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "event-store-bench-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).context("creating a scratch directory")?;
+    Ok(dir)
 }
 
 /// Runs the benchmark.
@@ -51,11 +64,7 @@ pub async fn run(options: Options) -> Result<()> {
         store_workloads(&mut report, "memory", &store, cache, sizes, None).await?;
     }
     if wants("sqlite") {
-        let dir = std::env::temp_dir().join(format!(
-            "event-store-bench-{}",
-            uuid::Uuid::now_v7().simple()
-        ));
-        std::fs::create_dir_all(&dir).context("creating a scratch directory")?;
+        let dir = scratch_dir()?;
         let mut result = sqlite::run(&mut report, &dir, sizes).await;
         if result.is_ok() {
             result = projection::sqlite(&mut report, &dir, sizes).await;
@@ -71,6 +80,12 @@ pub async fn run(options: Options) -> Result<()> {
             other => {
                 other?;
                 projection::pg(&mut report, &options.pg, sizes).await?;
+                if wants("message-db") || options.only.is_empty() {
+                    let dir = scratch_dir()?;
+                    let result = message_db::run(&mut report, &options.pg, &dir, sizes).await;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    result?;
+                }
             }
         }
     }

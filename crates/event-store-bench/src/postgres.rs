@@ -10,8 +10,11 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::error::{BenchError, Result};
-use crate::report::{Report, Sizes, rate};
-use crate::workload::{payload, store_workloads};
+use event_store::Aggregate as _;
+use tokio_postgres::types::Json;
+
+use crate::report::{Goal, Report, Sizes, ms, rate};
+use crate::workload::{Moved, Total, payload, store_workloads};
 
 pub(crate) async fn pg_client(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -57,10 +60,90 @@ pub(crate) async fn run(report: &mut Report, url: &str, sizes: Sizes) -> Result<
         )
         .await
     };
+    let result = match result {
+        Ok(()) => index_costs(report, &admin, &schema, sizes).await,
+        Err(e) => Err(e),
+    };
     admin
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .await?;
     result
+}
+
+/// What each optional index costs an insert: the same 100-row INSERTs into a table of the
+/// events' shape without it and with it, the rows carrying a subject.
+async fn index_costs(
+    report: &mut Report,
+    admin: &tokio_postgres::Client,
+    schema: &str,
+    sizes: Sizes,
+) -> Result<()> {
+    let tables = [
+        ("ix_none", ""),
+        (
+            "ix_subject",
+            "CREATE INDEX ON ix_subject USING gin ((context -> 'subject') jsonb_path_ops);",
+        ),
+        ("ix_time", "CREATE INDEX ON ix_time (time);"),
+    ];
+    admin
+        .batch_execute(&format!("SET search_path TO \"{schema}\""))
+        .await?;
+    for (table, index) in tables {
+        admin
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (LIKE events INCLUDING ALL); {index}"
+            ))
+            .await?;
+    }
+    let mut rates = [0f64; 3];
+    // Alternating rounds, each keeping its best, as the reads do.
+    for _ in 0..2 {
+        for (k, (table, _)) in tables.iter().enumerate() {
+            let sql =
+                PG_INSERT_MANY.replace("INSERT INTO baseline", &format!("INSERT INTO {table}"));
+            let stmt = admin.prepare(&sql).await?;
+            let t = Instant::now();
+            for b in 0..sizes.batches {
+                let ids: Vec<uuid::Uuid> = (0..100).map(|_| uuid::Uuid::now_v7()).collect();
+                let versions: Vec<i64> = (0..100).collect();
+                let data: Vec<Value> = (0..100).map(|i| payload(b * 100 + i)).collect();
+                let contexts: Vec<Value> = (0..100)
+                    .map(|i| {
+                        json!({"time": "2026-01-01T00:00:00.000000Z",
+                               "subject": {"user_id": (b * 100 + i) % 1000}})
+                    })
+                    .collect();
+                admin
+                    .execute(
+                        &stmt,
+                        &[
+                            &format!("ix-{b}-{}", uuid::Uuid::now_v7()),
+                            &ids,
+                            &versions,
+                            &data,
+                            &contexts,
+                        ],
+                    )
+                    .await?;
+            }
+            rates[k] = rates[k].max(rate(sizes.batches * 100, t.elapsed()));
+        }
+    }
+    for (k, what) in [(1, "subject"), (2, "time")] {
+        let cost_us = (1e6 / rates[k] - 1e6 / rates[0]).max(0.0);
+        report.add(
+            if k == 1 { "index_subject" } else { "index_time" },
+            &format!("100-row INSERTs with the optional {what} index (vs without; +{cost_us:.1} µs/event)"),
+            "postgres",
+            rates[k],
+            "ev/s",
+            Some(rates[0]),
+            true,
+            Goal::None,
+        );
+    }
+    Ok(())
 }
 
 const PG_INSERT: &str = "INSERT INTO baseline (id, stream, version, namespace, event_type, data, context, time) VALUES ($1, $2, $3, 'bench', 'Moved', $4, $5, now())";
@@ -176,7 +259,25 @@ async fn pg_baseline(what: &str, url: &str, schema: &str, sizes: Sizes) -> Resul
             }
             n
         }
-        _ => 0,
+        "fold" => {
+            // What a cold fold does, with nothing of ours: the stream's data, decoded straight
+            // into the event type, applied in version order. In milliseconds.
+            let sql = "SELECT data FROM events WHERE stream = 'long' ORDER BY version";
+            let rows = c.query_raw(sql, std::iter::empty::<&str>()).await?;
+            let mut rows = Box::pin(rows);
+            let mut total = Total::default();
+            while let Some(row) = rows.next().await {
+                let Json(moved): Json<Moved> = row?.try_get(0)?;
+                total.apply(&moved);
+            }
+            std::hint::black_box(total);
+            return Ok(ms(t.elapsed()));
+        }
+        other => {
+            return Err(BenchError::Unexpected(format!(
+                "no PostgreSQL baseline for {other}"
+            )));
+        }
     };
     Ok(rate(n, t.elapsed()))
 }

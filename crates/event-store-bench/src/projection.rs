@@ -13,7 +13,7 @@ use event_store::projection::{Projection, ProjectionStore, RunnerOptions, Tables
 use event_store::{BoxError, EventStore, ExpectedVersion, Position, Query, RecordedEvent, Store};
 
 use crate::error::{Result, ensure};
-use crate::report::{Report, Sizes, ms, percentiles, rate};
+use crate::report::{Goal, Report, Sizes, ms, percentiles, rate};
 use crate::workload::event;
 
 /// The batch size of both the runner and the plain loop.
@@ -267,31 +267,34 @@ fn add_figures(
     lag: (Duration, Duration),
 ) {
     report.add(
+        "projection_catch_up",
         &format!("projection catch-up ({n} events, transactional)"),
         backend,
         ours,
         "events/s",
         Some(baseline),
         true,
-        Some("ratio ≥ 0.7"),
+        Goal::Ratio(0.7),
     );
     report.add(
+        "projection_lag_p50",
         "projection live lag p50 (8 writers)",
         backend,
         ms(lag.0),
         "ms",
         None,
         false,
-        None,
+        Goal::None,
     );
     report.add(
+        "projection_lag_p99",
         "projection live lag p99 (8 writers)",
         backend,
         ms(lag.1),
         "ms",
         None,
         false,
-        Some("≤ 100 ms"),
+        Goal::AtMost(100.0),
     );
 }
 
