@@ -92,7 +92,14 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
     for s in &mut sources {
         s.reader.start_rows().await?;
     }
-    // One transaction per window of events, in order, across streams.
+    // One transaction per window of events, in order, across streams; a window is appended
+    // while the next one is read.
+    let mut appender = Appender {
+        es: es.clone(),
+        names: std::sync::Arc::new(sources.iter().map(|s| s.name.clone()).collect()),
+        dry_run: args.dry_run,
+        in_flight: None,
+    };
     let mut window: Vec<Pending> = Vec::new();
     let mut window_bytes = 0usize;
     while let Some((i, row)) = next_row(&mut sources).await? {
@@ -138,7 +145,7 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
             .entry(format!("{}.{}", event.namespace, event.event_type))
             .or_default() += 1;
         if window.len() == WINDOW_EVENTS || window_bytes + bytes > WINDOW_BYTES {
-            flush(es, &mut window, &sources, &mut report, args.dry_run).await?;
+            appender.flush(&mut window, &mut report).await?;
             window_bytes = 0;
         }
         window_bytes += bytes;
@@ -148,7 +155,8 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
             event,
         });
     }
-    flush(es, &mut window, &sources, &mut report, args.dry_run).await?;
+    appender.flush(&mut window, &mut report).await?;
+    appender.wait(&mut report).await?;
     progress.finish_and_clear();
     print_report(&report, args.format)?;
     Ok(())
@@ -294,37 +302,77 @@ fn stream_for(event: &NewEvent, keys: &[StreamKey]) -> Option<String> {
     })
 }
 
+/// What appending one window found, per source (by index): events stored now, events stored
+/// before, and refusals.
+#[derive(Default)]
+struct Outcome {
+    counts: Vec<(usize, bool)>,
+    refused: Vec<Value>,
+}
+
+/// Appends windows one after another while the caller reads the next: at most one window is
+/// being appended, and each one's outcome is folded into the report before the next starts, so
+/// windows go in order and a failure stops the import before anything after it is appended.
+struct Appender {
+    es: EventStore<AnyStore>,
+    names: std::sync::Arc<Vec<String>>,
+    dry_run: bool,
+    in_flight: Option<tokio::task::JoinHandle<Result<Outcome>>>,
+}
+
+impl Appender {
+    /// Waits for the window in flight, then starts appending `window` (emptied).
+    async fn flush(&mut self, window: &mut Vec<Pending>, report: &mut Report) -> Result<()> {
+        self.wait(report).await?;
+        let taken = std::mem::take(window);
+        if taken.is_empty() {
+            return Ok(());
+        }
+        if self.dry_run {
+            for p in &taken {
+                count(report, &self.names, p.source, true);
+            }
+            return Ok(());
+        }
+        let (es, names) = (self.es.clone(), self.names.clone());
+        self.in_flight = Some(tokio::spawn(async move {
+            append_window(&es, taken, &names).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the window in flight, if any, and adds its outcome to `report`.
+    async fn wait(&mut self, report: &mut Report) -> Result<()> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let outcome = task.await.context("the append of a window stopped")??;
+        for (source, stored) in outcome.counts {
+            count(report, &self.names, source, stored);
+        }
+        report.refused.extend(outcome.refused);
+        Ok(())
+    }
+}
+
+fn count(report: &mut Report, names: &[String], source: usize, stored: bool) {
+    let per = report.sources.entry(names[source].clone()).or_default();
+    if stored {
+        per.imported += 1;
+    } else {
+        per.already_present += 1;
+    }
+}
+
 /// Appends a window of events in one multi-stream transaction, in order (each run of one
 /// stream a batch). A window that mixes events stored by an earlier import with new ones (the
 /// sources grew since) is appended one event at a time, where stored ones are no-ops.
-async fn flush(
+async fn append_window(
     es: &EventStore<AnyStore>,
-    window: &mut Vec<Pending>,
-    sources: &[Source],
-    report: &mut Report,
-    dry_run: bool,
-) -> Result<()> {
-    let taken = std::mem::take(window);
-    if taken.is_empty() {
-        return Ok(());
-    }
-    let count = |report: &mut Report, source: usize, stored: bool| {
-        let per = report
-            .sources
-            .entry(sources[source].name.clone())
-            .or_default();
-        if stored {
-            per.imported += 1;
-        } else {
-            per.already_present += 1;
-        }
-    };
-    if dry_run {
-        for p in &taken {
-            count(report, p.source, true);
-        }
-        return Ok(());
-    }
+    taken: Vec<Pending>,
+    names: &[String],
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
     // Runs of one stream, in order.
     let mut runs: Vec<(&str, Vec<usize>, Vec<NewEvent>)> = Vec::new();
     for p in &taken {
@@ -345,11 +393,9 @@ async fn flush(
     match es.append_many(batches).await {
         Ok(appended) => {
             for (of, a) in owners.iter().zip(&appended) {
-                for s in of {
-                    count(report, *s, a.stored);
-                }
+                outcome.counts.extend(of.iter().map(|s| (*s, a.stored)));
             }
-            Ok(())
+            Ok(outcome)
         }
         Err(Error::DuplicateId { .. }) => {
             for p in taken {
@@ -358,9 +404,9 @@ async fn flush(
                     .append(&p.stream, ExpectedVersion::Any, vec![p.event])
                     .await
                 {
-                    Ok(a) => count(report, p.source, a.stored),
-                    Err(e @ Error::DuplicateId { .. }) => report.refused.push(json!({
-                        "source": sources[p.source].name,
+                    Ok(a) => outcome.counts.push((p.source, a.stored)),
+                    Err(e @ Error::DuplicateId { .. }) => outcome.refused.push(json!({
+                        "source": names[p.source],
                         "id": id,
                         "reason": format!("{e} in this store"),
                     })),
@@ -370,7 +416,7 @@ async fn flush(
                     }
                 }
             }
-            Ok(())
+            Ok(outcome)
         }
         Err(e) => Err(e).context("appending a window of events"),
     }
