@@ -85,6 +85,32 @@ pub(crate) fn event(i: usize) -> NewEvent {
     NewEvent::new("bench", "Moved", payload(i))
 }
 
+/// 8 writers appending one event per call, writer `w` to `stream(w)`: events/s.
+async fn eight_writers<S: Store + Clone>(
+    es: &EventStore<S, NoCache, NoEmitter>,
+    sizes: Sizes,
+    stream: fn(usize) -> String,
+) -> Result<f64> {
+    let t = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let es = es.clone();
+            let n = sizes.concurrent / 8;
+            tokio::spawn(async move {
+                for i in 0..n {
+                    es.append(&stream(w), ExpectedVersion::Any, vec![event(i)])
+                        .await?;
+                }
+                Ok::<(), event_store::Error>(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await??;
+    }
+    Ok(rate(sizes.concurrent / 8 * 8, t.elapsed()))
+}
+
 /// The same-run baselines of a SQL backend, in events/s (reads: events/s of a plain SELECT).
 #[derive(Default)]
 pub(crate) struct Baselines {
@@ -119,45 +145,11 @@ pub(crate) async fn store_workloads<S: Store + Clone, C: Cache>(
         .await?;
     }
     let single = rate(sizes.single, t.elapsed());
-    // 1 event per append, 8 writers on distinct streams.
-    let t = Instant::now();
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let es = es.clone();
-            let n = sizes.concurrent / 8;
-            tokio::spawn(async move {
-                for i in 0..n {
-                    es.append(&format!("writer-{w}"), ExpectedVersion::Any, vec![event(i)])
-                        .await?;
-                }
-                Ok::<(), event_store::Error>(())
-            })
-        })
-        .collect();
-    for w in writers {
-        w.await??;
-    }
-    let concurrent = rate(sizes.concurrent / 8 * 8, t.elapsed());
-    // The same, the 8 streams in one category (`bench-W`): Message DB serializes these, as it
-    // locks per category; ours locks per stream.
-    let t = Instant::now();
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let es = es.clone();
-            let n = sizes.concurrent / 8;
-            tokio::spawn(async move {
-                for i in 0..n {
-                    es.append(&format!("bench-{w}"), ExpectedVersion::Any, vec![event(i)])
-                        .await?;
-                }
-                Ok::<(), event_store::Error>(())
-            })
-        })
-        .collect();
-    for w in writers {
-        w.await??;
-    }
-    let one_namespace = rate(sizes.concurrent / 8 * 8, t.elapsed());
+    // 1 event per append, 8 writers on distinct streams; then the same with the 8 streams in one
+    // category (`bench-W`): Message DB serializes those, as it locks per category; ours locks
+    // per stream.
+    let concurrent = eight_writers(&es, sizes, |w| format!("writer-{w}")).await?;
+    let one_namespace = eight_writers(&es, sizes, |w| format!("bench-{w}")).await?;
     // 100 events per append.
     let t = Instant::now();
     for b in 0..sizes.batches {

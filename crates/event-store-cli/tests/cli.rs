@@ -36,6 +36,25 @@ impl Target {
         }
     }
 
+    /// A fresh schema on the test server (the caller drops it), or `None` when the server is
+    /// unreachable outside CI.
+    fn postgres() -> Option<(
+        Self,
+        String,
+        tokio::runtime::Runtime,
+        tokio_postgres::Client,
+    )> {
+        let (url, rt, admin) = common::postgres()?;
+        let schema = format!(
+            "es_cli_{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
+        let t = Self {
+            args: vec!["--url".into(), url, "--schema".into(), schema.clone()],
+        };
+        Some((t, schema, rt, admin))
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(&self.args)
@@ -432,15 +451,8 @@ fn every_subcommand_on_sqlite() {
 
 #[test]
 fn every_subcommand_on_postgres() {
-    let Some((url, rt, admin)) = common::postgres() else {
+    let Some((t, schema, rt, admin)) = Target::postgres() else {
         return;
-    };
-    let schema = format!(
-        "es_cli_{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    );
-    let t = Target {
-        args: vec!["--url".into(), url, "--schema".into(), schema.clone()],
     };
     let tmp = tempfile::tempdir().unwrap();
     // Before init, commands say what to do.
@@ -938,15 +950,8 @@ fn init_creates_the_optional_indexes_asked_for() {
     let e = one_error(&Target::sqlite(tmp.path()).run(&["init", "--index", "colour"]));
     assert!(e.contains("colour") && e.contains("--index"), "{e}");
 
-    let Some((url, rt, admin)) = common::postgres() else {
+    let Some((t, schema, rt, admin)) = Target::postgres() else {
         return;
-    };
-    let schema = format!(
-        "es_cli_{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    );
-    let t = Target {
-        args: vec!["--url".into(), url, "--schema".into(), schema.clone()],
     };
     let indexes = || -> Vec<String> {
         rt.block_on(admin.query(
