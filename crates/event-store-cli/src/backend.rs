@@ -224,6 +224,17 @@ impl Store for AnyStore {
             Self::Postgres(s) => Either::Right(s.read_stream_rows(stream, from, direction, limit)),
         }
     }
+    fn read_committed_rows<'a>(
+        &'a self,
+        query: &'a CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> impl Stream<Item = event_store::Result<RecordedEvent>> + Send + 'a {
+        match self {
+            Self::Sqlite(s) => Either::Left(s.read_committed_rows(query, after, limit)),
+            Self::Postgres(s) => Either::Right(s.read_committed_rows(query, after, limit)),
+        }
+    }
     fn read_all_rows(
         &self,
         after: Position,

@@ -218,6 +218,30 @@ pub async fn read_committed<D: Driver>(
     read_matching(d, query, after, n, Finality::Committed).await
 }
 
+/// [`Store::read_committed_rows`](event_store::Store::read_committed_rows): the page of
+/// [`read_committed`], streamed when the dialect compiles the whole query to SQL (when it leaves
+/// equalities to Rust, the page is read as `read_committed` reads it).
+pub fn read_committed_rows<'a, D: Driver>(
+    d: &'a D,
+    query: &'a CheckedQuery,
+    after: Position,
+    n: usize,
+) -> impl futures::Stream<Item = Result<RecordedEvent>> + Send + 'a {
+    use futures::StreamExt as _;
+    let compiled = compile::<D::Dialect>(query, after, n, Finality::Committed);
+    if compiled.filter_rows {
+        futures::stream::once(read_committed(d, query, after, n))
+            .flat_map(|page| match page {
+                Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
+                Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
+            })
+            .right_stream()
+    } else {
+        let statement = Statement::new("read query", compiled.sql, compiled.params);
+        d.query_stream(statement, event::<D>).left_stream()
+    }
+}
+
 /// Events matching `query` after `after`. When the dialect leaves `subject` and `data`
 /// equalities to Rust, candidates are read in chunks until `n` match.
 async fn read_matching<D: Driver>(
@@ -448,6 +472,16 @@ macro_rules! impl_store {
                 limit: usize,
             ) -> impl ::std::future::Future<Output = $crate::__private::Events> + Send {
                 $crate::store::read_committed(self, query, after, limit)
+            }
+            fn read_committed_rows<'a>(
+                &'a self,
+                query: &'a ::event_store::CheckedQuery,
+                after: ::event_store::Position,
+                limit: usize,
+            ) -> impl $crate::__private::Stream<
+                Item = ::event_store::Result<::event_store::RecordedEvent>,
+            > + Send + 'a {
+                $crate::store::read_committed_rows(self, query, after, limit)
             }
             fn stream_version(
                 &self,

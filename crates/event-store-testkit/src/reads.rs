@@ -473,8 +473,9 @@ pub async fn bad_input<S: Store + Clone>(store: &S) {
     }
 }
 
-/// Streamed reads ([`Store::read_all_rows`], [`Store::read_stream_rows`]) return exactly the
-/// pages of `read_all` and `read_stream`; the facade's read-ahead of the log and of a stream
+/// Streamed reads ([`Store::read_all_rows`], [`Store::read_stream_rows`],
+/// [`Store::read_committed_rows`]) return exactly the pages of `read_all`, `read_stream` and
+/// `read_committed`; the facade's read-ahead of the log and of a stream
 /// crosses its chunks without losing, repeating or reordering an event, and a caller that stops
 /// early stops it.
 pub async fn streamed_reads_agree<S: Store + Clone>(store: &S) {
@@ -535,6 +536,29 @@ pub async fn streamed_reads_agree<S: Store + Clone>(store: &S) {
             &rows,
             &page,
             &format!("read_stream_rows({from}, {direction:?}, {limit}) is read_stream's page"),
+        );
+    }
+
+    for (query, after, limit) in [
+        (Query::stream(&s), start, 700),
+        (Query::stream(&s), all[99].position, 5000),
+        (Query::all().namespace(&ns), all[n - 2].position, 10),
+        (Query::all().event_type(&ns, "R"), start, 1),
+    ] {
+        let query = query.check().expect("a valid query");
+        let page = store
+            .read_committed(&query, after, limit)
+            .await
+            .expect("read_committed");
+        let rows: Vec<RecordedEvent> = store
+            .read_committed_rows(&query, after, limit)
+            .map(|e| e.expect("read_committed_rows"))
+            .collect()
+            .await;
+        same(
+            &rows,
+            &page,
+            &format!("read_committed_rows({after}, {limit}) is read_committed's page"),
         );
     }
 

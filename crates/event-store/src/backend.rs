@@ -149,6 +149,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
 
+    /// [`Store::read_committed`] as a stream: the same events, yielded as the backend decodes
+    /// them (see [`Store::read_all_rows`]). The default reads one page with `read_committed`.
+    fn read_committed_rows<'a>(
+        &'a self,
+        query: &'a CheckedQuery,
+        after: Position,
+        limit: usize,
+    ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'a {
+        futures::stream::once(self.read_committed(query, after, limit)).flat_map(rows)
+    }
+
     /// The version of a stream's last event (`None`: no such stream).
     fn stream_version(&self, stream: &StreamId)
     -> impl Future<Output = Result<Option<u64>>> + Send;

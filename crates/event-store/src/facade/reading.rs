@@ -369,14 +369,9 @@ where
                     Direction::Forward,
                     READ_AHEAD_CHUNK,
                 ))),
-                Ahead::Committed(query, after) => Either::Right(
-                    futures::stream::once(store.read_committed(query, *after, READ_AHEAD_CHUNK))
-                        .flat_map(|page| match page {
-                            Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
-                            Err(e) =>
-                                futures::stream::once(std::future::ready(Err(e))).right_stream(),
-                        }),
-                ),
+                Ahead::Committed(query, after) => {
+                    Either::Right(store.read_committed_rows(query, *after, READ_AHEAD_CHUNK))
+                }
             });
             while let Some(row) = rows.next().await {
                 let row = row.and_then(|e| at.advance(&e).map(|()| e));
