@@ -123,7 +123,8 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         })
     }
 
-    /// Streams the events matching `query` after `after`, up to the current end.
+    /// Streams the events matching `query` after `after`, up to the current end; inside a Tokio
+    /// runtime read ahead as [`read_all`](Self::read_all) reads the log.
     pub fn read_committed(
         &self,
         query: Query,
@@ -279,10 +280,13 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     }
 }
 
-/// How many events [`EventStore::read_all`] reads ahead of its caller, at most.
+/// How many events the facade's forward reads ([`EventStore::read_all`], forward
+/// [`EventStore::read_stream`], [`EventStore::read_committed`], and aggregate folds) read ahead of
+/// their caller, at most.
 pub const READ_AHEAD: usize = 1024;
 
-/// How many events [`EventStore::read_all`] asks one [`Store::read_all_rows`] call for.
+/// How many events those reads ask the store for at a time ([`Store::read_all_rows`],
+/// [`Store::read_stream_rows`], [`Store::read_committed_rows`]).
 pub const READ_AHEAD_CHUNK: usize = 4096;
 
 /// Events go through the channel in slices of this many, so the reader and the caller wake
@@ -299,7 +303,8 @@ impl<S, C, E> std::ops::Deref for Shared<S, C, E> {
     }
 }
 
-/// Where a read ahead is: after a position of the log, or at a version of one stream.
+/// Where a read ahead is: after a position of the log, at a version of one stream, or after a
+/// position among the events a query matches.
 #[derive(Clone)]
 pub(super) enum Ahead {
     /// The log after a position.
