@@ -749,10 +749,7 @@ fn publish_and_subscribe_through_rabbitmq() {
 fn rabbit() -> Option<(String, tokio::runtime::Runtime, lapin::Connection)> {
     let amqp = std::env::var("EVENT_STORE_TEST_AMQP")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let reachable = rt.block_on(lapin::Connection::connect(
         &amqp,
         lapin::ConnectionProperties::default(),

@@ -12,13 +12,10 @@ use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 const GRANTS: &str = include_str!("../../event-store-postgres/sql/grants.sql");
-
-fn pg_url() -> String {
-    std::env::var("EVENT_STORE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn amqp_url() -> String {
     std::env::var("EVENT_STORE_TEST_AMQP")
@@ -57,19 +54,9 @@ fn with_stdin(mut c: Command, input: &[u8]) -> Output {
 
 #[test]
 fn the_cli_runs_with_exactly_the_documented_grants() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let admin = rt.block_on(async {
-        let (client, conn) = event_store_testkit::require_service(
-            "PostgreSQL (EVENT_STORE_TEST_PG)",
-            tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await,
-        )?;
-        tokio::spawn(conn);
-        Some(client)
-    });
-    let Some(admin) = admin else { return };
+    let Some((url, rt, admin)) = common::postgres() else {
+        return;
+    };
     let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let schema = format!("es_cli_priv_{id}");
     let role = format!("es_cli_app_{id}");
@@ -77,7 +64,7 @@ fn the_cli_runs_with_exactly_the_documented_grants() {
 
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ok(
-            &cli(&pg_url(), &schema, &["init"]).output().unwrap(),
+            &cli(&url, &schema, &["init"]).output().unwrap(),
             "init as the owner",
         );
         let grants = GRANTS
@@ -86,7 +73,7 @@ fn the_cli_runs_with_exactly_the_documented_grants() {
             .replace("app_role", &role);
         rt.block_on(admin.batch_execute(&format!("CREATE ROLE {role} LOGIN; {grants}")))
             .unwrap();
-        let url = pg_url().replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+        let url = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
         let run = |args: &[&str]| cli(&url, &schema, args).output().unwrap();
 
         ok(

@@ -15,7 +15,7 @@ use event_store_sql::dialects::Postgres;
 use event_store_sql::{Decode, Dialect as _, Driver, Queries, SqlRow, Statement, compile};
 use futures::{Stream, StreamExt as _};
 use tokio::sync::{Notify, watch};
-use tokio_postgres::types::{FromSql, Json};
+use tokio_postgres::types::{FromSql, Json, ToSql};
 use tokio_postgres::{NoTls, Row, RowStream};
 
 use crate::config::PgConfig;
@@ -303,6 +303,18 @@ impl<'a> Columns<'a> {
         }
         c
     }
+
+    /// The columns as parameters, in the order both append functions take them after their own.
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.ids,
+            &self.namespaces,
+            &self.types,
+            &self.data,
+            &self.contexts,
+            &self.times,
+        ]
+    }
 }
 
 /// Runs `append_events` for one batch on `client` (a connection or a transaction).
@@ -314,15 +326,9 @@ async fn run_append(
     let c = Columns::of(batch.events().iter());
     let stream = batch.stream().as_str();
     let code = expected_code(batch.expected());
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-        &stream,
-        &code,
-        &c.ids,
-        &c.namespaces,
-        &c.types,
-        &c.data,
-        &c.contexts,
-        &c.times,
+    let [ids, namespaces, types, data, contexts, times] = c.params();
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &stream, &code, ids, namespaces, types, data, contexts, times,
     ];
     client.query(stmt, &params).await
 }
@@ -422,17 +428,9 @@ impl PgStore {
             .prepare_cached(APPEND_MANY)
             .await
             .map_err(|e| pg("append", e))?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-            &streams,
-            &expected,
-            &of_batch,
-            &offsets,
-            &c.ids,
-            &c.namespaces,
-            &c.types,
-            &c.data,
-            &c.contexts,
-            &c.times,
+        let [ids, namespaces, types, data, contexts, times] = c.params();
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &streams, &expected, &of_batch, &offsets, ids, namespaces, types, data, contexts, times,
         ];
         let rows = match client.query(&stmt, &params).await {
             Ok(rows) => rows,
@@ -640,9 +638,15 @@ impl Driver for PgStore {
                     Err(e) => return Some((Err(e), Rows::Done)),
                 },
             };
-            match rows.next().await? {
-                Ok(row) => Some((decode(&PgRow(&row)), Rows::Open(what, client, rows))),
-                Err(e) => Some((Err(pg(what, e)), Rows::Done)),
+            // An error, the server's or decoding's, is the stream's last item.
+            match rows
+                .next()
+                .await?
+                .map_err(|e| pg(what, e))
+                .and_then(|row| decode(&PgRow(&row)))
+            {
+                Ok(item) => Some((Ok(item), Rows::Open(what, client, rows))),
+                Err(e) => Some((Err(e), Rows::Done)),
             }
         })
     }

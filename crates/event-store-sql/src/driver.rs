@@ -175,17 +175,15 @@ pub trait Driver: Send + Sync + 'static {
         decode: Decode<T>,
     ) -> impl Future<Output = Result<Vec<T>>> + Send;
 
-    /// [`Driver::query`] as a stream: each row is yielded as soon as it is decoded. Drivers
-    /// that receive rows one by one override it; the default runs `query`.
+    /// [`Driver::query`] as a stream: each row is yielded as soon as it is decoded, and an error
+    /// is the last item. Drivers that receive rows one by one override it; the default runs
+    /// `query`.
     fn query_stream<T: Send + 'static>(
         &self,
         statement: Statement,
         decode: Decode<T>,
     ) -> impl Stream<Item = Result<T>> + Send + '_ {
-        futures::stream::once(self.query(statement, decode)).flat_map(|rows| match rows {
-            Ok(rows) => futures::stream::iter(rows).map(Ok).left_stream(),
-            Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
-        })
+        futures::stream::once(self.query(statement, decode)).flat_map(event_store::page_rows)
     }
 
     /// Runs a statement that writes (on the backend's write path); returns the rows it touched.

@@ -85,10 +85,7 @@ pub fn read_stream_rows<'a, D: Driver>(
         Direction::Backward => {
             let stream = stream.clone();
             futures::stream::once(async move { read_stream(d, &stream, from, direction, n).await })
-                .flat_map(|page| match page {
-                    Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
-                    Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
-                })
+                .flat_map(event_store::page_rows)
                 .right_stream()
         }
     }
@@ -231,10 +228,7 @@ pub fn read_committed_rows<'a, D: Driver>(
     let compiled = compile::<D::Dialect>(query, after, n, Finality::Committed);
     if compiled.filter_rows {
         futures::stream::once(read_committed(d, query, after, n))
-            .flat_map(|page| match page {
-                Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
-                Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
-            })
+            .flat_map(event_store::page_rows)
             .right_stream()
     } else {
         let statement = Statement::new("read query", compiled.sql, compiled.params);

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::Aggregate;
 use crate::batch::{AppendBatch, MultiAppend};
+use crate::cursor::page_rows;
 use crate::error::{BoxError, Result};
 use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
 use crate::query::{CheckedQuery, TypeFilter};
@@ -89,7 +90,7 @@ pub trait Store: Send + Sync + 'static {
         direction: Direction,
         limit: usize,
     ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'a {
-        futures::stream::once(self.read_stream(stream, from, direction, limit)).flat_map(rows)
+        futures::stream::once(self.read_stream(stream, from, direction, limit)).flat_map(page_rows)
     }
 
     /// Reads up to `limit` events of the global log after `after`, in position order, returning
@@ -110,7 +111,7 @@ pub trait Store: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> impl Stream<Item = Result<RecordedEvent>> + Send + '_ {
-        futures::stream::once(self.read_all(after, limit)).flat_map(rows)
+        futures::stream::once(self.read_all(after, limit)).flat_map(page_rows)
     }
 
     /// Reads up to `limit` final events of the global log before `before` (`None`: from the
@@ -157,7 +158,7 @@ pub trait Store: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> impl Stream<Item = Result<RecordedEvent>> + Send + 'a {
-        futures::stream::once(self.read_committed(query, after, limit)).flat_map(rows)
+        futures::stream::once(self.read_committed(query, after, limit)).flat_map(page_rows)
     }
 
     /// The version of a stream's last event (`None`: no such stream).
@@ -171,14 +172,6 @@ pub trait Store: Send + Sync + 'static {
     /// A receiver that changes after appends commit, for live tails to wake on. Backends that
     /// cannot notify return one that never changes; tails then poll.
     fn changes(&self) -> watch::Receiver<u64>;
-}
-
-/// A page's events one by one (its error as the only item).
-fn rows(page: Result<Vec<RecordedEvent>>) -> impl Stream<Item = Result<RecordedEvent>> + Send {
-    match page {
-        Ok(events) => futures::stream::iter(events).map(Ok).left_stream(),
-        Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
-    }
 }
 
 /// Named checkpoints kept in the store itself, so a process that follows the log (an outbox

@@ -139,6 +139,17 @@ where
     })
 }
 
+/// A page read in one call, as a stream of its items: each item in order, or the call's error
+/// as the only item. The default `Store::*_rows` methods read a page and stream it this way;
+/// adapters that read a page where they cannot stream rows do the same.
+pub fn page_rows<T: Send>(page: Result<Vec<T>>) -> impl Stream<Item = Result<T>> + Send {
+    use futures::StreamExt as _;
+    match page {
+        Ok(items) => futures::stream::iter(items).map(Ok).left_stream(),
+        Err(e) => futures::stream::once(std::future::ready(Err(e))).right_stream(),
+    }
+}
+
 /// One error as a stream, for a reading method whose input was refused.
 pub(crate) fn failed<T: Send>(e: Error) -> impl Stream<Item = Result<T>> + Send {
     futures::stream::once(async move { Err(e) })

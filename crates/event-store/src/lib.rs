@@ -27,7 +27,7 @@ pub use backend::{
     Publish, StateCache, Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
 };
 pub use batch::{AppendBatch, MultiAppend, PendingEvent};
-pub use cursor::{LogCursor, PAGE_SIZE, head, lag};
+pub use cursor::{LogCursor, PAGE_SIZE, head, lag, page_rows};
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventType, Events, decode_event, encode_event};
 #[cfg(feature = "derive")]

@@ -6,10 +6,7 @@
 pub fn postgres() -> Option<(String, tokio::runtime::Runtime, tokio_postgres::Client)> {
     let url = std::env::var("EVENT_STORE_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let admin = rt.block_on(async {
         let (client, conn) = event_store_testkit::require_service(
             "PostgreSQL (EVENT_STORE_TEST_PG)",
@@ -19,4 +16,12 @@ pub fn postgres() -> Option<(String, tokio::runtime::Runtime, tokio_postgres::Cl
         Some(client)
     })?;
     Some((url, rt, admin))
+}
+
+/// A current-thread runtime for a test's own calls to a service.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
