@@ -15,6 +15,7 @@ mod tls;
 
 pub use cache::PgCache;
 pub use config::{Indexes, PgConfig};
+pub use event_store_sql::{AppliedMigration, MigrationStatus};
 pub use lease::PgLease;
 pub use migrate::MIGRATIONS;
 pub use projection::{PgProjection, Transactional};

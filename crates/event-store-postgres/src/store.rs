@@ -162,6 +162,34 @@ impl PgStore {
         column(&row, 0, "version")
     }
 
+    /// The migrations applied to the schema, in order, with when each was applied, and this
+    /// release's migrations not applied yet (`None`: the schema holds no event store yet).
+    pub async fn migrations(&self) -> Result<Option<event_store_sql::MigrationStatus>> {
+        if self.schema_version().await?.is_none() {
+            return Ok(None);
+        }
+        let client = self.client("migrations").await?;
+        let rows = client
+            .query(
+                "SELECT version::bigint, name, applied_at FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .map_err(|e| pg("migrations", e))?;
+        let mut applied = Vec::with_capacity(rows.len());
+        for row in &rows {
+            applied.push(event_store_sql::AppliedMigration {
+                version: column(row, 0, "version")?,
+                name: column(row, 1, "name")?,
+                applied_at: column(row, 2, "applied_at")?,
+            });
+        }
+        Ok(Some(event_store_sql::MigrationStatus::new(
+            crate::migrate::MIGRATIONS,
+            applied,
+        )))
+    }
+
     /// The connection pool (its connections use the store's schema as `search_path`).
     pub fn pool(&self) -> &Pool {
         &self.inner.pool

@@ -40,6 +40,47 @@ async fn migrate_is_idempotent_and_versioned() {
         .map(|m| (i32::try_from(m.version).unwrap(), m.name.to_owned()))
         .collect();
     assert_eq!(applied, expected);
+    // The status says the same, and that nothing is pending; one migration removed from the
+    // record shows as pending.
+    let status = t.store.migrations().await.unwrap().unwrap();
+    let listed: Vec<(i64, String)> = status
+        .applied
+        .iter()
+        .map(|m| (m.version, m.name.clone()))
+        .collect();
+    let known: Vec<(i64, String)> = MIGRATIONS
+        .iter()
+        .map(|m| (m.version, m.name.to_owned()))
+        .collect();
+    assert_eq!(listed, known);
+    assert!(status.pending.is_empty());
+    let last = MIGRATIONS.last().unwrap();
+    admin
+        .execute(
+            &format!(
+                "DELETE FROM \"{}\".schema_migrations WHERE version = $1",
+                t.schema()
+            ),
+            &[&i32::try_from(last.version).unwrap()],
+        )
+        .await
+        .unwrap();
+    let status = t.store.migrations().await.unwrap().unwrap();
+    assert_eq!(status.pending, vec![(last.version, last.name)]);
+    assert_eq!(t.store.migrate().await.unwrap(), vec![last.version]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_schema_has_no_migration_status() {
+    if common::fresh().await.is_none() {
+        return;
+    }
+    let schema = common::unique_schema();
+    let _guard = common::SchemaGuardFor::new(&schema);
+    let store = PgStore::connect(&common::url(), PgConfig::with_schema(&schema))
+        .await
+        .unwrap();
+    assert!(store.migrations().await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,38 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// A migration applied to a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// Its version (1, 2, …).
+    pub version: i64,
+    /// What it does.
+    pub name: String,
+    /// When it was applied.
+    pub applied_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A store's migrations: what was applied, and what this release would apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Applied, in order.
+    pub applied: Vec<AppliedMigration>,
+    /// This release's migrations not applied yet, in order: version and name.
+    pub pending: Vec<(i64, &'static str)>,
+}
+
+impl MigrationStatus {
+    /// The status of `applied` against this release's migrations `all`.
+    pub fn new(all: &'static [Migration], applied: Vec<AppliedMigration>) -> Self {
+        let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
+        let pending = pending(all, &versions)
+            .into_iter()
+            .map(|m| (m.version, m.name))
+            .collect();
+        Self { applied, pending }
+    }
+}
+
 /// The migrations of `all` whose versions are not in `applied`, in order.
 pub fn pending<'a>(all: &'a [Migration], applied: &[i64]) -> Vec<&'a Migration> {
     all.iter()

@@ -11,8 +11,9 @@ mod store;
 mod writer;
 
 pub use cache::SqliteCache;
-pub use config::{SqliteConfig, Synchronous};
+pub use config::{OpenMode, SqliteConfig, Synchronous};
 pub use connection::MIGRATIONS;
+pub use event_store_sql::{AppliedMigration, MigrationStatus};
 pub use lease::SqliteLease;
 pub use projection::{SqliteProjection, Transactional};
 pub use store::SqliteStore;

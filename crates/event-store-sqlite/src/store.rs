@@ -9,13 +9,19 @@ use event_store_sql::{Decode, Driver, Queries, Statement};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::config::SqliteConfig;
-use crate::connection::{BACKEND, SqliteRow, open, sqlite};
+use crate::config::{OpenMode, SqliteConfig};
+use crate::connection::{
+    BACKEND, MIGRATIONS, SqliteRow, check_path, configure_writer, connect, open, open_read_only,
+    require_store, sqlite,
+};
 use crate::query::to_sql;
 use crate::writer::{Job, Keep, Writer, execute, work};
+use event_store_sql::{AppliedMigration, MigrationStatus};
 
 pub(crate) struct Inner {
     path: PathBuf,
+    /// Where read connections open the file: the path, or an immutable URI (read-only mode).
+    read_target: PathBuf,
     config: SqliteConfig,
     pub(crate) writer: Writer,
     readers: Mutex<Vec<Connection>>,
@@ -42,39 +48,103 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies missing migrations.
-    /// Must be called inside a Tokio runtime.
+    /// Must be called inside a Tokio runtime. [`SqliteStore::open_with`] with
+    /// [`OpenMode::Existing`](crate::OpenMode) or [`OpenMode::ReadOnly`](crate::OpenMode)
+    /// opens only a file that holds a store already.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, SqliteConfig::default()).await
     }
 
-    /// [`SqliteStore::open`] with settings.
+    /// [`SqliteStore::open`] with settings. A path that cannot be what
+    /// [`SqliteConfig::mode`] needs (a directory, a missing file or directory, a file that is
+    /// not a store, one this process cannot read) is [`Error::InvalidInput`] on `path`, and
+    /// nothing is created or changed.
     pub async fn open_with(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let (conn, path) = {
+        let (conn, read_target, path) = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || open(&path, &config, true).map(|c| (c, path)))
-                .await
-                .map_err(|e| Error::backend_with(BACKEND, "opening the database", e))??
+            tokio::task::spawn_blocking(move || {
+                check_path(&path, config.mode)?;
+                match config.mode {
+                    OpenMode::Create => {
+                        let conn = open(&path, &config, true)?;
+                        Ok((Some(conn), path.clone(), path))
+                    }
+                    OpenMode::Existing => {
+                        // Checked before the file is configured (WAL writes its header).
+                        let conn = connect(&path, &config, true)?;
+                        require_store(&conn, &path, false)?;
+                        configure_writer(&conn, &config)?;
+                        Ok((Some(conn), path.clone(), path))
+                    }
+                    OpenMode::ReadOnly => {
+                        let target = open_read_only(&path, &config)?;
+                        Ok((None, target, path))
+                    }
+                }
+            })
+            .await
+            .map_err(|e| Error::backend_with(BACKEND, "opening the database", e))??
         };
         let changes = Arc::new(watch::Sender::new(0u64));
-        let writer = Writer::start(conn, config.group_commit, Arc::clone(&changes))?;
+        let migrate = conn.is_some();
+        let writer = match conn {
+            Some(conn) => Writer::start(conn, config.group_commit, Arc::clone(&changes))?,
+            None => Writer::read_only(),
+        };
         let store = Self {
             inner: Arc::new(Inner {
                 path,
+                read_target,
                 config,
                 writer,
                 readers: Mutex::new(Vec::new()),
                 changes,
             }),
         };
-        store.migrate().await?;
+        if migrate {
+            store.migrate().await?;
+        }
+        tracing::debug!(
+            path = %store.inner.path.display(),
+            mode = ?store.inner.config.mode,
+            reads = %store.inner.read_target.display(),
+            "opened the SQLite store"
+        );
         Ok(store)
     }
 
+    /// Whether the store was opened with [`OpenMode::ReadOnly`]: every write fails.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.writer.is_read_only()
+    }
+
+    /// The migrations applied to the file, in order, with when each was applied, and this
+    /// release's migrations not applied yet.
+    pub async fn migrations(&self) -> Result<MigrationStatus> {
+        self.read(migration_status).await
+    }
+
+    /// [`SqliteStore::migrations`] of the store at `path`, read without changing the file, at
+    /// any schema version (a store that [`SqliteStore::open`] would migrate, too).
+    pub async fn inspect_migrations(path: impl AsRef<Path>) -> Result<MigrationStatus> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            check_path(&path, OpenMode::ReadOnly)?;
+            let conn = open(&path, &SqliteConfig::default(), false)?;
+            require_store(&conn, &path, false)?;
+            migration_status(&conn)
+        })
+        .await
+        .map_err(|e| Error::backend_with(BACKEND, "reading the migrations", e))?
+    }
+
     /// Applies missing migrations (idempotent; [`SqliteStore::open`] already does). Returns the
-    /// versions applied.
+    /// versions applied. Fails on a store opened read-only.
     pub async fn migrate(&self) -> Result<Vec<i64>> {
-        self.inner.writer.call(Job::Migrate).await
+        let applied = self.inner.writer.call(Job::Migrate).await?;
+        tracing::debug!(path = %self.inner.path.display(), ?applied, "migrated");
+        Ok(applied)
     }
 
     /// The database file.
@@ -109,7 +179,7 @@ impl SqliteStore {
                 .pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open(&inner.path, &inner.config, false)?,
+                None => open(&inner.read_target, &inner.config, false)?,
             };
             let result = f(&conn);
             let mut readers = inner.readers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -121,6 +191,35 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::backend_with(BACKEND, "a read task failed", e))?
     }
+}
+
+/// The applied and pending migrations, read on `conn`.
+fn migration_status(conn: &Connection) -> Result<MigrationStatus> {
+    let mut stmt = conn
+        .prepare("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        .map_err(|e| sqlite("reading the migrations", e))?;
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(Iterator::collect)
+        .map_err(|e| sqlite("reading the migrations", e))?;
+    let mut applied = Vec::with_capacity(rows.len());
+    for (version, name, at) in rows {
+        let applied_at = chrono::DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| {
+                Error::backend_with(
+                    BACKEND,
+                    format!("migration {version} has an unreadable time `{at}`"),
+                    e,
+                )
+            })?
+            .to_utc();
+        applied.push(AppliedMigration {
+            version,
+            name,
+            applied_at,
+        });
+    }
+    Ok(MigrationStatus::new(MIGRATIONS, applied))
 }
 
 impl Driver for SqliteStore {

@@ -49,6 +49,7 @@ pub(crate) enum Job {
 pub(crate) struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    read_only: bool,
 }
 
 impl Writer {
@@ -65,7 +66,21 @@ impl Writer {
         Ok(Self {
             jobs: Some(tx),
             thread: Some(thread),
+            read_only: false,
         })
+    }
+
+    /// No writer: the store was opened read-only, and every write fails saying so.
+    pub(crate) fn read_only() -> Self {
+        Self {
+            jobs: None,
+            thread: None,
+            read_only: true,
+        }
+    }
+
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Sends a job and waits for its outcome (after its transaction committed).
@@ -77,7 +92,16 @@ impl Writer {
         self.jobs
             .as_ref()
             .and_then(|j| j.send(job(tx)).ok())
-            .ok_or_else(|| Error::backend(BACKEND, "the writer thread has stopped"))?;
+            .ok_or_else(|| {
+                if self.read_only {
+                    Error::backend(
+                        BACKEND,
+                        "the store was opened read-only: it cannot be written",
+                    )
+                } else {
+                    Error::backend(BACKEND, "the writer thread has stopped")
+                }
+            })?;
         rx.await
             .map_err(|_| Error::backend(BACKEND, "the writer thread stopped during a write"))?
     }
@@ -161,6 +185,11 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) -> bool {
         let _ = conn.execute_batch("ROLLBACK");
         format!("committing: {e}")
     });
+    tracing::debug!(
+        jobs = outcomes.len(),
+        committed = committed.is_ok(),
+        "the writer's transaction ended"
+    );
     let mut stored = false;
     for outcome in outcomes {
         match (outcome, &committed) {

@@ -62,8 +62,9 @@ impl Line {
     }
 }
 
-/// Parses one line (`Ok(None)` for a blank line). Invalid UTF-8 and invalid JSON are
-/// [`Error::InvalidInput`] on the field `line`; JSON nested deeper than 128 levels is refused by
+/// Parses one line (`Ok(None)` for a blank line). A field of the wrong type is
+/// [`Error::InvalidInput`] on that field's path (`context.subject`); invalid UTF-8, invalid JSON
+/// and a missing or unknown field are [`Error::InvalidInput`] on the field `line`; JSON nested deeper than 128 levels is refused by
 /// the parser, without recursion trouble. The JSON is read strictly (see [`crate::json`]): an
 /// integer beyond 64 bits or a key twice in one object is refused on the field where it is
 /// (`data.items[2]`). A byte-order mark at the start of the line is skipped.
@@ -74,7 +75,21 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<Line>> {
     if text.is_empty() {
         return Ok(None);
     }
-    let line = serde_json::from_str(text)
+    let mut de = serde_json::Deserializer::from_str(text);
+    let line: Line = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // The field is named by its path; the position in a one-line text adds nothing.
+        let text = inner.to_string();
+        let at = format!(" at line {} column {}", inner.line(), inner.column());
+        let reason = text.strip_suffix(&at).unwrap_or(&text).to_owned();
+        if path == "." || path.is_empty() {
+            Error::invalid("line", format!("not an event: {reason}"))
+        } else {
+            Error::invalid(path, reason)
+        }
+    })?;
+    de.end()
         .map_err(|e| Error::invalid("line", format!("not an event: {e}")))?;
     crate::json::check_text("", text)?;
     Ok(Some(line))
@@ -101,6 +116,17 @@ mod tests {
                 .contains("UTF-8")
         );
         assert!(parse_line(br#"{"stream":"s","namespace":"n","type":"T","colour":1}"#).is_err());
+        // A field of the wrong type is named by its path.
+        match parse_line(br#"{"stream":"s","namespace":"n","type":"T","context":{"subject":5}}"#) {
+            Err(Error::InvalidInput { field, reason }) => {
+                assert_eq!(field, "context.subject");
+                assert!(
+                    reason.contains("expected a map") && !reason.contains("column"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse_line(deep.as_bytes()).is_err());
     }
