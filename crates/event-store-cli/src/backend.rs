@@ -11,8 +11,10 @@ use event_store::{
     AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, EventStore,
     Position, RecordedEvent, Store, StoreStats, StreamId,
 };
-use event_store_postgres::{Indexes, PgConfig, PgLease, PgStore};
-use event_store_sqlite::{SqliteLease, SqliteStore};
+use event_store_postgres::{Indexes, MigrationStatus, PgConfig, PgLease, PgStore};
+use event_store_sqlite::{OpenMode, SqliteConfig, SqliteLease, SqliteStore};
+
+use crate::usage::usage;
 use futures::Stream;
 use futures::future::Either;
 use tokio::sync::watch;
@@ -27,26 +29,102 @@ pub(crate) enum AnyStore {
 /// Where `--url` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
-    Sqlite(String),
+    /// A SQLite file, and what the URL's `?mode=` allows (`None`: what the command needs).
+    Sqlite(String, Option<UrlMode>),
     Postgres(String),
 }
 
+/// A SQLite URL's `mode` (as sqlx and SQLite spell it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UrlMode {
+    /// `ro`: read only, even for commands that write.
+    Ro,
+    /// `rw`: the file must exist.
+    Rw,
+    /// `rwc`: created when missing (what writing commands do anyway).
+    Rwc,
+}
+
+/// What a command does to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// `init`: create or migrate.
+    Init,
+    /// Appends: a missing SQLite file is created; an existing one must hold a store (migrated
+    /// when behind).
+    Write,
+    /// Writes to a store that must exist (checkpoints, projections' control).
+    Update,
+    /// Reads only: the store must exist; nothing is created or changed.
+    Read,
+}
+
+const URL_FORMS: &str = "sqlite://PATH, sqlite:PATH or postgres://USER@HOST/DB";
+
 /// Parses `--url`. Error messages name the scheme, never the whole URL (it may hold a password).
 pub(crate) fn parse_url(url: &str) -> Result<Target> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        bail!("--url must look like sqlite://PATH or postgres://USER@HOST/DB (no `://` found)");
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (path, query) = match rest.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (rest, None),
+        };
+        if path == ":memory:" || path.is_empty() && query.is_some_and(|q| q.contains("memory")) {
+            bail!(
+                "--url {url}: an in-memory SQLite database would vanish when the command exits; give a file path"
+            );
+        }
+        if path.is_empty() {
+            bail!("--url {url} needs a file path, like sqlite://./events.db");
+        }
+        let mut mode = None;
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            mode = Some(match pair {
+                "mode=ro" => UrlMode::Ro,
+                "mode=rw" => UrlMode::Rw,
+                "mode=rwc" => UrlMode::Rwc,
+                other => bail!(
+                    "--url: `{other}` is not an option of SQLite URLs here (only mode=ro, mode=rw or mode=rwc)"
+                ),
+            });
+        }
+        return Ok(Target::Sqlite(path.to_owned(), mode));
+    }
+    let Some((scheme, _)) = url.split_once("://") else {
+        bail!("--url must look like {URL_FORMS} (for a file, e.g. sqlite://{url})");
     };
     match scheme {
-        "sqlite" => {
-            if rest.is_empty() {
-                bail!("--url sqlite:// needs a file path, like sqlite://./events.db");
-            }
-            Ok(Target::Sqlite(rest.to_owned()))
-        }
         "postgres" | "postgresql" => Ok(Target::Postgres(url.to_owned())),
-        other => {
-            bail!("unknown scheme `{other}` in --url: use sqlite://PATH or postgres://USER@HOST/DB")
+        other => bail!("unknown scheme `{other}` in --url: use {URL_FORMS}"),
+    }
+}
+
+/// The SQLite open mode for a command's `access` under the URL's `mode`.
+fn sqlite_mode(path: &str, access: Access, url: Option<UrlMode>) -> OpenMode {
+    match (access, url) {
+        (_, Some(UrlMode::Ro)) | (Access::Read, _) => OpenMode::ReadOnly,
+        (Access::Init | Access::Write, Some(UrlMode::Rw)) | (Access::Update, _) => {
+            OpenMode::Existing
         }
+        // Appending to a file that exists must not turn an unrelated database into a store.
+        (Access::Write, _) if std::path::Path::new(path).exists() => OpenMode::Existing,
+        (Access::Init | Access::Write, _) => OpenMode::Create,
+    }
+}
+
+/// A failure to open the SQLite file at `path`, said once: the adapter's reasons name the path
+/// already; a store that is not there gets the way to make one.
+fn open_error(path: &str, e: event_store::Error) -> anyhow::Error {
+    match e {
+        event_store::Error::InvalidInput { reason, .. } if reason.starts_with("no event store") => {
+            anyhow::anyhow!("{reason} (run `event-store init` to create one)")
+        }
+        event_store::Error::InvalidInput { reason, .. } => anyhow::anyhow!("{reason}"),
+        e => anyhow::Error::new(e).context(format!("cannot open the SQLite database {path}")),
     }
 }
 
@@ -59,13 +137,13 @@ pub(crate) struct StoreUrl {
 }
 
 impl StoreUrl {
-    /// Opens the store; `init` creates or migrates it.
-    pub(crate) async fn open(&self, init: bool) -> Result<AnyStore> {
+    /// Opens the store for what a command does to it.
+    pub(crate) async fn open(&self, access: Access) -> Result<AnyStore> {
         AnyStore::open(
             &self.url,
             &self.schema,
             self.ca_file.clone(),
-            init,
+            access,
             Indexes::default(),
         )
         .await
@@ -73,36 +151,69 @@ impl StoreUrl {
 
     /// Opens the store, creating or migrating it with the optional `indexes` (PostgreSQL only).
     pub(crate) async fn init(&self, indexes: Indexes) -> Result<AnyStore> {
-        AnyStore::open(&self.url, &self.schema, self.ca_file.clone(), true, indexes).await
+        AnyStore::open(
+            &self.url,
+            &self.schema,
+            self.ca_file.clone(),
+            Access::Init,
+            indexes,
+        )
+        .await
     }
 
-    /// The facade over the (existing) store, with the polling interval its backend needs.
-    pub(crate) async fn facade(&self) -> Result<EventStore<AnyStore>> {
-        let store = self.open(false).await?;
+    /// The applied and pending migrations of the store, read without changing it, whatever
+    /// its schema version.
+    pub(crate) async fn migrations(&self) -> Result<MigrationStatus> {
+        match parse_url(&self.url)? {
+            Target::Sqlite(path, _) => match SqliteStore::inspect_migrations(&path).await {
+                Ok(status) => Ok(status),
+                Err(e) => Err(open_error(&path, e)),
+            },
+            Target::Postgres(_) => {
+                let AnyStore::Postgres(store) = self.open(Access::Read).await? else {
+                    bail!("a PostgreSQL URL opened another backend");
+                };
+                store.migrations().await?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the PostgreSQL schema `{}` holds no event store yet (run `event-store init` to create one)",
+                        self.schema
+                    )
+                })
+            }
+        }
+    }
+
+    /// The facade over the store, with the polling interval its backend needs.
+    pub(crate) async fn facade(&self, access: Access) -> Result<EventStore<AnyStore>> {
+        let store = self.open(access).await?;
         let every = store.poll_interval();
         Ok(EventStore::from_store(store).with_poll_interval(every))
     }
 }
 
 impl AnyStore {
-    /// Opens the store. `init` migrates; other commands refuse a PostgreSQL schema that was never
-    /// initialized (SQLite files are created and migrated on open).
+    /// Opens the store for `access` (see [`Access`]): only `init` creates a PostgreSQL schema
+    /// or migrates one.
     pub(crate) async fn open(
         url: &str,
         schema: &str,
         ca_file: Option<std::path::PathBuf>,
-        init: bool,
+        access: Access,
         indexes: Indexes,
     ) -> Result<Self> {
         match parse_url(url)? {
-            Target::Sqlite(_) if indexes != Indexes::default() => bail!(
-                "--index is a PostgreSQL setting: SQLite filters subjects and time ranges while walking the log"
-            ),
-            Target::Sqlite(path) => {
-                let store = SqliteStore::open(&path)
-                    .await
-                    .with_context(|| format!("cannot open the SQLite database `{path}`"))?;
-                Ok(Self::Sqlite(store))
+            Target::Sqlite(..) if indexes != Indexes::default() => Err(usage(
+                "--index is a PostgreSQL setting: SQLite filters subjects and time ranges while walking the log",
+            )),
+            Target::Sqlite(path, url_mode) => {
+                let config = SqliteConfig {
+                    mode: sqlite_mode(&path, access, url_mode),
+                    ..SqliteConfig::default()
+                };
+                match SqliteStore::open_with(&path, config).await {
+                    Ok(store) => Ok(Self::Sqlite(store)),
+                    Err(e) => Err(open_error(&path, e)),
+                }
             }
             Target::Postgres(url) => {
                 let mut config = PgConfig::with_schema(schema);
@@ -118,11 +229,11 @@ impl AnyStore {
                 let store = PgStore::connect(&url, config)
                     .await
                     .context("cannot connect to PostgreSQL")?;
-                if init {
+                if access == Access::Init {
                     store.migrate().await.context("cannot migrate the schema")?;
                 } else if store.schema_version().await?.is_none() {
                     bail!(
-                        "the PostgreSQL schema `{schema}` holds no event store yet: run `event-store init` first"
+                        "the PostgreSQL schema `{schema}` holds no event store yet (run `event-store init` to create one)"
                     );
                 }
                 Ok(Self::Postgres(store))
@@ -155,6 +266,17 @@ impl AnyStore {
                 )
             }
         })
+    }
+
+    /// `position` when this backend can have made it: SQLite's are plain numbers, so a
+    /// `high:low` one (PostgreSQL's form) given to `flag` is a usage mistake.
+    pub(crate) fn check_position(&self, position: Position, flag: &str) -> Result<Position> {
+        match self {
+            Self::Sqlite(_) if position.parts().0 != 0 => Err(usage(format!(
+                "{flag} {position} is a PostgreSQL checkpoint; SQLite's are plain numbers (like 42)"
+            ))),
+            _ => Ok(position),
+        }
     }
 }
 
@@ -274,6 +396,14 @@ impl Store for AnyStore {
     async fn stream_version(&self, stream: &StreamId) -> event_store::Result<Option<u64>> {
         each!(self, s => s.stream_version(stream).await)
     }
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> event_store::Result<Vec<event_store::StreamInfo>> {
+        each!(self, s => s.streams(prefix, after, limit).await)
+    }
     async fn watermark(&self) -> event_store::Result<Position> {
         each!(self, s => s.watermark().await)
     }
@@ -374,12 +504,31 @@ mod tests {
     fn urls() {
         assert_eq!(
             parse_url("sqlite://./events.db").unwrap(),
-            Target::Sqlite("./events.db".into())
+            Target::Sqlite("./events.db".into(), None)
         );
         assert_eq!(
             parse_url("sqlite:///tmp/x.db").unwrap(),
-            Target::Sqlite("/tmp/x.db".into())
+            Target::Sqlite("/tmp/x.db".into(), None)
         );
+        // The forms sqlx users bring.
+        assert_eq!(
+            parse_url("sqlite:events.db").unwrap(),
+            Target::Sqlite("events.db".into(), None)
+        );
+        assert_eq!(
+            parse_url("sqlite://events.db?mode=ro").unwrap(),
+            Target::Sqlite("events.db".into(), Some(UrlMode::Ro))
+        );
+        assert_eq!(
+            parse_url("sqlite:events.db?mode=rwc").unwrap(),
+            Target::Sqlite("events.db".into(), Some(UrlMode::Rwc))
+        );
+        let e = parse_url("sqlite://x.db?cache=shared")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`cache=shared` is not an option"), "{e}");
+        assert!(parse_url("sqlite::memory:").is_err());
+        assert!(parse_url("sqlite:").is_err());
         assert!(matches!(
             parse_url("postgres://u@h/db").unwrap(),
             Target::Postgres(_)

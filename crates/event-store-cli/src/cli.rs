@@ -7,13 +7,32 @@ use event_store::{ExpectedVersion, Position};
 
 /// Operate an event store: an append-only log of immutable events.
 ///
-/// The store is a SQLite file by default (created on first use); point --url at PostgreSQL for
-/// the production backend. Positions (checkpoints) print as `42` or `7741:42`; `--from` takes
-/// them back.
+/// The store is a SQLite file by default (`event-store init` creates it; `append` and `import`
+/// create it on first use; the other commands only read, and never create or change a file);
+/// point --url at PostgreSQL for the production backend. Positions (checkpoints) print as `42`
+/// (SQLite) or `7741:42` (PostgreSQL); `--after` takes them back. Stream versions count from 0;
+/// `read STREAM --from` takes them.
 #[derive(Parser, Debug)]
-#[command(name = "event-store", version, propagate_version = true)]
+#[command(
+    name = "event-store",
+    version,
+    propagate_version = true,
+    after_help = "\
+URLs: sqlite://PATH, sqlite:PATH (sqlite:///abs/path for an absolute path), with ?mode=ro (never
+write), ?mode=rw (the file must exist) or ?mode=rwc; postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+
+Exit codes: 0 done (also when a reader such as `head` closed the output early), 1 failed,
+2 malformed command line, 3 version conflict, 130 interrupted.
+
+Examples:
+  event-store init && event-store append order-1 shop.OrderPlaced '{\"total\": 42}'
+  event-store read order-1
+  event-store tail --type shop.OrderPlaced
+  event-store --url postgres://app@db/app stats"
+)]
 pub(crate) struct Cli {
-    /// Where the store is: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    /// Where the store is: sqlite://PATH, sqlite:PATH (optionally ?mode=ro|rw|rwc) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
     #[arg(
         long,
         global = true,
@@ -41,6 +60,11 @@ pub(crate) struct Cli {
     )]
     pub(crate) pg_ca_file: Option<PathBuf>,
 
+    /// Print only the results: no progress bars, summaries or notes on stderr (errors are
+    /// still printed).
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -55,6 +79,9 @@ pub(crate) enum Command {
     Read(ReadArgs),
     /// Follow the global log live, printing events as NDJSON.
     Tail(TailArgs),
+    /// The streams, in id order, with their event count, last version, last position and
+    /// last time (`--prefix` for a category, `--after` to page).
+    Streams(StreamsArgs),
     /// Events, streams, counts per namespace and type, size on disk, head checkpoint.
     Stats(StatsArgs),
     /// The event types in the log per namespace, type and schema version, with counts and the
@@ -86,6 +113,53 @@ pub(crate) enum Command {
     /// one.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// The store's schema migrations: which are applied, which this release would apply.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout, or write one page per subcommand to a directory.
+    Man(ManArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum MigrateCommand {
+    /// Applied migrations with when each was applied, and pending ones (`event-store init`
+    /// applies them). Reads only.
+    Status(MigrateStatusArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store migrate status
+  event-store --url postgres://app@db/app migrate status --format json")]
+pub(crate) struct MigrateStatusArgs {
+    /// Output format (default: a table on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store completions bash > ~/.local/share/bash-completion/completions/event-store
+  event-store completions zsh > ~/.zfunc/_event-store     (with fpath+=~/.zfunc in ~/.zshrc)
+  event-store completions fish > ~/.config/fish/completions/event-store.fish")]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store man | man -l -
+  event-store man --dir /usr/local/share/man/man1")]
+pub(crate) struct ManArgs {
+    /// Write event-store.1 and event-store-SUBCOMMAND.1 pages into this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +179,10 @@ pub(crate) enum ProjectionsCommand {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store projections list
+  event-store projections list --format json")]
 pub(crate) struct ProjectionsListArgs {
     /// Output format (default: a table on a terminal, NDJSON otherwise).
     #[arg(long, value_enum)]
@@ -112,6 +190,9 @@ pub(crate) struct ProjectionsListArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Example:
+  event-store projections status order-totals")]
 pub(crate) struct ProjectionsStatusArgs {
     /// The projection's name (see `event-store projections list`).
     pub(crate) name: String,
@@ -121,6 +202,10 @@ pub(crate) struct ProjectionsStatusArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store projections reset order-totals
+  event-store projections reset order-totals --partitions 8")]
 pub(crate) struct ProjectionsResetArgs {
     /// The projection's name.
     pub(crate) name: String,
@@ -133,6 +218,10 @@ pub(crate) struct ProjectionsResetArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store projections resume order-totals
+  event-store projections resume order-totals --partition 3")]
 pub(crate) struct ProjectionsResumeArgs {
     /// The projection's name.
     pub(crate) name: String,
@@ -145,6 +234,29 @@ pub(crate) struct ProjectionsResumeArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+NDJSON lines (--ndjson, and `import`): one JSON object per line with the fields
+  stream          the stream (required)
+  namespace       the event's namespace (required)
+  type            the event's type (required)
+  data            a JSON object (default {}); it may hold `event_namespace` and `event_type`
+                  (they must equal namespace and type; they are added when absent) and
+                  `event_version`, the event's schema version (1 when absent)
+  id              a UUID: the same id and content again is a no-op (default: a new id)
+  context         {\"time\": RFC 3339, \"action\", \"subject\": {…}, \"correlation_id\",
+                  \"causation_id\", \"metadata\": {…}}, every field optional
+  version         the event's version where it was exported: the stream must be just before it
+  position        ignored (exports carry it; the store assigns its own)
+Any other field is an error that names its line. Lines `export` writes are valid input.
+
+Exit codes: 0 done, 1 failed, 2 malformed command line, 3 version conflict (re-read, retry),
+130 interrupted (what was committed is said).
+
+Examples:
+  event-store append order-1 shop.OrderPlaced '{\"total\": 42}'
+  event-store append order-1 shop.OrderPaid --expected-version 0
+  event-store append order-2 shop.OrderPlaced --expected-version no-stream
+  printf '%s\\n' '{\"stream\":\"o-1\",\"namespace\":\"shop\",\"type\":\"Placed\"}' | event-store append --ndjson")]
 pub(crate) struct AppendArgs {
     /// The stream to append to.
     #[arg(required_unless_present = "ndjson")]
@@ -158,19 +270,21 @@ pub(crate) struct AppendArgs {
     /// The event's id (a UUID); appending the same id and content again is a no-op.
     #[arg(long)]
     pub(crate) id: Option<uuid::Uuid>,
-    /// What the stream must be at: any, no-stream, exists, or a version number.
+    /// What the stream must be at: any, no-stream, exists, or a version number. With
+    /// --ndjson: what each stream must be at before its first line (lines that carry a
+    /// `version` keep their own).
     #[arg(
         long,
         value_name = "any|no-stream|exists|N",
         default_value = "any",
+        allow_negative_numbers = true,
         value_parser = expected_version
     )]
     pub(crate) expected_version: ExpectedVersion,
-    /// Read events from stdin instead, one JSON object per line:
-    /// {"stream","namespace","type","data","id"?,"context"?}. Up to 1 000 lines, whatever their
-    /// streams, are committed together (each stream's lines in order); a failure names its line
-    /// and what was committed. Lines without an id get a new one each time: appending the same
-    /// lines twice stores them twice, unless --derive-ids is given.
+    /// Read events from stdin instead, one JSON object per line (fields below). Up to 1 000
+    /// lines, whatever their streams, are committed together (each stream's lines in order); a
+    /// failure names its line and what was committed. Lines without an id get a new one each
+    /// time: appending the same lines twice stores them twice, unless --derive-ids is given.
     #[arg(long, conflicts_with_all = ["stream", "kind", "data", "id"])]
     pub(crate) ndjson: bool,
     /// With --ndjson: give each line without an id one derived from its content (stream,
@@ -191,43 +305,102 @@ pub(crate) enum Format {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store read                          the whole log, oldest first
+  event-store read --after 1200 --limit 10  the 10 events after checkpoint 1200
+  event-store read --backward --limit 5     the 5 newest events
+  event-store read order-42                 one stream, from version 0
+  event-store read order-42 --from 3        the stream from version 3 on
+  event-store read --type shop.OrderPlaced  only that type (`--type OrderPlaced`: in any namespace)
+  event-store read --stream-prefix order- --format json")]
 pub(crate) struct ReadArgs {
     /// The stream to read; the global log when absent.
     pub(crate) stream: Option<String>,
-    /// Where to start: for the global log, a checkpoint (events after it; backward: before it);
-    /// for a stream, a version (that version and after it; backward: it and before it).
-    #[arg(long)]
-    pub(crate) from: Option<String>,
+    /// A stream's first version to read (that version and after it; backward: it and before
+    /// it). Needs STREAM.
+    #[arg(long, value_name = "VERSION", allow_negative_numbers = true, value_parser = version)]
+    pub(crate) from: Option<u64>,
+    /// The global log: the events after this checkpoint (as `read`, `tail` and `stats` print
+    /// positions: `42`, or `7741:42` on PostgreSQL).
+    #[arg(long, value_name = "CHECKPOINT", value_parser = position, conflicts_with_all = ["from", "before"])]
+    pub(crate) after: Option<Position>,
+    /// The global log, newest first, from the event before this checkpoint (implies
+    /// --backward).
+    #[arg(long, value_name = "CHECKPOINT", value_parser = position, conflicts_with = "from")]
+    pub(crate) before: Option<Position>,
     /// At most this many events.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub(crate) limit: Option<usize>,
     /// Newest first.
     #[arg(long)]
     pub(crate) backward: bool,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    /// Print a summary instead of the events: per type, how many, and the first and last
+    /// position and time.
+    #[arg(long)]
+    pub(crate) stats: bool,
     /// Output format (default: a table on a terminal, NDJSON otherwise).
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
 }
 
 #[derive(Args, Debug)]
-pub(crate) struct TailArgs {
-    /// Start after this checkpoint (`0`: from the beginning). Default: only new events.
-    #[arg(long, value_name = "CHECKPOINT", value_parser = position)]
-    pub(crate) from: Option<Position>,
-    /// Only this stream.
-    #[arg(long)]
-    pub(crate) stream: Option<String>,
+#[command(after_help = "\
+Examples:
+  event-store streams                              every stream
+  event-store streams --prefix order- --limit 20   the first 20 order streams
+  event-store streams --prefix order- --after order-1041 --limit 20   the next page")]
+pub(crate) struct StreamsArgs {
+    /// Only streams whose id starts with this.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub(crate) prefix: String,
+    /// Start after this stream id (the last one of the previous page).
+    #[arg(long, value_name = "STREAM")]
+    pub(crate) after: Option<String>,
+    /// At most this many streams (default: all).
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
+    pub(crate) limit: Option<usize>,
+    /// Output format (default: a table on a terminal, NDJSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+/// Which events to show: the same filters for `read` and `tail`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct FilterArgs {
     /// Only this namespace.
     #[arg(long)]
     pub(crate) namespace: Option<String>,
-    /// Only this type.
-    #[arg(long = "type")]
-    pub(crate) event_type: Option<String>,
+    /// Only this type: NAMESPACE.TYPE, or TYPE in any namespace (repeatable: any of them).
+    #[arg(long = "type", value_name = "[NAMESPACE.]TYPE")]
+    pub(crate) types: Vec<String>,
+    /// Only streams whose id starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) stream_prefix: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store tail                          new events as they are appended
+  event-store tail --after 0                the whole log, then new events
+  event-store tail --type shop.OrderPlaced --limit 1 --idle-exit 30")]
+pub(crate) struct TailArgs {
+    /// Start after this checkpoint (`0`: from the beginning). Default: only new events.
+    #[arg(long, alias = "from", value_name = "CHECKPOINT", value_parser = position)]
+    pub(crate) after: Option<Position>,
+    /// Only this stream.
+    #[arg(long, conflicts_with = "stream_prefix")]
+    pub(crate) stream: Option<String>,
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
     /// Exit after this many events.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub(crate) limit: Option<usize>,
     /// Exit after this many seconds without a new event (0 to 1000000000).
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = seconds)]
     pub(crate) idle_exit: Option<std::time::Duration>,
 }
 
@@ -240,8 +413,35 @@ pub(crate) fn position(text: &str) -> Result<Position, String> {
 
 /// An expectation: `any`, `no-stream`, `exists` or a version number.
 pub(crate) fn expected_version(text: &str) -> Result<ExpectedVersion, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "`{text}`: versions count from 0; give any, no-stream, exists or a version number"
+        ));
+    }
     text.parse()
         .map_err(|_| format!("`{text}` is not any, no-stream, exists or a version number"))
+}
+
+/// A stream version: 0, 1, 2, …
+pub(crate) fn version(text: &str) -> Result<u64, String> {
+    text.trim().parse().map_err(|_| {
+        if text.trim().starts_with('-') {
+            format!("`{text}`: versions count from 0, they are never negative")
+        } else {
+            format!("`{text}` is not a stream version (0, 1, 2, …)")
+        }
+    })
+}
+
+/// A count: 0 or more.
+pub(crate) fn count(text: &str) -> Result<usize, String> {
+    text.trim().parse().map_err(|_| {
+        if text.trim().starts_with('-') {
+            format!("`{text}`: give 0 or more")
+        } else {
+            format!("`{text}` is not a whole number")
+        }
+    })
 }
 
 /// The longest `--idle-exit`: about 31 years.
@@ -262,13 +462,26 @@ pub(crate) fn seconds(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store stats
+  event-store stats --format json | jq .events")]
 pub(crate) struct StatsArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub(crate) format: Format,
+    /// Output format (default: a table on a terminal, JSON otherwise). `json` and `ndjson` both
+    /// print one object, {"events", "streams", "types": [{"namespace", "type", "events"}],
+    /// "size_bytes" (null when the backend cannot tell), "head" (the last checkpoint, as a
+    /// string; null when empty), "checkpoints": [{"name", "position", "lag"}]}: `json` indents
+    /// it on a terminal, `ndjson` keeps it on one line.
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store import-legacy --source accounts=postgres://u@old/accounts --stream-key data.account_id --dry-run
+  event-store import-legacy --source accounts=postgres://u@old/accounts \\
+      --source billing=postgres://u@old/billing --stream-key context.subject.id --stream-prefix user-")]
 pub(crate) struct ImportLegacyArgs {
     /// A database to read, as NAME=URL (NAME names it in the report and in the fallback stream,
     /// usually the service that owned it). Repeat for each service's database.
@@ -335,6 +548,10 @@ fn stream_key(text: &str) -> Result<StreamKey, String> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store schema
+  event-store schema --format json")]
 pub(crate) struct SchemaArgs {
     /// Output format (default: a table on a terminal, NDJSON otherwise).
     #[arg(long, value_enum)]
@@ -342,16 +559,28 @@ pub(crate) struct SchemaArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store export > log.ndjson                    the whole log
+  event-store export --after 1200 -o since-1200.ndjson
+  event-store --url sqlite://copy.db import log.ndjson")]
 pub(crate) struct ExportArgs {
     /// Start after this checkpoint.
-    #[arg(long, value_name = "CHECKPOINT", value_parser = position)]
-    pub(crate) from: Option<Position>,
+    #[arg(long, alias = "from", value_name = "CHECKPOINT", value_parser = position)]
+    pub(crate) after: Option<Position>,
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub(crate) output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+The lines are those of `append --ndjson` (see `event-store append --help` for every field).
+
+Examples:
+  event-store import log.ndjson                  a file `export` wrote (a re-run stores nothing new)
+  gunzip -c log.ndjson.gz | event-store import -
+  event-store import --derive-ids hand-written.ndjson")]
 pub(crate) struct ImportArgs {
     /// The NDJSON file (`-` for stdin).
     pub(crate) file: PathBuf,
@@ -363,8 +592,13 @@ pub(crate) struct ImportArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store demo
+  event-store demo --keep demo.db && event-store --url sqlite://demo.db stats")]
 pub(crate) struct DemoArgs {
     /// Keep the demo's database at this path (default: a temporary file, removed afterwards).
+    /// The demo always runs on a fresh SQLite file of its own: it refuses --url.
     #[arg(long)]
     pub(crate) keep: Option<PathBuf>,
 }
@@ -401,6 +635,10 @@ impl BrokerArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store publish
+  event-store publish --amqp amqp://user:pass@mq:5672/%2f --exchange events")]
 pub(crate) struct PublishArgs {
     #[command(flatten)]
     pub(crate) broker: BrokerArgs,
@@ -412,6 +650,10 @@ pub(crate) struct PublishArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store subscribe --group billing --bind shop.OrderPlaced
+  event-store subscribe --group audit --bind 'shop.*' --limit 10 --idle-exit 5")]
 pub(crate) struct SubscribeArgs {
     #[command(flatten)]
     pub(crate) broker: BrokerArgs,
@@ -423,14 +665,18 @@ pub(crate) struct SubscribeArgs {
     #[arg(long, value_name = "NAMESPACE.TYPE")]
     pub(crate) bind: Vec<String>,
     /// Exit after this many events.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count)]
     pub(crate) limit: Option<usize>,
     /// Exit after this many seconds without a new event (0 to 1000000000).
-    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = seconds)]
     pub(crate) idle_exit: Option<std::time::Duration>,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store bench --quick
+  event-store bench --only sqlite,postgres --json figures.json")]
 pub(crate) struct BenchArgs {
     /// A short run (under a minute) with small sizes.
     #[arg(long)]
@@ -459,6 +705,11 @@ pub(crate) struct BenchArgs {
 
 /// `init`'s options.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store init                                   ./events.db
+  event-store --url sqlite:///var/lib/app/events.db init
+  event-store --url postgres://app@db/app --schema events init --index subject")]
 pub(crate) struct InitArgs {
     /// PostgreSQL: also create an optional index (repeat, or separate with commas). `subject`
     /// speeds up queries on context.subject fields, `time` time ranges; each costs every append

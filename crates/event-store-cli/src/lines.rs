@@ -65,13 +65,33 @@ impl Progress {
 /// as if each run had been appended alone.
 pub(crate) struct Batcher<'a> {
     store: &'a EventStore<AnyStore>,
-    pending: Vec<(usize, Line)>,
+    pending: Vec<Pending>,
     /// The bytes of the pending lines.
     pending_bytes: usize,
     pub(crate) progress: Progress,
     last_line: usize,
     /// With `--derive-ids`: how many lines of each content were seen (by content hash).
     derived: Option<DerivedIds>,
+    /// `--expected-version` (other than `any`): what each stream must be at before its first
+    /// line, and the streams whose first line was seen (one entry per stream).
+    first: Option<(ExpectedVersion, std::collections::HashSet<String>)>,
+}
+
+/// A line waiting for its window, with what appending it expects of its stream.
+struct Pending {
+    number: usize,
+    line: Line,
+    expected: ExpectedVersion,
+}
+
+/// How lines are appended: ids derived or not, and what each stream must be at first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// `--derive-ids`.
+    pub(crate) derive_ids: bool,
+    /// `--expected-version`: checked against each stream before its first line (lines with a
+    /// `version` keep their own).
+    pub(crate) expected: ExpectedVersion,
 }
 
 /// Ids derived from a line's content and how many identical lines came before it: the same
@@ -106,14 +126,16 @@ impl DerivedIds {
 }
 
 impl<'a> Batcher<'a> {
-    pub(crate) fn new(store: &'a EventStore<AnyStore>, derive_ids: bool) -> Self {
+    pub(crate) fn new(store: &'a EventStore<AnyStore>, options: Options) -> Self {
         Self {
             store,
             pending: Vec::new(),
             pending_bytes: 0,
             progress: Progress::default(),
             last_line: 0,
-            derived: derive_ids.then(DerivedIds::default),
+            derived: options.derive_ids.then(DerivedIds::default),
+            first: (options.expected != ExpectedVersion::Any)
+                .then(|| (options.expected, std::collections::HashSet::new())),
         }
     }
 
@@ -138,7 +160,19 @@ impl<'a> Batcher<'a> {
         } else {
             Vec::new()
         };
-        self.pending.push((number, line));
+        let mut expected = expected(&line);
+        if let Some((first, seen)) = &mut self.first
+            && line.version.is_none()
+            && !seen.contains(&line.stream)
+        {
+            seen.insert(line.stream.clone());
+            expected = *first;
+        }
+        self.pending.push(Pending {
+            number,
+            line,
+            expected,
+        });
         self.pending_bytes += bytes;
         self.last_line = number;
         Ok(flushed)
@@ -173,12 +207,12 @@ impl<'a> Batcher<'a> {
     }
 
     /// The runs in one transaction; `None` (nothing stored) when any is refused.
-    async fn append_window(&mut self, runs: &[Vec<(usize, Line)>]) -> Option<Vec<RecordedEvent>> {
+    async fn append_window(&mut self, runs: &[Vec<Pending>]) -> Option<Vec<RecordedEvent>> {
         let mut batches = Vec::with_capacity(runs.len());
         for run in runs {
-            let (_, first) = run.first()?;
-            let events = run.iter().map(|(_, l)| l.to_new_event()).collect();
-            batches.push(AppendBatch::new(&first.stream, expected(first), events).ok()?);
+            let first = run.first()?;
+            let events = run.iter().map(|p| p.line.to_new_event()).collect();
+            batches.push(AppendBatch::new(&first.line.stream, first.expected, events).ok()?);
         }
         let appended = self.store.append_many(batches).await.ok()?;
         let mut stored = Vec::new();
@@ -197,27 +231,27 @@ impl<'a> Batcher<'a> {
     /// (a file that grew since it was last imported) is appended line by line instead: stored
     /// lines are recognised as retries, the new ones are stored, and a real collision names its
     /// line.
-    async fn flush_run(&mut self, batch: Vec<(usize, Line)>) -> Result<Vec<RecordedEvent>> {
-        let Some((_, first)) = batch.first() else {
+    async fn flush_run(&mut self, batch: Vec<Pending>) -> Result<Vec<RecordedEvent>> {
+        let Some(first) = batch.first() else {
             return Ok(Vec::new());
         };
-        let stream = first.stream.clone();
-        let numbers: Vec<usize> = batch.iter().map(|(n, _)| *n).collect();
-        let events: Vec<NewEvent> = batch.iter().map(|(_, l)| l.to_new_event()).collect();
-        match self.append(&stream, expected(first), events).await {
+        let stream = first.line.stream.clone();
+        let numbers: Vec<usize> = batch.iter().map(|p| p.number).collect();
+        let events: Vec<NewEvent> = batch.iter().map(|p| p.line.to_new_event()).collect();
+        match self.append(&stream, first.expected, events).await {
             Err(e) if e.is_duplicate_id() && batch.len() > 1 => {
                 let mut stored = Vec::new();
-                for (number, line) in batch {
+                for p in batch {
                     let appended = self
-                        .append(&stream, expected(&line), vec![line.into_new_event()])
+                        .append(&stream, p.expected, vec![p.line.into_new_event()])
                         .await
-                        .map_err(|e| anyhow!("{}: {e}", failing_line(&e, &[number])))?;
+                        .map_err(|e| at_line(e, &[p.number]))?;
                     stored.extend(appended);
-                    self.progress.committed_through = number;
+                    self.progress.committed_through = p.number;
                 }
                 Ok(stored)
             }
-            Err(e) => Err(anyhow!("{}: {e}", failing_line(&e, &numbers))),
+            Err(e) => Err(at_line(e, &numbers)),
             Ok(events) => {
                 let last = numbers.last().copied().unwrap_or_default();
                 self.progress.committed_through = last.max(self.progress.committed_through);
@@ -246,27 +280,31 @@ impl<'a> Batcher<'a> {
 }
 
 /// Splits a window into runs: consecutive lines of one stream whose versions, when given,
-/// follow each other.
-fn runs(window: Vec<(usize, Line)>) -> Vec<Vec<(usize, Line)>> {
-    let mut runs: Vec<Vec<(usize, Line)>> = Vec::new();
-    for (number, line) in window {
-        let joins = runs
-            .last()
-            .and_then(|run| run.last())
-            .is_some_and(|(_, last)| {
-                last.stream == line.stream
-                    && match (last.version, line.version) {
-                        (Some(a), Some(b)) => b == a + 1,
-                        (None, None) => true,
-                        _ => false,
-                    }
-            });
+/// follow each other (a line that expects more than `any` of its stream starts a run).
+fn runs(window: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut runs: Vec<Vec<Pending>> = Vec::new();
+    for p in window {
+        let joins = runs.last().and_then(|run| run.last()).is_some_and(|last| {
+            last.line.stream == p.line.stream
+                && match (last.line.version, p.line.version) {
+                    (Some(a), Some(b)) => b == a + 1,
+                    (None, None) => p.expected == ExpectedVersion::Any,
+                    _ => false,
+                }
+        });
         match runs.last_mut() {
-            Some(run) if joins => run.push((number, line)),
-            _ => runs.push(vec![(number, line)]),
+            Some(run) if joins => run.push(p),
+            _ => runs.push(vec![p]),
         }
     }
     runs
+}
+
+/// A refused append, said with the line (or lines) it was; the store's error stays the source,
+/// so its kind (a version conflict: exit code 3) is kept.
+fn at_line(e: Error, numbers: &[usize]) -> anyhow::Error {
+    let at = failing_line(&e, numbers);
+    anyhow::Error::new(e).context(at)
 }
 
 /// What appending a line (or a batch starting with it) expects of its stream: exported lines
@@ -295,50 +333,78 @@ fn failing_line(e: &Error, numbers: &[usize]) -> String {
     }
 }
 
+/// `e`, then what was committed: `line 7: …; lines 1-6 were committed …` (the error stays in
+/// the chain, for the exit code).
+fn with_progress(e: anyhow::Error, progress: &Progress) -> anyhow::Error {
+    let message = format!("{e:#}; {}", progress.describe());
+    e.context(message)
+}
+
 /// Appends NDJSON lines from `input` in batches, calling `on_appended` with what each batch
 /// stored and how many bytes were read so far; on failure, says which line and what was
 /// committed.
 pub(crate) async fn append_lines<R: AsyncBufRead + Unpin>(
     es: &EventStore<AnyStore>,
     mut input: R,
-    derive_ids: bool,
-    mut on_appended: impl FnMut(&[RecordedEvent], u64) -> Result<()>,
+    options: Options,
+    mut on_appended: impl FnMut(&[RecordedEvent], u64, &Progress) -> Result<()>,
 ) -> Result<Progress> {
-    let mut batcher = Batcher::new(es, derive_ids);
+    let mut batcher = Batcher::new(es, options);
     let mut buf = Vec::new();
     let mut read = 0u64;
     let mut number = 0usize;
-    loop {
-        let more = next_line(&mut input, &mut buf, &mut read)
-            .await
-            .with_context(|| format!("reading line {}", number + 1))?;
-        if more.is_none() {
-            break;
-        }
-        number += 1;
-        let line = match parse(&buf) {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                batcher.skip(number);
-                continue;
+    // Ctrl-C ends the input: what was committed is said, as for a failure.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut done = false;
+    while !done {
+        let step = async {
+            let more = next_line(&mut input, &mut buf, &mut read)
+                .await
+                .with_context(|| format!("reading line {}", number + 1))?;
+            if more.is_none() {
+                done = true;
+                return Ok(());
             }
-            Err(e) => {
-                // Everything before the bad line is committed first.
-                match batcher.flush().await {
-                    Ok(events) => on_appended(&events, read)?,
-                    Err(flush) => bail!("{flush}; {}", batcher.progress.describe()),
+            number += 1;
+            let line = match parse(&buf) {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    batcher.skip(number);
+                    return Ok(());
                 }
-                bail!("line {number}: {e}; {}", batcher.progress.describe())
+                Err(e) => {
+                    // Everything before the bad line is committed first.
+                    match batcher.flush().await {
+                        Ok(events) => on_appended(&events, read, &batcher.progress)?,
+                        Err(flush) => return Err(with_progress(flush, &batcher.progress)),
+                    }
+                    bail!("line {number}: {e}; {}", batcher.progress.describe())
+                }
+            };
+            match batcher.push(number, line, buf.len()).await {
+                Ok(events) => on_appended(&events, read, &batcher.progress),
+                Err(e) => Err(with_progress(e, &batcher.progress)),
             }
         };
-        match batcher.push(number, line, buf.len()).await {
-            Ok(events) => on_appended(&events, read)?,
-            Err(e) => bail!("{e}; {}", batcher.progress.describe()),
+        let interrupted = tokio::select! {
+            biased;
+            _ = &mut interrupt => true,
+            result = step => {
+                result?;
+                false
+            }
+        };
+        if interrupted {
+            return Err(anyhow::Error::new(crate::usage::Interrupted(format!(
+                "interrupted: {}; the window being appended when interrupted may have been committed too",
+                batcher.progress.describe()
+            ))));
         }
     }
     match batcher.flush().await {
-        Ok(events) => on_appended(&events, read)?,
-        Err(e) => bail!("{e}; {}", batcher.progress.describe()),
+        Ok(events) => on_appended(&events, read, &batcher.progress)?,
+        Err(e) => return Err(with_progress(e, &batcher.progress)),
     }
     Ok(batcher.progress)
 }

@@ -3,14 +3,17 @@
 mod backend;
 mod cli;
 mod commands;
+mod filter;
 mod lines;
 mod out;
 mod output;
 mod progress;
+mod summary;
+mod usage;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 /// mimalloc rather than the system allocator: reads decode on one thread and free on another,
 /// which glibc's allocator handles poorly (a third of a read's time in `malloc` and `free`
@@ -19,19 +22,22 @@ use clap::Parser as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = match cli::Cli::try_parse() {
-        Ok(args) => args,
+    let parsed = cli::Cli::command().try_get_matches().and_then(|matches| {
+        let url_given = matches.value_source("url") == Some(clap::parser::ValueSource::CommandLine);
+        cli::Cli::from_arg_matches(&matches).map(|cli| (cli, url_given))
+    });
+    let (args, url_given) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // Usage mistakes: clap's first line, which names the problem.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("{first} (see --help)");
-            return ExitCode::from(2);
+            // Usage mistakes: clap's whole message (what is missing, the valid values, the
+            // usage line and the pointer to --help).
+            let _ = e.print();
+            return ExitCode::from(usage::USAGE);
         }
     };
     tracing_subscriber::fmt()
@@ -47,6 +53,11 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        // Colour only for people, and never when NO_COLOR is set (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,23 +69,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    let result = runtime.block_on(commands::run(args, url_given));
+    // Whatever still runs is abandoned, not awaited: a read of stdin that will never return
+    // (after Ctrl-C, or an error, with the input still open) must not keep the process alive.
+    // Every write a command reported was committed before its future returned.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: the error and its causes.
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => match usage::outcome(&e) {
+            // stdout was closed by its reader (`read | head -1`): done, as every Unix tool.
+            None => ExitCode::SUCCESS,
+            Some((message, code)) => {
+                eprintln!("error: {message}");
+                code
+            }
+        },
     }
-}
-
-fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
 }

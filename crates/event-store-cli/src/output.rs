@@ -7,11 +7,20 @@ use event_store::RecordedEvent;
 
 use crate::cli::Format;
 
+/// The columns before DATA: position, stream, version, type, time, and their gaps.
+const FIXED: usize = 14 + 1 + 24 + 1 + 7 + 2 + 32 + 1 + 27 + 1;
+/// The narrowest DATA column on a narrow terminal.
+const MIN_DATA: usize = 16;
+
 /// Writes events one at a time in a format.
 pub(crate) struct Printer<W: Write> {
     out: W,
     format: Format,
     count: usize,
+    /// The widest DATA column (`None`: not cut, as when the table goes to a pipe or a file).
+    data_width: Option<usize>,
+    /// `--format json` on a terminal: each event indented.
+    pretty: bool,
 }
 
 impl<W: Write> Printer<W> {
@@ -20,6 +29,8 @@ impl<W: Write> Printer<W> {
             out,
             format,
             count: 0,
+            data_width: crate::out::width().map(|w| w.saturating_sub(FIXED).max(MIN_DATA)),
+            pretty: crate::out::to_terminal(),
         };
         match format {
             Format::Json => write!(p.out, "[")?,
@@ -44,7 +55,11 @@ impl<W: Write> Printer<W> {
                     write!(self.out, ",")?;
                 }
                 writeln!(self.out)?;
-                serde_json::to_writer(&mut self.out, e)?;
+                if self.pretty {
+                    serde_json::to_writer_pretty(&mut self.out, e)?;
+                } else {
+                    serde_json::to_writer(&mut self.out, e)?;
+                }
             }
             Format::Table => {
                 let mut data = e.data.clone();
@@ -65,7 +80,10 @@ impl<W: Write> Printer<W> {
                     e.version,
                     clip(&kind, 32),
                     e.context.time.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-                    clip(&data.to_string(), 60)
+                    match self.data_width {
+                        Some(w) => clip(&data.to_string(), w),
+                        None => data.to_string(),
+                    }
                 )?;
             }
         }
@@ -85,12 +103,11 @@ impl<W: Write> Printer<W> {
     }
 }
 
-fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-        out.push('…');
-        out
+/// `s` cut to `width` columns as a terminal shows them (wide characters count twice), with `…`
+/// where it was cut.
+pub(crate) fn clip(s: &str, width: usize) -> String {
+    if console::measure_text_width(s) <= width {
+        return s.to_owned();
     }
+    console::truncate_str(s, width, "…").into_owned()
 }

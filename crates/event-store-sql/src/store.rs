@@ -280,6 +280,29 @@ pub async fn stream_version<D: Driver>(d: &D, stream: &StreamId) -> Result<Optio
         .transpose()
 }
 
+/// [`Store::streams`](event_store::Store::streams): the query's rows are each listed stream's
+/// last event.
+pub async fn streams<D: Driver>(
+    d: &D,
+    prefix: &str,
+    after: Option<&StreamId>,
+    n: usize,
+) -> Result<Vec<event_store::StreamInfo>> {
+    // Stream ids are never empty, so every id is after "".
+    let params = vec![
+        Param::Text(after.map_or_else(String::new, |a| a.as_str().to_owned())),
+        Param::Text(prefix.to_owned()),
+        Param::Int(limit(n)),
+    ];
+    let last = d
+        .query(
+            Statement::new("streams", D::QUERIES.streams, params),
+            event::<D>,
+        )
+        .await?;
+    Ok(last.iter().map(event_store::StreamInfo::of_last).collect())
+}
+
 /// [`Store::watermark`](event_store::Store::watermark).
 pub async fn watermark<D: Driver>(d: &D) -> Result<Position> {
     let rows = d
@@ -450,6 +473,16 @@ macro_rules! impl_store {
             ) -> impl ::std::future::Future<Output = ::event_store::Result<::event_store::StoreStats>>
             + Send {
                 $crate::store::stats(self)
+            }
+            fn streams(
+                &self,
+                prefix: &str,
+                after: ::std::option::Option<&::event_store::StreamId>,
+                limit: usize,
+            ) -> impl ::std::future::Future<
+                Output = ::event_store::Result<::std::vec::Vec<::event_store::StreamInfo>>,
+            > + Send {
+                $crate::store::streams(self, prefix, after, limit)
             }
             fn read_final(
                 &self,

@@ -40,6 +40,8 @@ pub enum Method {
     StreamVersion,
     /// [`Store::watermark`].
     Watermark,
+    /// [`Store::streams`].
+    Streams,
     /// [`Cache::get`].
     CacheGet,
     /// [`Cache::put`].
@@ -231,6 +233,15 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
         let read = self.inner.stream_version(stream);
         self.faults.call(Method::StreamVersion, read).await
+    }
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<event_store::StreamInfo>> {
+        let read = self.inner.streams(prefix, after, limit);
+        self.faults.call(Method::Streams, read).await
     }
     async fn watermark(&self) -> Result<Position> {
         self.faults

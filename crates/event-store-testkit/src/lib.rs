@@ -47,7 +47,7 @@ pub use projections::{
 };
 pub use reads::{
     bad_input, global_order, paging, queries, read_stream_directions, stats_counts,
-    streamed_reads_agree,
+    streamed_reads_agree, streams_are_listed,
 };
 pub use service::{execute_under_contention, follow_never_skips};
 pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service, wait_final};
@@ -72,7 +72,8 @@ macro_rules! __kit_store_checks {
             tail_during_appends, mixed_workload, bad_input, read_stream_directions, queries,
             fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads,
             execute_under_contention, follow_never_skips, upcasting_reads_every_version,
-            multi_stream_appends, multi_stream_appends_do_not_deadlock, streamed_reads_agree);
+            multi_stream_appends, multi_stream_appends_do_not_deadlock, streamed_reads_agree,
+            streams_are_listed);
     };
 }
 

@@ -609,3 +609,81 @@ fn same(got: &[RecordedEvent], want: &[RecordedEvent], what: &str) {
     }
     assert_eq!(got.len(), want.len(), "{what}: how many events");
 }
+
+/// [`Store::streams`] lists the streams of a prefix in the byte order of their ids, each with
+/// its count and last event, paged by the last id of the previous page; an id that holds the
+/// prefix elsewhere than at its start is not listed.
+pub async fn streams_are_listed<S: Store>(store: &S) {
+    let p = format!("ls{}-", &suffix()[..8]);
+    // Byte order: "a-10" < "a-2" < "b-1" < "é-1" (é is 0xC3 0xA9 in UTF-8).
+    let layout: [(&str, usize); 4] = [("b-1", 3), ("a-2", 1), ("a-10", 2), ("é-1", 1)];
+    for (name, count) in layout {
+        let events = (0..count)
+            .map(|i| ev("kit", "Listed", json!({"i": i})))
+            .collect();
+        append(
+            store,
+            &format!("{p}{name}"),
+            ExpectedVersion::NoStream,
+            events,
+        )
+        .await
+        .expect("append");
+    }
+    append(
+        store,
+        &format!("x{p}a-3"),
+        ExpectedVersion::NoStream,
+        vec![ev("kit", "Listed", json!({}))],
+    )
+    .await
+    .expect("append");
+    let listed = store.streams(&p, None, 100).await.expect("streams");
+    let ids: Vec<&str> = listed.iter().map(|s| s.stream.as_str()).collect();
+    let expected: Vec<String> = ["a-10", "a-2", "b-1", "é-1"]
+        .iter()
+        .map(|n| format!("{p}{n}"))
+        .collect();
+    assert_eq!(ids, expected, "the prefix's streams, in byte order");
+    for info in &listed {
+        let events = stream_events(store, &info.stream).await;
+        let last = events.last().expect("a listed stream has events");
+        assert_eq!(info.events, events.len() as u64, "{}", info.stream);
+        assert_eq!(info.last_version, last.version, "{}", info.stream);
+        assert_eq!(info.last_position, last.position, "{}", info.stream);
+        assert_eq!(info.last_time, last.context.time, "{}", info.stream);
+    }
+    // Pages of two, each after the previous page's last id.
+    let first = store.streams(&p, None, 2).await.expect("streams");
+    assert_eq!(first, listed[..2].to_vec());
+    let after = sid(&first[1].stream);
+    let second = store.streams(&p, Some(&after), 2).await.expect("streams");
+    assert_eq!(second, listed[2..].to_vec());
+    let end = sid(&second[1].stream);
+    assert!(
+        store
+            .streams(&p, Some(&end), 2)
+            .await
+            .expect("streams")
+            .is_empty()
+    );
+    // A narrower prefix; every stream of the store includes these.
+    let narrow = store
+        .streams(&format!("{p}a-"), None, 100)
+        .await
+        .expect("streams");
+    assert_eq!(narrow, listed[..2].to_vec());
+    let everything = store.streams("", None, usize::MAX).await.expect("streams");
+    for info in &listed {
+        assert!(
+            everything.contains(info),
+            "{} missing from the whole list",
+            info.stream
+        );
+    }
+    assert!(
+        everything
+            .windows(2)
+            .all(|w| w[0].stream.as_bytes() < w[1].stream.as_bytes())
+    );
+}

@@ -182,6 +182,14 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     ) -> impl Future<Output = Result<Option<u64>>> + Send {
         self.store.stream_version(stream)
     }
+    fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<event_store::StreamInfo>>> + Send {
+        self.store.streams(prefix, after, limit)
+    }
     fn watermark(&self) -> impl Future<Output = Result<Position>> + Send {
         self.store.watermark()
     }

@@ -165,6 +165,16 @@ pub trait Store: Send + Sync + 'static {
     fn stream_version(&self, stream: &StreamId)
     -> impl Future<Output = Result<Option<u64>>> + Send;
 
+    /// Streams whose ids start with `prefix` (`""`: every stream), in the byte order of their
+    /// ids, after `after` (exclusive: the last id of the previous page; `None`: from the
+    /// first), at most `limit`, each with its event count and last event.
+    fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StreamInfo>>> + Send;
+
     /// A position below which every event is final: no event with a lower position can be
     /// committed after this call returns.
     fn watermark(&self) -> impl Future<Output = Result<Position>> + Send;
@@ -207,6 +217,34 @@ pub struct StoreStats {
     pub size_bytes: Option<u64>,
     /// The position of the last final event.
     pub head: Option<Position>,
+}
+
+/// A stream as [`Store::streams`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The stream's id.
+    pub stream: String,
+    /// How many events it holds (its last version + 1: versions are consecutive from 0).
+    pub events: u64,
+    /// Its last event's version.
+    pub last_version: u64,
+    /// Its last event's position in the global log.
+    pub last_position: Position,
+    /// Its last event's time.
+    pub last_time: chrono::DateTime<chrono::Utc>,
+}
+
+impl StreamInfo {
+    /// The entry of the stream whose last event is `last`.
+    pub fn of_last(last: &RecordedEvent) -> Self {
+        Self {
+            stream: last.stream.clone(),
+            events: last.version.saturating_add(1),
+            last_version: last.version,
+            last_position: last.position,
+            last_time: last.context.time,
+        }
+    }
 }
 
 /// How many events of one namespace and type.

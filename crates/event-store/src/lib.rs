@@ -24,7 +24,7 @@ mod version;
 pub use aggregate::Aggregate;
 pub use backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, NoCache, NoEmitter,
-    Publish, StateCache, Store, StoreStats, Subscription, SubscriptionSpec, TypeCount,
+    Publish, StateCache, Store, StoreStats, StreamInfo, Subscription, SubscriptionSpec, TypeCount,
 };
 pub use batch::{AppendBatch, MultiAppend, PendingEvent};
 pub use cursor::{LogCursor, PAGE_SIZE, head, lag, page_rows};

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::backend::{
     Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, Store, StoreStats,
-    Subscription, SubscriptionSpec, TypeCount,
+    StreamInfo, Subscription, SubscriptionSpec, TypeCount,
 };
 use crate::batch::{AppendBatch, MultiAppend};
 use crate::error::Result;
@@ -345,6 +345,28 @@ impl Store for MemoryStore {
             .streams
             .get(stream.as_str())
             .map(|v| v.len() as u64 - 1))
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>> {
+        let log = self.read();
+        let mut picked: Vec<(&String, &Vec<usize>)> = log
+            .streams
+            .iter()
+            .filter(|(id, _)| {
+                id.starts_with(prefix) && after.is_none_or(|a| id.as_str() > a.as_str())
+            })
+            .collect();
+        picked.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(picked
+            .into_iter()
+            .take(limit)
+            .filter_map(|(_, indexes)| indexes.last().map(|&i| StreamInfo::of_last(&log.events[i])))
+            .collect())
     }
 
     async fn watermark(&self) -> Result<Position> {

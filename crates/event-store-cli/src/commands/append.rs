@@ -2,52 +2,62 @@
 
 use std::io::Write as _;
 
-use anyhow::{Result, bail};
-use event_store::{EventStore, NewEvent};
+use anyhow::Result;
+use event_store::NewEvent;
 use serde_json::Value;
 use tokio::io::BufReader;
 
-use crate::backend::AnyStore;
+use crate::backend::{Access, StoreUrl};
 use crate::cli::AppendArgs;
-use crate::lines::append_lines;
+use crate::lines::{Options, append_lines};
 use crate::out::{print_line, stdout};
+use crate::usage::usage;
 
-pub(crate) async fn run(es: &EventStore<AnyStore>, args: AppendArgs) -> Result<()> {
+pub(crate) async fn run(url: &StoreUrl, args: AppendArgs) -> Result<()> {
+    let options = Options {
+        derive_ids: args.derive_ids,
+        expected: args.expected_version,
+    };
     if args.ndjson {
-        return ndjson(es, args.derive_ids).await;
+        let es = url.facade(Access::Write).await?;
+        let mut out = stdout();
+        let input = BufReader::new(tokio::io::stdin());
+        append_lines(&es, input, options, |events, _, _| {
+            for e in events {
+                print_line(&mut out, e)?;
+            }
+            Ok(())
+        })
+        .await?;
+        out.flush()?;
+        return Ok(());
     }
+    // The arguments are checked before the store is opened (or created).
     let (Some(stream), Some(kind)) = (args.stream, args.kind) else {
-        bail!("append needs STREAM and NAMESPACE.TYPE (or --ndjson)");
+        return Err(usage(
+            "append needs STREAM and NAMESPACE.TYPE (or --ndjson)",
+        ));
     };
     let Some((namespace, event_type)) = kind.split_once('.') else {
-        bail!("`{kind}` is not NAMESPACE.TYPE (like shop.OrderPlaced)");
+        return Err(usage(format!(
+            "`{kind}` is not NAMESPACE.TYPE (like shop.OrderPlaced)"
+        )));
     };
     let data: Value = match &args.data {
-        Some(text) => event_store::json::value_from_str("DATA_JSON", text)?,
+        Some(text) => event_store::json::value_from_str("DATA_JSON", text)
+            .map_err(|e| usage(e.to_string()))?,
         None => Value::Object(serde_json::Map::new()),
     };
-    let expected = args.expected_version;
     let mut event = NewEvent::new(namespace, event_type, data);
     event.id = args.id;
-    let appended = es.append(&stream, expected, vec![event]).await?;
+    let es = url.facade(Access::Write).await?;
+    let appended = es
+        .append(&stream, args.expected_version, vec![event])
+        .await?;
     let mut out = stdout();
     for e in &appended.events {
         print_line(&mut out, e)?;
     }
-    out.flush()?;
-    Ok(())
-}
-
-async fn ndjson(es: &EventStore<AnyStore>, derive_ids: bool) -> Result<()> {
-    let mut out = stdout();
-    let input = BufReader::new(tokio::io::stdin());
-    append_lines(es, input, derive_ids, |events, _| {
-        for e in events {
-            print_line(&mut out, e)?;
-        }
-        Ok(())
-    })
-    .await?;
     out.flush()?;
     Ok(())
 }

@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::DemoArgs;
 
+/// `println!` that returns the error instead of panicking when stdout is closed
+/// (`event-store demo | head`).
+macro_rules! say {
+    ($($t:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($t)*)))?
+    };
+}
+
 /// Stock arrived at the warehouse.
 #[derive(Event, Serialize, Deserialize, Debug, Clone)]
 #[event(namespace = "demo-inventory")]
@@ -105,7 +113,7 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 
 #[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
 async fn scenario(path: &std::path::Path) -> Result<()> {
-    println!(
+    say!(
         "Event Store demo: a fresh SQLite file at {}\n",
         path.display()
     );
@@ -116,9 +124,9 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
         InProcessEmitter::new(),
     );
 
-    println!("1. Events are plain Rust types with #[derive(Event)]:");
+    say!("1. Events are plain Rust types with #[derive(Event)]:");
     for t in Inventory::event_types() {
-        println!("     {}.{}", t.namespace, t.name);
+        say!("     {}.{}", t.namespace, t.name);
     }
 
     // A subscriber group builds a read model from every event, in the same process.
@@ -183,7 +191,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
     }
     let took = started.elapsed();
     let n = WRITERS * PER_WRITER;
-    println!(
+    say!(
         "\n2. {WRITERS} concurrent writers saved {n} events to {SKUS} SKU streams in {} ({:.0} events/s, one event per append).",
         ms(took),
         n as f64 / took.as_secs_f64()
@@ -223,28 +231,28 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
         es.save_all_expecting(contested, expected, &first),
         es.save_all_expecting(contested, expected, &second)
     );
-    println!(
+    say!(
         "\n3. Two clerks saw {} units of {contested} at {expected} and each shipped 6:",
         seen.state.on_hand
     );
     let mut lost = false;
     for (clerk, outcome) in [("A", &a), ("B", &b)] {
         match outcome {
-            Ok(e) => println!("     clerk {clerk}: saved at version {}", e[0].version),
+            Ok(e) => say!("     clerk {clerk}: saved at version {}", e[0].version),
             Err(e) if e.is_conflict() => {
                 lost = true;
-                println!("     clerk {clerk}: refused: {e}");
+                say!("     clerk {clerk}: refused: {e}");
             }
             Err(e) => return Err(anyhow::anyhow!("{e}")),
         }
     }
     if lost {
         match es.execute(contested, ship(6)).await {
-            Ok(done) => println!(
+            Ok(done) => say!(
                 "     the refused clerk re-decided on the new state: shipped, now version {:?}",
                 done.version
             ),
-            Err(ExecuteError::Rejected(why)) => println!(
+            Err(ExecuteError::Rejected(why)) => say!(
                 "     the refused clerk re-decided on the new state (execute): refused, {why} \
                  (saving its old decision again would have left -2 on hand)"
             ),
@@ -279,7 +287,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
         }
     }
     let left = es.aggregate::<Stock>(contested).await?.on_hand;
-    println!(
+    say!(
         "     then 8 clerks shipped 1 each at once through execute: {shipped} shipped \
          ({attempts} attempts), {refused} refused, {left} on hand"
     );
@@ -314,13 +322,13 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
     let whole = EventStore::from_store(store.clone())
         .aggregate::<Stock>(hot)
         .await?;
-    println!("\n4. The stock of {hot}, folded through the cache:");
-    println!(
+    say!("\n4. The stock of {hot}, folded through the cache:");
+    say!(
         "     cold: {} events read and folded in {}",
         cold.events_read,
         ms(cold_took)
     );
-    println!(
+    say!(
         "     warm: {} new events read and folded in {} ({:.0}x faster; the cache held the state up to checkpoint {})",
         warm.events_read,
         ms(warm_took),
@@ -333,9 +341,10 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
     } else {
         "DIFFERENT"
     };
-    println!(
+    say!(
         "     on hand: {} after {} movements; folding the whole stream without the cache gives the same: {same}",
-        warm.state.on_hand, warm.state.movements
+        warm.state.on_hand,
+        warm.state.movements
     );
     if warm.state != whole {
         bail!("the cached aggregate differs from the whole fold");
@@ -362,7 +371,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
             agree += 1;
         }
     }
-    println!(
+    say!(
         "\n5. A subscriber group (\"stock-report\") built a read model from all {total} events; it agrees with the aggregates for {agree} of {} SKUs.",
         streams.len()
     );
@@ -371,7 +380,7 @@ async fn scenario(path: &std::path::Path) -> Result<()> {
     }
 
     let stats = store.stats().await?;
-    println!(
+    say!(
         "\nThe store: {} events in {} streams, {} KiB on disk, head checkpoint {}.",
         stats.events,
         stats.streams,

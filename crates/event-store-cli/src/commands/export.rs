@@ -11,8 +11,11 @@ use crate::cli::ExportArgs;
 use crate::out::{print_line, stdout};
 use crate::progress::bar;
 
-pub(crate) async fn run(es: &EventStore<AnyStore>, args: ExportArgs) -> Result<()> {
-    let after = args.from.unwrap_or(Position::START);
+pub(crate) async fn run(es: &EventStore<AnyStore>, args: ExportArgs, quiet: bool) -> Result<()> {
+    let after = match args.after {
+        Some(p) => es.store().check_position(p, "--after")?,
+        None => Position::START,
+    };
     let total = if after == Position::START {
         Some(es.store().stats().await?.events)
     } else {
@@ -25,7 +28,7 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ExportArgs) -> Result<(
         )),
         None => Box::new(stdout()),
     };
-    let progress = bar(total, "exporting");
+    let progress = bar(total, "exporting", quiet);
     let mut events = Box::pin(es.read_all(after));
     let mut count = 0u64;
     let mut last = None;
@@ -38,7 +41,7 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ExportArgs) -> Result<(
     }
     out.flush()?;
     progress.finish_and_clear();
-    if std::io::stderr().is_terminal() {
+    if !quiet && std::io::stderr().is_terminal() {
         match last {
             Some(p) => eprintln!("exported {count} events, through checkpoint {p}"),
             None => eprintln!("exported 0 events"),

@@ -63,7 +63,11 @@ struct Report {
     refused: Vec<Value>,
 }
 
-pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Result<()> {
+pub(crate) async fn run(
+    es: &EventStore<AnyStore>,
+    args: ImportLegacyArgs,
+    quiet: bool,
+) -> Result<()> {
     let mut sources = connect(&args).await?;
     let mut report = Report {
         dry_run: args.dry_run,
@@ -75,7 +79,7 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
     }
 
     // Pass 1: ids in more than one source.
-    let progress = bar(Some(total), "checking ids");
+    let progress = bar(Some(total), "checking ids", quiet);
     let shared = shared_ids(&mut sources, |n| progress.inc(n)).await?;
     progress.finish_and_clear();
     let (collide, mut once) = compare_shared(&sources, &shared, &mut report).await?;
@@ -88,6 +92,7 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ImportLegacyArgs) -> Re
         } else {
             "importing"
         },
+        quiet,
     );
     for s in &mut sources {
         s.reader.start_rows().await?;

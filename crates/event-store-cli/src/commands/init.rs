@@ -1,5 +1,7 @@
 //! `event-store init`: create or migrate the store's schema.
 
+use std::io::Write as _;
+
 use anyhow::Result;
 use event_store_postgres::Indexes;
 
@@ -15,6 +17,7 @@ pub(crate) async fn run(url: &StoreUrl, args: &InitArgs) -> Result<()> {
         }
     }
     let store = url.init(indexes).await?;
-    println!("{}", store.migrate().await?);
+    let ready = store.migrate().await?;
+    writeln!(std::io::stdout(), "{ready}")?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `event-store projections list|status|reset|resume`: the operators' view of the store's
 //! projections (their runners live in the services; this needs none of their code).
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 
 use anyhow::{Result, bail};
 use event_store::Position;
@@ -10,14 +10,14 @@ use serde_json::json;
 
 use crate::backend::AnyStore;
 use crate::cli::{Format, ProjectionsCommand};
-use crate::out::stdout;
+use crate::out::{format_or, print_json, stdout};
 
 pub(crate) async fn run(store: AnyStore, command: ProjectionsCommand) -> Result<()> {
     let projections = Projections::new(store);
     match command {
         ProjectionsCommand::List(args) => {
             let list = projections.list().await?;
-            print_list(&list, format(args.format, Format::Ndjson))
+            print_list(&list, format_or(args.format, Format::Ndjson))
         }
         ProjectionsCommand::Status(args) => {
             let Some(status) = projections.status(&args.name).await? else {
@@ -26,7 +26,7 @@ pub(crate) async fn run(store: AnyStore, command: ProjectionsCommand) -> Result<
                     args.name
                 );
             };
-            print_status(&status, format(args.format, Format::Json))
+            print_status(&status, format_or(args.format, Format::Json))
         }
         ProjectionsCommand::Reset(args) => {
             known(&projections, &args.name).await?;
@@ -36,7 +36,7 @@ pub(crate) async fn run(store: AnyStore, command: ProjectionsCommand) -> Result<
                 .as_ref()
                 .is_some_and(|s| s.state != event_store::projection::ProjectionState::Stopped);
             let mut out = stdout();
-            if format(args.format, Format::Json) == Format::Table {
+            if format_or(args.format, Format::Json) == Format::Table {
                 writeln!(
                     out,
                     "projection `{}`: rebuilding as generation {} with {} partition(s); readers \
@@ -65,7 +65,7 @@ pub(crate) async fn run(store: AnyStore, command: ProjectionsCommand) -> Result<
             known(&projections, &args.name).await?;
             let resumed = projections.resume(&args.name, args.partition).await?;
             let mut out = stdout();
-            if format(args.format, Format::Json) == Format::Table {
+            if format_or(args.format, Format::Json) == Format::Table {
                 match (resumed, args.partition) {
                     (0, Some(p)) => {
                         writeln!(out, "partition {p} of `{}` was not parked", args.name)?;
@@ -92,14 +92,6 @@ pub(crate) async fn run(store: AnyStore, command: ProjectionsCommand) -> Result<
 }
 
 /// The format asked for, or a table on a terminal and `otherwise` elsewhere.
-fn format(asked: Option<Format>, otherwise: Format) -> Format {
-    asked.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Table
-    } else {
-        otherwise
-    })
-}
-
 async fn known(projections: &Projections<AnyStore>, name: &str) -> Result<()> {
     if projections.status(name).await?.is_none() {
         bail!("no projection named `{name}` in this store (see `event-store projections list`)");
@@ -139,10 +131,7 @@ fn clip(text: &str, width: usize) -> String {
 fn print_list(list: &[ProjectionStatus], format: Format) -> Result<()> {
     let mut out = stdout();
     match format {
-        Format::Json => {
-            serde_json::to_writer(&mut out, list)?;
-            writeln!(out)?;
-        }
+        Format::Json => print_json(&mut out, &list)?,
         Format::Ndjson => {
             for s in list {
                 serde_json::to_writer(&mut out, s)?;
@@ -205,7 +194,8 @@ fn print_list(list: &[ProjectionStatus], format: Format) -> Result<()> {
 fn print_status(s: &ProjectionStatus, format: Format) -> Result<()> {
     let mut out = stdout();
     match format {
-        Format::Json | Format::Ndjson => {
+        Format::Json => print_json(&mut out, s)?,
+        Format::Ndjson => {
             serde_json::to_writer(&mut out, s)?;
             writeln!(out)?;
         }

@@ -11,7 +11,7 @@ use event_store_amqp::Relay;
 use crate::backend::AnyStore;
 use crate::cli::PublishArgs;
 
-pub(crate) async fn run(store: AnyStore, args: PublishArgs) -> Result<()> {
+pub(crate) async fn run(store: AnyStore, args: PublishArgs, quiet: bool) -> Result<()> {
     let mut config = args.broker.config();
     config.adopt_legacy_checkpoint = args.adopt_legacy_checkpoint;
     let relay = Arc::new(Relay::new(store, config)?);
@@ -22,16 +22,18 @@ pub(crate) async fn run(store: AnyStore, args: PublishArgs) -> Result<()> {
     };
     let terminal = std::io::stderr().is_terminal();
     let status = indicatif::ProgressBar::new_spinner();
-    if !terminal {
+    if quiet || !terminal {
         status.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let started = Instant::now();
     let mut last_line = Instant::now();
     let (mut previous, mut previous_at) = (0u64, Instant::now());
-    eprintln!(
-        "relaying the log to exchange `{}` (Ctrl-C stops)",
-        args.broker.exchange
-    );
+    if !quiet {
+        eprintln!(
+            "relaying the log to exchange `{}` (Ctrl-C stops)",
+            args.broker.exchange
+        );
+    }
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if runner.is_finished() {
@@ -60,8 +62,9 @@ pub(crate) async fn run(store: AnyStore, args: PublishArgs) -> Result<()> {
         if terminal {
             status.set_message(line);
             status.tick();
-        } else if last_line.elapsed() >= Duration::from_secs(10)
-            || started.elapsed() < Duration::from_secs(2)
+        } else if !quiet
+            && (last_line.elapsed() >= Duration::from_secs(10)
+                || started.elapsed() < Duration::from_secs(2))
         {
             eprintln!("{line}");
             last_line = Instant::now();

@@ -2,62 +2,128 @@
 
 use std::io::IsTerminal as _;
 
-use anyhow::{Result, anyhow};
-use event_store::{Direction, EventStore, Position};
-use futures::StreamExt as _;
+use anyhow::Result;
+use event_store::{Direction, EventStore, Position, RecordedEvent};
+use futures::{Stream, StreamExt as _};
 
 use crate::backend::AnyStore;
-use crate::cli::{Format, ReadArgs, position};
+use crate::cli::{Format, ReadArgs};
+use crate::filter::Filter;
 use crate::out::stdout;
 use crate::output::Printer;
+use crate::usage::usage;
 
-fn checkpoint(text: &str) -> Result<Position> {
-    position(text).map_err(|e| anyhow!("--from {e}"))
+/// Where a read starts, from the flags: checked before anything is printed.
+enum Start {
+    Stream {
+        stream: String,
+        from: u64,
+        direction: Direction,
+    },
+    LogForward(Position),
+    LogBackward(Option<Position>),
 }
 
-pub(crate) async fn run(es: &EventStore<AnyStore>, args: ReadArgs) -> Result<()> {
+fn start(es: &EventStore<AnyStore>, args: &ReadArgs) -> Result<Start> {
+    let backward = args.backward || args.before.is_some();
+    let store = es.store();
+    Ok(match &args.stream {
+        Some(stream) => {
+            if args.after.is_some() || args.before.is_some() {
+                return Err(usage(
+                    "--after and --before take checkpoints of the global log; for a stream, give --from VERSION (with --backward to read down from it)",
+                ));
+            }
+            if args.filter.stream_prefix.is_some() {
+                return Err(usage(
+                    "--stream-prefix selects streams of the global log; it does not go with STREAM",
+                ));
+            }
+            Start::Stream {
+                stream: stream.clone(),
+                from: args.from.unwrap_or(if backward { u64::MAX } else { 0 }),
+                direction: if backward {
+                    Direction::Backward
+                } else {
+                    Direction::Forward
+                },
+            }
+        }
+        None if args.from.is_some() => {
+            return Err(usage(
+                "--from is a version of a stream (give STREAM); for the global log, give --after CHECKPOINT (or --before CHECKPOINT, newest first)",
+            ));
+        }
+        None if backward => {
+            if args.after.is_some() {
+                return Err(usage(
+                    "--after reads forward; newest first, give --before CHECKPOINT",
+                ));
+            }
+            let before = args
+                .before
+                .map(|p| store.check_position(p, "--before"))
+                .transpose()?;
+            Start::LogBackward(before)
+        }
+        None => Start::LogForward(
+            args.after
+                .map(|p| store.check_position(p, "--after"))
+                .transpose()?
+                .unwrap_or(Position::START),
+        ),
+    })
+}
+
+pub(crate) async fn run(es: &EventStore<AnyStore>, args: ReadArgs, quiet: bool) -> Result<()> {
+    let start = start(es, &args)?;
+    let filter = Filter::new(&args.filter)?;
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let events: std::pin::Pin<Box<dyn Stream<Item = event_store::Result<RecordedEvent>> + Send>> =
+        match &start {
+            Start::Stream {
+                stream,
+                from,
+                direction,
+            } => Box::pin(es.read_stream(stream, *from, *direction)),
+            // Filters narrow the forward log in the store; the other reads are filtered here.
+            Start::LogForward(after) => match filter.query() {
+                Some(query) => Box::pin(es.follow(*after, query)),
+                None => Box::pin(es.read_all(*after)),
+            },
+            Start::LogBackward(before) => Box::pin(es.read_all_backward(*before)),
+        };
+    let mut events = events
+        .filter(|e| std::future::ready(e.as_ref().map_or(true, |e| filter.matches(e))))
+        .take(limit);
+    if args.stats {
+        let mut summary = crate::summary::Summary::default();
+        while let Some(e) = events.next().await {
+            summary.add(&e?);
+        }
+        return summary.print(args.format, stdout());
+    }
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
         Format::Ndjson
     });
-    let limit = args.limit.unwrap_or(usize::MAX);
+    // The first event (or the end) comes before the header, so a failing read prints nothing.
+    let first = events.next().await.transpose()?;
     let mut printer = Printer::new(stdout(), format)?;
-    let direction = if args.backward {
-        Direction::Backward
-    } else {
-        Direction::Forward
-    };
-    if let Some(stream) = args.stream {
-        let from = match &args.from {
-            Some(f) => f
-                .parse::<u64>()
-                .map_err(|_| anyhow!("--from for a stream is a version number, not `{f}`"))?,
-            None if args.backward => u64::MAX,
-            None => 0,
-        };
-        let mut events = Box::pin(es.read_stream(&stream, from, direction).take(limit));
-        while let Some(e) = events.next().await {
-            printer.event(&e?)?;
-        }
-    } else if args.backward {
-        let before = args.from.as_deref().map(checkpoint).transpose()?;
-        let mut events = Box::pin(es.read_all_backward(before).take(limit));
-        while let Some(e) = events.next().await {
-            printer.event(&e?)?;
-        }
-    } else {
-        let after = args
-            .from
-            .as_deref()
-            .map(checkpoint)
-            .transpose()?
-            .unwrap_or(Position::START);
-        let mut events = Box::pin(es.read_all(after).take(limit));
-        while let Some(e) = events.next().await {
-            printer.event(&e?)?;
-        }
+    if let Some(e) = &first {
+        printer.event(e)?;
     }
-    printer.finish()?;
+    while let Some(e) = events.next().await {
+        printer.event(&e?)?;
+    }
+    let count = printer.finish()?;
+    if count == 0
+        && !quiet
+        && let Start::Stream { stream, .. } = &start
+        && es.stream_version(stream).await?.is_none()
+    {
+        eprintln!("note: there is no stream `{stream}` (no event was ever appended to it)");
+    }
     Ok(())
 }

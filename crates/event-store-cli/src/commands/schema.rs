@@ -1,6 +1,6 @@
 //! `event-store schema`: the types in the log per namespace, type and schema version.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 
 use anyhow::Result;
 use event_store::Store as _;
@@ -8,19 +8,15 @@ use event_store::upcast::census;
 
 use crate::backend::AnyStore;
 use crate::cli::{Format, SchemaArgs};
-use crate::out::stdout;
+use crate::out::{format_or, print_json, stdout};
 use crate::progress::bar;
 
-pub(crate) async fn run(store: &AnyStore, args: &SchemaArgs) -> Result<()> {
+pub(crate) async fn run(store: &AnyStore, args: &SchemaArgs, quiet: bool) -> Result<()> {
     let total = store.stats().await?.events;
-    let progress = bar(Some(total), "reading the log");
+    let progress = bar(Some(total), "reading the log", quiet);
     let entries = census(store, |read| progress.set_position(read)).await?;
     progress.finish_and_clear();
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Table
-    } else {
-        Format::Ndjson
-    });
+    let format = format_or(args.format, Format::Ndjson);
     let mut out = stdout();
     match format {
         Format::Ndjson => {
@@ -29,10 +25,7 @@ pub(crate) async fn run(store: &AnyStore, args: &SchemaArgs) -> Result<()> {
                 writeln!(out)?;
             }
         }
-        Format::Json => {
-            serde_json::to_writer(&mut out, &entries)?;
-            writeln!(out)?;
-        }
+        Format::Json => print_json(&mut out, &entries)?,
         Format::Table => {
             let width = entries
                 .iter()

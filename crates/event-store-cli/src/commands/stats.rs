@@ -7,7 +7,7 @@ use event_store::{CheckpointName, Checkpoints as _, Position, Store as _};
 
 use crate::backend::AnyStore;
 use crate::cli::{Format, StatsArgs};
-use crate::out::stdout;
+use crate::out::{format_or, print_json, stdout};
 
 /// Followers of the log (relays) with their checkpoints and how many events they are behind
 /// (counted up to 100 000).
@@ -24,7 +24,8 @@ pub(crate) async fn run(store: &AnyStore, args: &StatsArgs) -> Result<()> {
     let stats = store.stats().await?;
     let followers = followers(store).await?;
     let mut out = stdout();
-    match args.format {
+    let format = format_or(args.format, Format::Json);
+    match format {
         Format::Json | Format::Ndjson => {
             let mut value = serde_json::to_value(&stats)?;
             value["checkpoints"] = followers
@@ -33,8 +34,12 @@ pub(crate) async fn run(store: &AnyStore, args: &StatsArgs) -> Result<()> {
                     |(name, at, lag)| serde_json::json!({"name": name, "position": at, "lag": lag}),
                 )
                 .collect();
-            serde_json::to_writer(&mut out, &value)?;
-            writeln!(out)?;
+            if format == Format::Json {
+                print_json(&mut out, &value)?;
+            } else {
+                serde_json::to_writer(&mut out, &value)?;
+                writeln!(out)?;
+            }
         }
         Format::Table => {
             writeln!(out, "events        {}", stats.events)?;

@@ -8,34 +8,32 @@ use futures::StreamExt as _;
 
 use crate::backend::AnyStore;
 use crate::cli::TailArgs;
+use crate::filter::Filter;
 use crate::out::{print_line, stdout};
 
 pub(crate) async fn run(es: &EventStore<AnyStore>, args: TailArgs) -> Result<()> {
-    let start = match args.from {
-        Some(from) => from,
+    let start = match args.after {
+        Some(after) => es.store().check_position(after, "--after")?,
         None => event_store::head(es.store()).await?,
     };
     let idle = args.idle_exit;
-    // Stream and namespace (and a type within it) are filtered in the store; a type given
-    // without its namespace is matched here.
-    let mut filter = args.stream.clone().map(Query::stream);
-    if let Some(ns) = &args.namespace {
-        let q = filter.take().unwrap_or_else(Query::all);
-        filter = Some(match &args.event_type {
-            Some(t) => q.event_type(ns.clone(), t.clone()),
-            None => q.namespace(ns.clone()),
-        });
-    }
-    if let Some(q) = &filter {
+    // What the store can filter it does (stream, prefix, namespaced types); the rest (a type
+    // given without its namespace) is matched here.
+    let filter = Filter::new(&args.filter)?;
+    let base = args.stream.clone().map_or_else(Query::all, Query::stream);
+    let query = filter
+        .query_from(base)
+        .or_else(|| args.stream.clone().map(Query::stream));
+    if let Some(q) = &query {
         q.clone().check()?; // a bad filter is an error now, not a warning in the loop
     }
-    let keep = |e: &RecordedEvent| args.event_type.as_ref().is_none_or(|t| *t == e.event_type);
+    let keep = |e: &RecordedEvent| filter.matches(e);
     let limit = args.limit.unwrap_or(usize::MAX);
     if limit == 0 {
         return Ok(());
     }
     let mut out = stdout();
-    let mut tail = Box::pin(es.tail(start, filter));
+    let mut tail = Box::pin(es.tail(start, query));
     // A deadline too far to represent is no deadline.
     let mut deadline = idle.and_then(|d| tokio::time::Instant::now().checked_add(d));
     let mut count = 0;

@@ -1,0 +1,87 @@
+//! `event-store streams`: the streams with their counts and last events.
+
+use std::io::Write as _;
+
+use anyhow::Result;
+use event_store::{Store as _, StreamId, StreamInfo};
+
+use crate::backend::AnyStore;
+use crate::cli::{Format, StreamsArgs};
+use crate::out::{format_or, stdout};
+use crate::output::clip;
+use crate::usage::usage;
+
+/// Streams asked of the store at a time.
+const PAGE: usize = 1000;
+
+pub(crate) async fn run(store: &AnyStore, args: StreamsArgs) -> Result<()> {
+    let mut after = match &args.after {
+        Some(a) => Some(StreamId::new(a.clone()).map_err(|e| usage(format!("--after: {e}")))?),
+        None => None,
+    };
+    let format = format_or(args.format, Format::Ndjson);
+    let mut left = args.limit.unwrap_or(usize::MAX);
+    let mut out = stdout();
+    let mut first = true;
+    match format {
+        Format::Json => write!(out, "[")?,
+        Format::Table => writeln!(
+            out,
+            "{:<40} {:>9} {:>12}  {:<14} LAST TIME",
+            "STREAM", "EVENTS", "LAST VERSION", "LAST POSITION"
+        )?,
+        Format::Ndjson => {}
+    }
+    while left > 0 {
+        let want = PAGE.min(left);
+        let page = store.streams(&args.prefix, after.as_ref(), want).await?;
+        for info in &page {
+            print(&mut out, format, info, first)?;
+            first = false;
+        }
+        left -= page.len();
+        match page.last() {
+            Some(last) if page.len() == want => after = Some(StreamId::new(last.stream.clone())?),
+            _ => break,
+        }
+    }
+    if format == Format::Json {
+        if !first {
+            writeln!(out)?;
+        }
+        writeln!(out, "]")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print(
+    out: &mut impl std::io::Write,
+    format: Format,
+    info: &StreamInfo,
+    first: bool,
+) -> Result<()> {
+    match format {
+        Format::Ndjson => {
+            serde_json::to_writer(&mut *out, info)?;
+            writeln!(out)?;
+        }
+        Format::Json => {
+            if !first {
+                write!(out, ",")?;
+            }
+            writeln!(out)?;
+            serde_json::to_writer(&mut *out, info)?;
+        }
+        Format::Table => writeln!(
+            out,
+            "{:<40} {:>9} {:>12}  {:<14} {}",
+            clip(&info.stream, 40),
+            info.events,
+            info.last_version,
+            info.last_position.to_string(),
+            info.last_time.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        )?,
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+-- The streams after ?1 whose ids start with ?2, in byte order (SQLite compares text as bytes),
+-- at most ?3, each as its last event: versions are consecutive from 0, so the last version
+-- also counts the events. The grouping walks the (stream, version) index in order and stops
+-- after ?3 streams.
+SELECT e.position, e.id, e.stream, e.version, e.namespace, e.event_type, e.data, e.context
+  FROM (SELECT stream, max(version) AS version
+          FROM events
+         WHERE stream > ?1 AND substr(stream, 1, length(?2)) = ?2
+         GROUP BY stream
+         ORDER BY stream
+         LIMIT ?3) AS last
+  JOIN events AS e ON e.stream = last.stream AND e.version = last.version
+ ORDER BY e.stream
