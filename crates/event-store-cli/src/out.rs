@@ -43,6 +43,16 @@ pub(crate) fn width() -> Option<usize> {
         .map(|(_, columns)| usize::from(columns))
 }
 
+/// The width of a TYPE column of `NAMESPACE.TYPE` names: the longest name, at least the
+/// header's four characters.
+pub(crate) fn type_width<'a>(names: impl Iterator<Item = (&'a str, &'a str)>) -> usize {
+    names
+        .map(|(namespace, event_type)| namespace.len() + event_type.len() + 1)
+        .max()
+        .unwrap_or(4)
+        .max(4)
+}
+
 /// One event as a JSON line.
 pub(crate) fn print_line(out: &mut impl Write, e: &RecordedEvent) -> Result<()> {
     serde_json::to_writer(&mut *out, e)?;

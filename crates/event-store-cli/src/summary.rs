@@ -9,7 +9,7 @@ use event_store::{Position, RecordedEvent};
 use serde::Serialize;
 
 use crate::cli::Format;
-use crate::out::{format_or, print_json};
+use crate::out::{format_or, print_json, type_width};
 
 /// One type's share of the events read.
 #[derive(Debug, Clone, Serialize)]
@@ -66,12 +66,10 @@ impl Summary {
             }
             Format::Json => print_json(&mut out, &rows)?,
             Format::Table => {
-                let width = rows
-                    .iter()
-                    .map(|r| r.namespace.len() + r.event_type.len() + 1)
-                    .max()
-                    .unwrap_or(4)
-                    .max(4);
+                let width = type_width(
+                    rows.iter()
+                        .map(|r| (r.namespace.as_str(), r.event_type.as_str())),
+                );
                 writeln!(
                     out,
                     "{:<width$}  {:>9}  {:<14} {:<14} {:<20} LAST TIME",

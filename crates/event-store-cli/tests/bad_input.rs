@@ -8,11 +8,12 @@
     clippy::too_many_lines
 )]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use event_store::{Error, EventStore, ExpectedVersion, MemoryStore, NewEvent, Store};
 use serde_json::{Value, json};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 const METACHARACTERS: &str = "'; DROP TABLE events; -- \" OR 1=1 /* */ $1 \\x00? %s {}[]";
@@ -171,23 +172,13 @@ async fn hostile_input_through_the_api() {
 }
 
 fn cli(db: &std::path::Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .arg("--url")
-        .arg(format!("sqlite://{}", db.display()))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
+    common::output_with_stdin(
+        Command::new(BIN)
+            .arg("--url")
+            .arg(format!("sqlite://{}", db.display()))
+            .args(args),
+        stdin,
+    )
 }
 
 fn one_error_line(out: &std::process::Output) -> String {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 
 /// The binary with a clean environment: no store URL, no log filter, no terminal width.
@@ -58,23 +60,7 @@ impl Store {
     }
 
     fn run_with(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Written from a thread: the command may print as it reads, and a full stdout pipe
-        // must not stop it reading.
-        let mut input = child.stdin.take().unwrap();
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&stdin);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        common::output_with_stdin(&mut self.cmd(args), stdin)
     }
 
     fn ok(&self, args: &[&str]) -> String {

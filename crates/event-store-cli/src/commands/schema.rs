@@ -8,7 +8,7 @@ use event_store::upcast::census;
 
 use crate::backend::AnyStore;
 use crate::cli::{Format, SchemaArgs};
-use crate::out::{format_or, print_json, stdout};
+use crate::out::{format_or, print_json, stdout, type_width};
 use crate::progress::bar;
 
 pub(crate) async fn run(store: &AnyStore, args: &SchemaArgs, quiet: bool) -> Result<()> {
@@ -27,12 +27,11 @@ pub(crate) async fn run(store: &AnyStore, args: &SchemaArgs, quiet: bool) -> Res
         }
         Format::Json => print_json(&mut out, &entries)?,
         Format::Table => {
-            let width = entries
-                .iter()
-                .map(|e| e.namespace.len() + e.event_type.len() + 1)
-                .max()
-                .unwrap_or(4)
-                .max(4);
+            let width = type_width(
+                entries
+                    .iter()
+                    .map(|e| (e.namespace.as_str(), e.event_type.as_str())),
+            );
             writeln!(
                 out,
                 "{:<width$}  {:>7}  {:>10}  {:<16}  LAST",

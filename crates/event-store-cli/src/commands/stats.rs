@@ -7,7 +7,7 @@ use event_store::{CheckpointName, Checkpoints as _, Position, Store as _};
 
 use crate::backend::AnyStore;
 use crate::cli::{Format, StatsArgs};
-use crate::out::{format_or, print_json, stdout};
+use crate::out::{format_or, print_json, stdout, type_width};
 
 /// Followers of the log (relays) with their checkpoints and how many events they are behind
 /// (counted up to 100 000).
@@ -54,13 +54,12 @@ pub(crate) async fn run(store: &AnyStore, args: &StatsArgs) -> Result<()> {
             }
             if !stats.types.is_empty() {
                 writeln!(out)?;
-                let width = stats
-                    .types
-                    .iter()
-                    .map(|t| t.namespace.len() + t.event_type.len() + 1)
-                    .max()
-                    .unwrap_or(4)
-                    .max(4);
+                let width = type_width(
+                    stats
+                        .types
+                        .iter()
+                        .map(|t| (t.namespace.as_str(), t.event_type.as_str())),
+                );
                 writeln!(out, "{:<width$}  EVENTS", "TYPE")?;
                 for t in &stats.types {
                     writeln!(
