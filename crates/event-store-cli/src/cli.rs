@@ -113,6 +113,9 @@ pub(crate) enum Command {
     /// one.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Serve the HTTP API: appends, paged reads, streams, stats and a live tail over
+    /// Server-Sent Events (routes: the event-store-server crate's README). Runs until Ctrl-C.
+    Serve(ServeArgs),
     /// The store's schema migrations: which are applied, which this release would apply.
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -120,6 +123,27 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout, or write one page per subcommand to a directory.
     Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Tokens: one per line, `TOKEN SCOPE[,SCOPE…]` with the scopes read, append and admin; `#` starts
+a comment. Without tokens every request is allowed: keep such a server on 127.0.0.1.
+
+Examples:
+  event-store serve                                   http://127.0.0.1:7878
+  event-store serve --listen 0.0.0.0:8080 --tokens /etc/event-store/tokens
+  curl -X POST localhost:7878/streams/order-1 -H 'Expected-Version: no-stream' \\
+       -d '[{\"namespace\":\"shop\",\"type\":\"Placed\",\"data\":{\"total\":12}}]'
+  curl -N localhost:7878/log/live                     the live tail (Server-Sent Events)")]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDRESS:PORT")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// A file of bearer tokens and their scopes (see below); the environment variable
+    /// EVENT_STORE_TOKENS may hold the same lines instead.
+    #[arg(long, env = "EVENT_STORE_TOKENS_FILE", value_name = "FILE")]
+    pub(crate) tokens: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

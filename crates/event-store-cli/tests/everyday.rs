@@ -869,6 +869,7 @@ fn every_subcommand_has_examples_in_its_help() {
         "subscribe",
         "bench",
         "demo",
+        "serve",
         "completions",
         "man",
     ] {

@@ -14,6 +14,7 @@ mod projections;
 mod publish;
 mod read;
 mod schema;
+mod serve;
 mod stats;
 mod streams;
 mod subscribe;
@@ -64,6 +65,7 @@ pub(crate) async fn run(cli: Cli, url_given: bool) -> Result<()> {
             };
             projections::run(url.open(access).await?, command).await
         }
+        Command::Serve(args) => serve::run(url.facade(Access::Update).await?, args, quiet).await,
         Command::Migrate(command) => migrate::run(&url, command).await,
         Command::Completions(args) => man::completions(&args),
         Command::Man(args) => man::run(&args),

@@ -1,0 +1,67 @@
+//! `event-store serve`: the HTTP API over the store, until Ctrl-C.
+
+use anyhow::{Context as _, Result};
+use event_store::EventStore;
+use event_store_server::{Api, ServerConfig, Tokens};
+
+use crate::backend::AnyStore;
+use crate::cli::ServeArgs;
+use crate::usage::usage;
+
+/// The tokens from `--tokens FILE`, else from `EVENT_STORE_TOKENS`, else none.
+fn tokens(args: &ServeArgs) -> Result<Option<Tokens>> {
+    let (text, whence) = match &args.tokens {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the tokens file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::env::var("EVENT_STORE_TOKENS") {
+            Ok(text) if !text.trim().is_empty() => (text, "EVENT_STORE_TOKENS".to_owned()),
+            _ => return Ok(None),
+        },
+    };
+    Tokens::parse(&text)
+        .map(Some)
+        .map_err(|e| usage(format!("tokens in {whence}: {e}")))
+}
+
+pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) -> Result<()> {
+    let tokens = tokens(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    if !quiet {
+        eprintln!(
+            "serving the HTTP API on http://{address}{} (Ctrl-C stops)",
+            if tokens.is_some() {
+                ", tokens required"
+            } else {
+                ""
+            }
+        );
+        if tokens.is_none() && !address.ip().is_loopback() {
+            eprintln!(
+                "warning: no tokens: anyone who reaches {address} can read and append (give --tokens FILE)"
+            );
+        }
+    }
+    let config = ServerConfig {
+        tokens,
+        ..ServerConfig::default()
+    };
+    Api::new(es, config)
+        .serve(listener, async {
+            // Without a signal handler there is no Ctrl-C to wait for: serve until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await
+        .context("the HTTP server failed")?;
+    if !quiet {
+        eprintln!("stopped");
+    }
+    Ok(())
+}

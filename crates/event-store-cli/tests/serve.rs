@@ -1,0 +1,189 @@
+//! `event-store serve` as an operator runs it: on a SQLite file, on a port of its own, with
+//! and without tokens, stopped with Ctrl-C.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_event-store");
+
+/// Starts `serve` on a free port; returns the child and the address it printed.
+fn serve(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["--url", url, "serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("EVENT_STORE_TOKENS")
+        .env_remove("EVENT_STORE_TOKENS_FILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let start = line.find("http://").unwrap_or_else(|| panic!("{line}")) + 7;
+    let address: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ',')
+        .collect();
+    (child, address)
+}
+
+/// One HTTP/1.1 request; returns the status and the body as JSON.
+fn request(address: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+        body.len()
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status: u16 = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn interrupt(mut child: Child) -> String {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert!(status.success(), "serve exited with {status}: {rest}");
+    rest
+}
+
+#[test]
+fn serve_appends_reads_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    // serve needs a store: it does not create one.
+    let out = Command::new(BIN)
+        .args(["--url", &url, "serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no event store"));
+    assert!(
+        Command::new(BIN)
+            .args(["--url", &url, "init"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+
+    let (child, address) = serve(&url, &[], &[]);
+    let (status, _) = request(&address, "GET", "/health", &[], "");
+    assert_eq!(status, 200);
+    let (status, created) = request(
+        &address,
+        "POST",
+        "/streams/order-1",
+        &["Expected-Version: no-stream"],
+        r#"[{"namespace":"shop","type":"Placed","data":{"total":12}}]"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let (status, conflict) = request(
+        &address,
+        "POST",
+        "/streams/order-1",
+        &["Expected-Version: no-stream"],
+        r#"[{"namespace":"shop","type":"Placed"}]"#,
+    );
+    assert_eq!(status, 409, "{conflict}");
+    let (status, page) = request(&address, "GET", "/streams/order-1", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(page["events"][0]["data"]["total"], 12);
+    let said = interrupt(child);
+    assert!(said.contains("stopped"), "{said}");
+    // What the API appended is in the file.
+    let read = Command::new(BIN)
+        .args(["--url", &url, "read", "order-1"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout).lines().count(), 1);
+}
+
+#[test]
+fn serve_with_tokens_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    assert!(
+        Command::new(BIN)
+            .args(["--url", &url, "init"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# who may do what\nreader-0123456789abcdef read\n").unwrap();
+    let (child, address) = serve(&url, &["--tokens", file.to_str().unwrap()], &[]);
+    assert_eq!(request(&address, "GET", "/stats", &[], "").0, 401);
+    let reader = "Authorization: Bearer reader-0123456789abcdef";
+    assert_eq!(request(&address, "GET", "/stats", &[reader], "").0, 200);
+    assert_eq!(
+        request(
+            &address,
+            "POST",
+            "/streams/s",
+            &[reader],
+            r#"[{"namespace":"a","type":"B"}]"#
+        )
+        .0,
+        403
+    );
+    interrupt(child);
+    let (child, address) = serve(
+        &url,
+        &[],
+        &[("EVENT_STORE_TOKENS", "writer-0123456789abcdef append")],
+    );
+    let writer = "Authorization: Bearer writer-0123456789abcdef";
+    assert_eq!(
+        request(
+            &address,
+            "POST",
+            "/streams/s",
+            &[writer],
+            r#"[{"namespace":"a","type":"B"}]"#
+        )
+        .0,
+        201
+    );
+    interrupt(child);
+    // A bad token file is a usage error that names the line, never the token.
+    std::fs::write(&file, "tooshort read\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--url", &url, "serve", "--tokens", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("line 1") && !e.contains("tooshort"), "{e}");
+}

@@ -1,0 +1,129 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod auth;
+mod error;
+mod live;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use event_store::{EventStore, Store};
+use tokio::sync::watch;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use auth::{MIN_TOKEN_LEN, Scope, Tokens};
+pub use error::ApiError;
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bearer tokens and their scopes; `None`: no authentication (the default, for a server
+    /// bound to 127.0.0.1).
+    pub tokens: Option<Tokens>,
+    /// The largest request body in bytes (default: the largest append batch, 16 MiB, plus room
+    /// for the JSON around it). A larger `Content-Length` is refused before the body is read;
+    /// a body that grows past it while streaming is cut off.
+    pub body_limit: usize,
+    /// How long a request other than the live tail may take (default 30 s).
+    pub request_timeout: Duration,
+    /// Events buffered for one live-tail client (default 1 024). The tail reads only as the
+    /// client drains them, so memory per client is bounded.
+    pub live_buffer: usize,
+    /// How long a live-tail client's buffer may stay full before the client is sent a
+    /// `dropped` event and disconnected (default 30 s).
+    pub slow_client: Duration,
+    /// How often an idle live tail sends a keep-alive comment (default 15 s).
+    pub keep_alive: Duration,
+    /// The most events or streams one page returns (default 1 000; `limit` asks for fewer).
+    pub page_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            tokens: None,
+            body_limit: event_store::limits::MAX_BATCH_BYTES + 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            live_buffer: 1024,
+            slow_client: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(15),
+            page_limit: 1000,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct Shared<S> {
+    pub(crate) es: EventStore<S>,
+    pub(crate) config: ServerConfig,
+    /// Becomes `true` when the server shuts down: live tails end.
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+/// The HTTP API over an event store: build it, then [`Api::router`] to mount it in an axum
+/// application of your own, or [`Api::serve`] to run it.
+pub struct Api<S> {
+    shared: Arc<Shared<S>>,
+    stop: watch::Sender<bool>,
+}
+
+impl<S: Store + Clone> Api<S> {
+    /// The API over `es`.
+    pub fn new(es: EventStore<S>, config: ServerConfig) -> Self {
+        let (stop, stopping) = watch::channel(false);
+        Self {
+            shared: Arc::new(Shared {
+                es,
+                config,
+                stopping,
+            }),
+            stop,
+        }
+    }
+
+    /// The routes (see the crate documentation), with authentication, body limits and
+    /// timeouts applied.
+    pub fn router(&self) -> Router {
+        let config = &self.shared.config;
+        let bounded =
+            routes::bounded(Arc::clone(&self.shared)).layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            ));
+        let api = bounded.merge(live::routes(Arc::clone(&self.shared))).layer(
+            axum::middleware::from_fn_with_state(Arc::clone(&self.shared), auth::require::<S>),
+        );
+        routes::open(Arc::clone(&self.shared))
+            .merge(api)
+            .layer(DefaultBodyLimit::max(config.body_limit))
+            .layer(RequestBodyLimitLayer::new(config.body_limit))
+    }
+
+    /// Tells live tails to end (as [`Api::serve`] does when its `shutdown` completes).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes; then live tails end, requests
+    /// in flight finish, and it returns.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let stop = self.stop.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.send_replace(true);
+            })
+            .await
+    }
+}

@@ -1,0 +1,156 @@
+//! The live tail over Server-Sent Events: `GET /log/live`.
+//!
+//! Each event is sent as an SSE event named `event` whose `id:` is its position and whose data
+//! is the recorded event as JSON. A client that reconnects with `Last-Event-ID` resumes exactly
+//! after it: the tail reads final events in log order, so nothing is skipped or repeated.
+//!
+//! Each client has a buffer of `live_buffer` events between the tail and its connection. The
+//! tail reads only as the buffer drains, so a client catching up reads at its own pace; one
+//! whose buffer stays full for `slow_client` is sent a `dropped` event and disconnected.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use event_store::{Position, Query as EventQuery, RecordedEvent, Store};
+use futures::{Stream, StreamExt as _};
+use tokio::sync::mpsc;
+
+use crate::Shared;
+use crate::error::ApiError;
+use crate::routes::Params;
+
+pub(crate) fn routes<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
+    Router::new()
+        .route("/log/live", get(live::<S>))
+        .with_state(shared)
+}
+
+/// The filter of a live tail: namespace, `type` (`NAMESPACE.TYPE`), stream prefix.
+fn filter(params: &Params) -> Result<Option<EventQuery>, ApiError> {
+    let namespace = params.text("namespace");
+    let event_type = params.text("type");
+    let prefix = params.text("stream_prefix");
+    if namespace.is_none() && event_type.is_none() && prefix.is_none() {
+        return Ok(None);
+    }
+    let mut q = match prefix {
+        Some(p) => EventQuery::stream_prefix(p),
+        None => EventQuery::all(),
+    };
+    match (namespace, event_type) {
+        (_, Some(t)) => {
+            let Some((ns, name)) = t.split_once('.') else {
+                return Err(ApiError::invalid(
+                    "type",
+                    format!("`{t}` is not NAMESPACE.TYPE (like shop.OrderPlaced)"),
+                ));
+            };
+            if namespace.is_some_and(|n| n != ns) {
+                return Err(ApiError::invalid(
+                    "type",
+                    "is in another namespace than `namespace`: nothing could match",
+                ));
+            }
+            q = q.event_type(ns, name);
+        }
+        (Some(ns), None) => q = q.namespace(ns),
+        (None, None) => {}
+    }
+    q.clone().check()?;
+    Ok(Some(q))
+}
+
+async fn live<S: Store + Clone>(
+    State(shared): State<Arc<Shared<S>>>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let params = Params::new(pairs, &["after", "namespace", "type", "stream_prefix"])?;
+    let query = filter(&params)?;
+    // Where to start: after the last event the client saw, else after `after`, else at the
+    // head (only new events).
+    let resume = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<Position>().ok())
+                .ok_or_else(|| ApiError::invalid("Last-Event-ID", "not a position"))
+        })
+        .transpose()?;
+    let start = match resume.or(params.position("after")?) {
+        Some(p) => p,
+        None => event_store::head(shared.es.store()).await?,
+    };
+    let (tx, rx) = mpsc::channel::<RecordedEvent>(shared.config.live_buffer.max(1));
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let mut stopping = shared.stopping.clone();
+    let tail = shared.es.tail(start, query);
+    let flag = Arc::clone(&overflowed);
+    let slow_client = shared.config.slow_client;
+    tokio::spawn(async move {
+        let mut tail = std::pin::pin!(tail);
+        loop {
+            let next = tokio::select! {
+                () = stopped(&mut stopping) => break,
+                () = tx.closed() => break,
+                next = tail.next() => next,
+            };
+            let e = match next {
+                Some(Ok(e)) => e,
+                // The tail goes on after a failed read; say so in the log only.
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "a live tail's read failed");
+                    continue;
+                }
+                None => break,
+            };
+            // The buffer holds the client back from the store (the tail reads only as it is
+            // drained); a client that does not drain it for `slow_client` is dropped.
+            let sent = tokio::select! {
+                () = stopped(&mut stopping) => break,
+                sent = tokio::time::timeout(slow_client, tx.send(e)) => sent,
+            };
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    flag.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+        }
+    });
+    let events = futures::stream::unfold((rx, overflowed), |(mut rx, overflowed)| async move {
+        let event = match rx.recv().await {
+            Some(e) => to_sse(&e),
+            // The sender stopped because this client fell behind: say so, once, then end.
+            None if overflowed.swap(false, Ordering::SeqCst) => Event::default()
+                .event("dropped")
+                .data("the client fell too far behind; reconnect with Last-Event-ID"),
+            None => return None,
+        };
+        Some((event, (rx, overflowed)))
+    });
+    Ok(Sse::new(events.map(Ok)).keep_alive(KeepAlive::new().interval(shared.config.keep_alive)))
+}
+
+/// Completes when the server is stopping.
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    // An error means the server is gone: stop too.
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+fn to_sse(e: &RecordedEvent) -> Event {
+    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".to_owned());
+    Event::default()
+        .id(e.position.to_string())
+        .event("event")
+        .data(data)
+}

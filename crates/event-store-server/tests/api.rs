@@ -1,0 +1,493 @@
+//! The HTTP API against the memory and SQLite stores, in process (the router as a tower
+//! service): every route, every error status, tokens, limits and the live tail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines
+)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use event_store::{EventStore, MemoryStore, Store};
+use event_store_server::{Api, Scope, ServerConfig, Tokens};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+async fn call(router: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (parts.status, parts.headers, value)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post(uri: &str, body: &Value) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn events(n: usize, ty: &str) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"namespace": "shop", "type": ty, "data": {"i": i}}))
+            .collect(),
+    )
+}
+
+/// Every route but the live tail, on `es`.
+async fn exercise<S: Store + Clone>(es: EventStore<S>) {
+    let api = Api::new(
+        es,
+        ServerConfig {
+            page_limit: 3,
+            ..ServerConfig::default()
+        },
+    );
+    let router = api.router();
+    assert_eq!(call(&router, get("/health")).await.0, StatusCode::OK);
+    assert_eq!(call(&router, get("/ready")).await.0, StatusCode::OK);
+
+    // Appends: created, retried, conflicting, refused.
+    let id = uuid::Uuid::now_v7();
+    let body = json!({"events": [{"id": id, "namespace": "shop", "type": "Placed", "data": {"total": 12}}],
+                      "expected_version": "no-stream"});
+    let (status, _, created) = call(&router, post("/streams/order-1", &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["stored"], true);
+    assert_eq!(created["events"][0]["version"], 0);
+    let (status, _, retried) = call(&router, post("/streams/order-1", &body)).await;
+    assert_eq!(status, StatusCode::OK, "a retry of the same ids: {retried}");
+    assert_eq!(retried["stored"], false);
+    assert_eq!(retried["events"], created["events"]);
+    let mut conflict = post("/streams/order-1", &events(1, "Paid"));
+    conflict
+        .headers_mut()
+        .insert("expected-version", "no-stream".parse().unwrap());
+    let (status, _, e) = call(&router, conflict).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"], "conflict");
+    assert_eq!(e["stream"], "order-1");
+    assert_eq!(e["actual"], 0);
+    let mut ok = post("/streams/order-1", &events(4, "Paid"));
+    ok.headers_mut()
+        .insert("expected-version", "0".parse().unwrap());
+    assert_eq!(call(&router, ok).await.0, StatusCode::CREATED);
+    for (uri, body, field) in [
+        (
+            "/streams/order-1",
+            json!({"events": [{"namespace": "shop", "type": "X", "data": [1]}]}),
+            "events[0].data",
+        ),
+        (
+            "/streams/order-1",
+            json!({"events": [{"namespace": "shop", "type": "X", "colour": 1}]}),
+            "events[0]",
+        ),
+        (
+            "/streams/order-1",
+            json!({"events": [{"namespace": "shop", "type": "X", "context": {"time": "soon"}}]}),
+            "events[0].context.time",
+        ),
+        (
+            "/streams/order-1",
+            json!({"events": [], "expected_version": "soon"}),
+            "expected_version",
+        ),
+        ("/streams/order-1", json!({"evnts": []}), "events"),
+        ("/streams/has%20space", events(1, "X"), "stream"),
+    ] {
+        let (status, _, e) = call(&router, post(uri, &body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        assert_eq!(e["error"], "invalid", "{e}");
+        assert!(
+            e["field"].as_str().unwrap().starts_with(field),
+            "{body}: {e}"
+        );
+    }
+    // Hostile JSON, as the CLI refuses it: a key twice, an integer beyond 64 bits.
+    for text in [
+        r#"[{"namespace":"shop","type":"X","data":{"k":1,"k":2}}]"#,
+        r#"[{"namespace":"shop","type":"X","data":{"n":123456789012345678901234}}]"#,
+        "not json",
+    ] {
+        let request = Request::post("/streams/order-1")
+            .body(Body::from(text))
+            .unwrap();
+        let (status, _, e) = call(&router, request).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}: {e}");
+    }
+
+    // A stream, paged with cursors and Link headers.
+    let (status, headers, first) = call(&router, get("/streams/order-1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["events"].as_array().unwrap().len(), 3);
+    assert_eq!(first["next"], "3");
+    let link = headers[header::LINK].to_str().unwrap().to_owned();
+    assert_eq!(link, "</streams/order-1?from=3&limit=3>; rel=\"next\"");
+    let (_, headers, second) = call(&router, get("/streams/order-1?from=3&limit=3")).await;
+    assert_eq!(second["events"].as_array().unwrap().len(), 2);
+    assert_eq!(second["next"], Value::Null);
+    assert!(headers.get(header::LINK).is_none());
+    let (_, _, back) = call(&router, get("/streams/order-1?backward=true&limit=2")).await;
+    assert_eq!(back["events"][0]["version"], 4);
+    assert_eq!(back["next"], "2");
+    let (status, _, e) = call(&router, get("/streams/nothing-here")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{e}");
+    for uri in [
+        "/streams/order-1?limit=0",
+        "/streams/order-1?from=x",
+        "/streams/order-1?colour=1",
+        "/streams/order-1?limit=1&limit=2",
+    ] {
+        let (status, _, e) = call(&router, get(uri)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {e}");
+    }
+
+    // The global log, forward and backward, paged.
+    call(&router, post("/streams/cart-1", &events(2, "Added"))).await;
+    let mut log = Vec::new();
+    let mut uri = "/log".to_owned();
+    loop {
+        let (status, headers, page) = call(&router, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        log.extend(page["events"].as_array().unwrap().iter().cloned());
+        match headers.get(header::LINK) {
+            Some(link) => {
+                let link = link.to_str().unwrap();
+                link[1..link.find('>').unwrap()].clone_into(&mut uri);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(log.len(), 7);
+    let positions: Vec<String> = log
+        .iter()
+        .map(|e| e["position"].as_str().unwrap().to_owned())
+        .collect();
+    let (_, _, newest) = call(&router, get("/log?backward=true&limit=2")).await;
+    assert_eq!(newest["events"][0]["position"], positions[6]);
+    let (_, _, older) = call(&router, get(&format!("/log?before={}", positions[5]))).await;
+    assert_eq!(older["events"][0]["position"], positions[4]);
+    let (status, _, _) = call(&router, get("/log?after=1&backward=true")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Streams and stats.
+    let (_, headers, streams) = call(&router, get("/streams?limit=1")).await;
+    assert_eq!(streams["streams"][0]["stream"], "cart-1");
+    assert_eq!(streams["streams"][0]["events"], 2);
+    assert!(
+        headers[header::LINK]
+            .to_str()
+            .unwrap()
+            .contains("after=cart-1")
+    );
+    let (_, _, rest) = call(&router, get("/streams?after=cart-1")).await;
+    assert_eq!(rest["streams"][0]["stream"], "order-1");
+    assert_eq!(rest["streams"][0]["events"], 5);
+    let (_, _, stats) = call(&router, get("/stats")).await;
+    assert_eq!(stats["events"], 7);
+    assert_eq!(stats["streams"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_on_memory() {
+    exercise(EventStore::from_store(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = event_store_sqlite::SqliteStore::open(dir.path().join("e.db"))
+        .await
+        .unwrap();
+    exercise(EventStore::from_store(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_scopes() {
+    let mut tokens = Tokens::new();
+    tokens
+        .add("reader-0123456789abcdef", &[Scope::Read])
+        .unwrap();
+    tokens
+        .add("writer-0123456789abcdef", &[Scope::Read, Scope::Append])
+        .unwrap();
+    tokens
+        .add("admin-0123456789abcdefg", &[Scope::Admin])
+        .unwrap();
+    let api = Api::new(
+        EventStore::from_store(MemoryStore::new()),
+        ServerConfig {
+            tokens: Some(tokens),
+            ..ServerConfig::default()
+        },
+    );
+    let router = api.router();
+    let with = |mut r: Request<Body>, token: &str| {
+        r.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        r
+    };
+    // Liveness and readiness need no token.
+    assert_eq!(call(&router, get("/health")).await.0, StatusCode::OK);
+    assert_eq!(call(&router, get("/ready")).await.0, StatusCode::OK);
+    let (status, headers, e) = call(&router, get("/stats")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{e}");
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    let (status, _, _) = call(&router, with(get("/stats"), "reader-0123456789abcdeX")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a wrong token");
+    assert_eq!(
+        call(&router, with(get("/stats"), "reader-0123456789abcdef"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _, e) = call(
+        &router,
+        with(
+            post("/streams/s", &events(1, "A")),
+            "reader-0123456789abcdef",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("append"));
+    assert_eq!(
+        call(
+            &router,
+            with(
+                post("/streams/s", &events(1, "A")),
+                "writer-0123456789abcdef"
+            )
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call(
+            &router,
+            with(
+                post("/streams/s", &events(1, "A")),
+                "admin-0123456789abcdefg"
+            )
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call(&router, with(get("/log/live"), "nobody-0123456789abcdef"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_body_is_refused_by_its_length() {
+    let api = Api::new(
+        EventStore::from_store(MemoryStore::new()),
+        ServerConfig {
+            body_limit: 1 << 20,
+            ..ServerConfig::default()
+        },
+    );
+    let router = api.router();
+    // It says 100 MB and sends a few bytes: refused on the header alone, so a body of that
+    // size is never read.
+    let request = Request::post("/streams/s")
+        .header(header::CONTENT_LENGTH, 100_000_000)
+        .body(Body::from("[]"))
+        .unwrap();
+    let (status, _, _) = call(&router, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A body that grows past the limit without a length is cut off as it streams.
+    let chunks = futures::stream::iter(
+        (0..200).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 64 * 1024]))),
+    );
+    let request = Request::post("/streams/s")
+        .body(Body::from_stream(chunks))
+        .unwrap();
+    let (status, _, e) = call(&router, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+}
+
+/// One SSE event: its id, name and data.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: Option<String>,
+    name: String,
+    data: String,
+}
+
+/// Reads SSE events from a live response until `n` events or the end of the stream.
+async fn read_sse(body: &mut Body, n: usize, slow: Option<Duration>) -> Vec<Sse> {
+    let mut buffer = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.unwrap();
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        buffer.push_str(std::str::from_utf8(data).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut e = Sse {
+                id: None,
+                name: "message".into(),
+                data: String::new(),
+            };
+            let mut fields = 0;
+            for line in block.lines() {
+                if let Some(v) = line
+                    .strip_prefix("id: ")
+                    .or_else(|| line.strip_prefix("id:"))
+                {
+                    e.id = Some(v.to_owned());
+                    fields += 1;
+                } else if let Some(v) = line
+                    .strip_prefix("event: ")
+                    .or_else(|| line.strip_prefix("event:"))
+                {
+                    v.clone_into(&mut e.name);
+                    fields += 1;
+                } else if let Some(v) = line
+                    .strip_prefix("data: ")
+                    .or_else(|| line.strip_prefix("data:"))
+                {
+                    e.data.push_str(v);
+                    fields += 1;
+                }
+            }
+            if fields > 0 {
+                out.push(e);
+            }
+        }
+        if let Some(pause) = slow {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    out
+}
+
+async fn live(router: &Router, uri: &str, last_event_id: Option<&str>) -> Body {
+    let mut request = get(uri);
+    if let Some(id) = last_event_id {
+        request
+            .headers_mut()
+            .insert("last-event-id", id.parse().unwrap());
+    }
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    response.into_body()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_tail_resumes_exactly_and_drops_a_slow_client() {
+    let es = EventStore::from_store(MemoryStore::new());
+    let api = Api::new(es.clone(), ServerConfig::default());
+    let router = api.router();
+    for i in 0..10 {
+        let stream = format!("s-{}", i % 3);
+        call(
+            &router,
+            post(&format!("/streams/{stream}"), &events(1, "A")),
+        )
+        .await;
+    }
+    let log = es
+        .store()
+        .read_all(event_store::Position::START, 100)
+        .await
+        .unwrap();
+    // From the start: the first five, with their positions as ids.
+    let mut body = live(&router, "/log/live?after=0", None).await;
+    let first = read_sse(&mut body, 5, None).await;
+    let ids: Vec<String> = first.iter().map(|e| e.id.clone().unwrap()).collect();
+    let expected: Vec<String> = log[..5].iter().map(|e| e.position.to_string()).collect();
+    assert_eq!(ids, expected);
+    assert!(first.iter().all(|e| e.name == "event"));
+    let decoded: Value = serde_json::from_str(&first[0].data).unwrap();
+    assert_eq!(decoded["id"], log[0].id.to_string());
+    drop(body);
+    // Reconnecting with Last-Event-ID resumes right after it, whatever `after` says.
+    let mut body = live(&router, "/log/live?after=0", Some(&ids[4])).await;
+    let rest = read_sse(&mut body, 5, None).await;
+    let rest_ids: Vec<String> = rest.iter().map(|e| e.id.clone().unwrap()).collect();
+    let expected: Vec<String> = log[5..].iter().map(|e| e.position.to_string()).collect();
+    assert_eq!(rest_ids, expected, "no gap, no duplicate");
+    // New events arrive live, filtered.
+    let mut typed = live(&router, "/log/live?type=shop.B", None).await;
+    call(&router, post("/streams/s-9", &events(1, "A"))).await;
+    call(&router, post("/streams/s-9", &events(1, "B"))).await;
+    let next = read_sse(&mut typed, 1, None).await;
+    let e: Value = serde_json::from_str(&next[0].data).unwrap();
+    assert_eq!(e["type"], "B");
+    drop(body);
+
+    // A client that stops reading while 500 events wait: its buffer of four stays full past
+    // `slow_client`, it is told so and disconnected; what it got is a gapless prefix of the log.
+    for _ in 0..50 {
+        call(&router, post("/streams/bulk", &events(10, "C"))).await;
+    }
+    let strict = Api::new(
+        es.clone(),
+        ServerConfig {
+            live_buffer: 4,
+            slow_client: Duration::from_millis(50),
+            ..ServerConfig::default()
+        },
+    );
+    let mut slow = live(&strict.router(), "/log/live?after=0", None).await;
+    let got = read_sse(&mut slow, usize::MAX, Some(Duration::from_millis(250))).await;
+    let last = got.last().unwrap();
+    assert_eq!(last.name, "dropped", "{last:?}");
+    let log = es
+        .store()
+        .read_all(event_store::Position::START, 1000)
+        .await
+        .unwrap();
+    let got_ids: Vec<String> = got[..got.len() - 1]
+        .iter()
+        .map(|e| e.id.clone().unwrap())
+        .collect();
+    let prefix: Vec<String> = log[..got_ids.len()]
+        .iter()
+        .map(|e| e.position.to_string())
+        .collect();
+    assert_eq!(got_ids, prefix);
+    assert!(got_ids.len() < log.len());
+
+    // Stopping the server ends the live tails.
+    api.stop();
+    let after_stop = read_sse(&mut typed, usize::MAX, None).await;
+    assert!(after_stop.is_empty(), "{after_stop:?}");
+    let (status, _, e) = call(&router, get("/log/live?type=nodot")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+}
