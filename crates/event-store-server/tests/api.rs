@@ -52,6 +52,7 @@ fn events(n: usize, ty: &str) -> Value {
 
 /// Every route but the live tail, on `es`.
 async fn exercise<S: Store + Clone>(es: EventStore<S>) {
+    let store = es.store().clone();
     let api = Api::new(
         es,
         ServerConfig {
@@ -159,8 +160,15 @@ async fn exercise<S: Store + Clone>(es: EventStore<S>) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {e}");
     }
 
-    // The global log, forward and backward, paged.
-    call(&router, post("/streams/cart-1", &events(2, "Added"))).await;
+    // The global log, forward and backward, paged: final events only, so wait until the last
+    // append is final (on PostgreSQL, other transactions may still run).
+    let (_, _, last) = call(&router, post("/streams/cart-1", &events(2, "Added"))).await;
+    let last: event_store::Position = last["events"][1]["position"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    event_store_testkit::wait_final(&store, last).await;
     let mut log = Vec::new();
     let mut uri = "/log".to_owned();
     loop {
@@ -216,6 +224,55 @@ async fn every_route_on_sqlite() {
     let store = event_store_sqlite::SqliteStore::open(dir.path().join("e.db"))
         .await
         .unwrap();
+    exercise(EventStore::from_store(store)).await;
+}
+
+/// Drops a test schema when the test ends, passed or failed.
+struct DropSchema(String, String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_on_postgres() {
+    let url = std::env::var("EVENT_STORE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!(
+        "es_http_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let _guard = DropSchema(url.clone(), schema.clone());
+    let mut config = event_store_postgres::PgConfig::with_schema(&schema);
+    config.connect_timeout = Duration::from_secs(5);
+    let Some(store) = event_store_testkit::require_service(
+        "PostgreSQL (EVENT_STORE_TEST_PG)",
+        event_store_postgres::PgStore::connect(&url, config).await,
+    ) else {
+        return;
+    };
+    store.migrate().await.unwrap();
     exercise(EventStore::from_store(store)).await;
 }
 
@@ -490,4 +547,76 @@ async fn the_live_tail_resumes_exactly_and_drops_a_slow_client() {
     assert!(after_stop.is_empty(), "{after_stop:?}");
     let (status, _, e) = call(&router, get("/log/live?type=nodot")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_writers_and_twenty_reconnecting_tails_all_see_the_log() {
+    const WRITERS: usize = 8;
+    const PER_WRITER: usize = 40;
+    const CLIENTS: usize = 20;
+    const TOTAL: usize = WRITERS * PER_WRITER;
+    let dir = tempfile::tempdir().unwrap();
+    let store = event_store_sqlite::SqliteStore::open(dir.path().join("e.db"))
+        .await
+        .unwrap();
+    let api = Api::new(
+        EventStore::from_store(store.clone()),
+        ServerConfig::default(),
+    );
+    let router = api.router();
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let router = router.clone();
+        clients.push(tokio::spawn(async move {
+            let mut seen: Vec<String> = Vec::new();
+            let mut reconnects = 0usize;
+            while seen.len() < TOTAL {
+                let last = seen.last().cloned();
+                let mut body = live(&router, "/log/live?after=0", last.as_deref()).await;
+                // Each connection is dropped on purpose after a few events (the last one
+                // reads to the end).
+                let take = if reconnects < 3 {
+                    7 + (c * 13 + reconnects * 29) % 60
+                } else {
+                    TOTAL
+                };
+                let got = read_sse(&mut body, take.min(TOTAL - seen.len()), None).await;
+                assert!(got.iter().all(|e| e.name == "event"), "{got:?}");
+                seen.extend(got.into_iter().map(|e| e.id.unwrap()));
+                reconnects += 1;
+            }
+            (seen, reconnects)
+        }));
+    }
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let router = router.clone();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..PER_WRITER {
+                let (status, _, e) =
+                    call(&router, post(&format!("/streams/w-{w}"), &events(1, "W"))).await;
+                assert_eq!(status, StatusCode::CREATED, "{e}");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let log: Vec<String> = store
+        .read_all(event_store::Position::START, TOTAL + 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position.to_string())
+        .collect();
+    assert_eq!(log.len(), TOTAL);
+    // A hang guard, not a speed check: every client ends once it has seen the whole log.
+    for client in clients {
+        let (seen, reconnects) = tokio::time::timeout(Duration::from_secs(120), client)
+            .await
+            .expect("a client never saw the whole log")
+            .unwrap();
+        assert!(reconnects >= 4, "{reconnects}");
+        assert_eq!(seen, log, "no gap, no duplicate, in log order");
+    }
 }
