@@ -396,6 +396,9 @@ impl Store for AnyStore {
     async fn stream_version(&self, stream: &StreamId) -> event_store::Result<Option<u64>> {
         each!(self, s => s.stream_version(stream).await)
     }
+    async fn read_event(&self, id: uuid::Uuid) -> event_store::Result<Option<RecordedEvent>> {
+        each!(self, s => s.read_event(id).await)
+    }
     async fn streams(
         &self,
         prefix: &str,

@@ -35,6 +35,7 @@ pub(crate) fn bounded<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
         .route("/streams", get(streams::<S>))
         .route("/streams/{stream}", get(read_stream::<S>).post(append::<S>))
         .route("/log", get(read_log::<S>))
+        .route("/events/{id}", get(read_event::<S>))
         .route("/stats", get(stats::<S>))
         .with_state(shared)
 }
@@ -221,6 +222,22 @@ async fn read_log<S: Store + Clone>(
         serde_json::to_value(&events).map_err(codec)?,
         next,
     ))
+}
+
+async fn read_event<S: Store + Clone>(
+    State(shared): St<S>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::invalid("id", format!("`{id}` is not a UUID")))?;
+    let event = shared
+        .es
+        .store()
+        .read_event(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))?;
+    Ok(Json(serde_json::to_value(&event).map_err(codec)?))
 }
 
 async fn streams<S: Store + Clone>(

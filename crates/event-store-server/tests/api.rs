@@ -195,6 +195,20 @@ async fn exercise<S: Store + Clone>(es: EventStore<S>) {
     let (status, _, _) = call(&router, get("/log?after=1&backward=true")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
+    // One event by id.
+    let one = &log[3];
+    let (status, _, found) = call(
+        &router,
+        get(&format!("/events/{}", one["id"].as_str().unwrap())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&found, one);
+    let (status, _, _) = call(&router, get(&format!("/events/{}", uuid::Uuid::now_v7()))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, e) = call(&router, get("/events/not-a-uuid")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
     // Streams and stats.
     let (_, headers, streams) = call(&router, get("/streams?limit=1")).await;
     assert_eq!(streams["streams"][0]["stream"], "cart-1");

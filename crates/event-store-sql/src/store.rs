@@ -280,6 +280,18 @@ pub async fn stream_version<D: Driver>(d: &D, stream: &StreamId) -> Result<Optio
         .transpose()
 }
 
+/// [`Store::read_event`](event_store::Store::read_event).
+pub async fn read_event<D: Driver>(d: &D, id: uuid::Uuid) -> Result<Option<RecordedEvent>> {
+    let params = vec![Param::Text(id.to_string())];
+    let rows = d
+        .query(
+            Statement::new("event by id", D::QUERIES.event_by_id, params),
+            event::<D>,
+        )
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
 /// [`Store::streams`](event_store::Store::streams): the query's rows are each listed stream's
 /// last event.
 pub async fn streams<D: Driver>(
@@ -473,6 +485,14 @@ macro_rules! impl_store {
             ) -> impl ::std::future::Future<Output = ::event_store::Result<::event_store::StoreStats>>
             + Send {
                 $crate::store::stats(self)
+            }
+            fn read_event(
+                &self,
+                id: ::uuid::Uuid,
+            ) -> impl ::std::future::Future<
+                Output = ::event_store::Result<::std::option::Option<::event_store::RecordedEvent>>,
+            > + Send {
+                $crate::store::read_event(self, id)
             }
             fn streams(
                 &self,

@@ -16,7 +16,7 @@ use crate::query::to_sql;
 use crate::store::SqliteStore;
 use event_store_sql::dialects::time_text;
 
-const FIND_BY_ID: &str = include_str!("../sql/queries/find_by_id.sql");
+const FIND_BY_ID: &str = include_str!("../sql/queries/event_by_id.sql");
 const STREAM_VERSION: &str = include_str!("../sql/queries/stream_version.sql");
 const INSERT: &str = include_str!("../sql/queries/insert_events.sql");
 

@@ -42,6 +42,8 @@ pub enum Method {
     Watermark,
     /// [`Store::streams`].
     Streams,
+    /// [`Store::read_event`].
+    ReadEvent,
     /// [`Cache::get`].
     CacheGet,
     /// [`Cache::put`].
@@ -233,6 +235,10 @@ impl<S: Store> Store for FaultyStore<S> {
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
         let read = self.inner.stream_version(stream);
         self.faults.call(Method::StreamVersion, read).await
+    }
+    async fn read_event(&self, id: uuid::Uuid) -> Result<Option<RecordedEvent>> {
+        let read = self.inner.read_event(id);
+        self.faults.call(Method::ReadEvent, read).await
     }
     async fn streams(
         &self,

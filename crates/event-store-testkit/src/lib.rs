@@ -46,8 +46,8 @@ pub use projections::{
     projection_runners_share_partitions, projection_store_contract,
 };
 pub use reads::{
-    bad_input, global_order, paging, queries, read_stream_directions, stats_counts,
-    streamed_reads_agree, streams_are_listed,
+    bad_input, events_are_found_by_id, global_order, paging, queries, read_stream_directions,
+    stats_counts, streamed_reads_agree, streams_are_listed,
 };
 pub use service::{execute_under_contention, follow_never_skips};
 pub use support::{Guarded, PATIENCE, RecordingEmitter, Rng, require_service, wait_final};
@@ -73,7 +73,7 @@ macro_rules! __kit_store_checks {
             fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads,
             execute_under_contention, follow_never_skips, upcasting_reads_every_version,
             multi_stream_appends, multi_stream_appends_do_not_deadlock, streamed_reads_agree,
-            streams_are_listed);
+            streams_are_listed, events_are_found_by_id);
     };
 }
 

@@ -687,3 +687,29 @@ pub async fn streams_are_listed<S: Store>(store: &S) {
             .all(|w| w[0].stream.as_bytes() < w[1].stream.as_bytes())
     );
 }
+
+/// [`Store::read_event`] finds each event by its id, as the stream holds it; an unknown id is
+/// `None`.
+pub async fn events_are_found_by_id<S: Store>(store: &S) {
+    let s = format!("byid-{}", suffix());
+    let stored = append(
+        store,
+        &s,
+        ExpectedVersion::NoStream,
+        vec![
+            ev("kit", "Found", json!({"n": 1})),
+            ev("kit", "Found", json!({"n": 2})),
+        ],
+    )
+    .await
+    .expect("append");
+    let in_stream = stream_events(store, &s).await;
+    assert_eq!(in_stream.len(), 2);
+    for e in &in_stream {
+        let found = store.read_event(e.id).await.expect("read_event");
+        assert_eq!(found.as_ref(), Some(e), "event {} by id", e.id);
+    }
+    assert_eq!(stored.len(), 2);
+    let unknown = Uuid::now_v7();
+    assert_eq!(store.read_event(unknown).await.expect("read_event"), None);
+}

@@ -182,6 +182,12 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     ) -> impl Future<Output = Result<Option<u64>>> + Send {
         self.store.stream_version(stream)
     }
+    fn read_event(
+        &self,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send {
+        self.store.read_event(id)
+    }
     fn streams(
         &self,
         prefix: &str,

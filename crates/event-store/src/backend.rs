@@ -165,6 +165,12 @@ pub trait Store: Send + Sync + 'static {
     fn stream_version(&self, stream: &StreamId)
     -> impl Future<Output = Result<Option<u64>>> + Send;
 
+    /// The event with this id (`None`: no such event), committed, final or not.
+    fn read_event(
+        &self,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send;
+
     /// Streams whose ids start with `prefix` (`""`: every stream), in the byte order of their
     /// ids, after `after` (exclusive: the last id of the previous page; `None`: from the
     /// first), at most `limit`, each with its event count and last event.

@@ -347,6 +347,11 @@ impl Store for MemoryStore {
             .map(|v| v.len() as u64 - 1))
     }
 
+    async fn read_event(&self, id: Uuid) -> Result<Option<RecordedEvent>> {
+        let log = self.read();
+        Ok(log.ids.get(&id).map(|&i| log.events[i].clone()))
+    }
+
     async fn streams(
         &self,
         prefix: &str,
