@@ -697,14 +697,7 @@ fn ctrl_c_during_an_import_says_what_was_committed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::send_ctrl_c(&child);
     let out = child.wait_with_output().unwrap();
     drop(input);
     let e = one_line(&out, 130);

@@ -8,7 +8,22 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
+
+/// `event-store init` on `url`.
+fn init(url: &str) {
+    let out = Command::new(BIN)
+        .args(["--url", url, "init"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// Starts `serve` on a free port; returns the child and the address it printed.
 fn serve(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
@@ -57,14 +72,7 @@ fn request(address: &str, method: &str, path: &str, headers: &[&str], body: &str
 }
 
 fn interrupt(mut child: Child) -> String {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::send_ctrl_c(&child);
     let status = child.wait().unwrap();
     let mut rest = String::new();
     child
@@ -88,14 +96,7 @@ fn serve_appends_reads_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no event store"));
-    assert!(
-        Command::new(BIN)
-            .args(["--url", &url, "init"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    init(&url);
 
     let (child, address) = serve(&url, &[], &[]);
     let (status, _) = request(&address, "GET", "/health", &[], "");
@@ -133,14 +134,7 @@ fn serve_appends_reads_and_stops_on_ctrl_c() {
 fn serve_with_tokens_from_a_file_or_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("e.db").display());
-    assert!(
-        Command::new(BIN)
-            .args(["--url", &url, "init"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    init(&url);
     let file = dir.path().join("tokens");
     std::fs::write(&file, "# who may do what\nreader-0123456789abcdef read\n").unwrap();
     let (child, address) = serve(&url, &["--tokens", file.to_str().unwrap()], &[]);

@@ -51,3 +51,13 @@ pub fn output_with_stdin(
     feeder.join().unwrap();
     out
 }
+
+/// Sends Ctrl-C (SIGINT) to a running command.
+pub fn send_ctrl_c(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -INT {pid} failed");
+}
