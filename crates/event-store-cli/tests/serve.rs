@@ -120,6 +120,37 @@ fn serve_appends_reads_and_stops_on_ctrl_c() {
     let (status, page) = request(&address, "GET", "/streams/order-1", &[], "");
     assert_eq!(status, 200);
     assert_eq!(page["events"][0]["data"]["total"], 12);
+    // A live-tail client stays connected while the metrics are read.
+    let mut tail = TcpStream::connect(&address).unwrap();
+    write!(tail, "GET /log/live?after=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    tail.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // The metrics of what was just done, in the Prometheus text format.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(r#"event_store_events_appended_total{namespace="shop",type="Placed"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("event_store_append_conflicts_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("event_store_append_seconds_bucket"), "{text}");
+    assert!(text.contains("event_store_live_clients 1"), "{text}");
+    assert!(
+        text.contains(r#"event_store_http_requests_total{method="POST",status="409"} 1"#),
+        "{text}"
+    );
+    drop(tail);
     let said = interrupt(child);
     assert!(said.contains("stopped"), "{said}");
     // What the API appended is in the file.

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// The most events or streams one page returns (default 1 000; `limit` asks for fewer).
     pub page_limit: usize,
+    /// What `GET /metrics` renders: the handle of the Prometheus recorder the process installed
+    /// (`None`: no `/metrics` route). The names are listed in [`event_store::metrics`].
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             slow_client: Duration::from_secs(30),
             keep_alive: Duration::from_secs(15),
             page_limit: 1000,
+            metrics: None,
         }
     }
 }
@@ -101,6 +105,7 @@ impl<S: Store + Clone> Api<S> {
         );
         routes::open(Arc::clone(&self.shared))
             .merge(api)
+            .layer(axum::middleware::from_fn(routes::count))
             .layer(DefaultBodyLimit::max(config.body_limit))
             .layer(RequestBodyLimitLayer::new(config.body_limit))
     }

@@ -127,18 +127,38 @@ async fn live<S: Store + Clone>(
             }
         }
     });
-    let events = futures::stream::unfold((rx, overflowed), |(mut rx, overflowed)| async move {
-        let event = match rx.recv().await {
-            Some(e) => to_sse(&e),
-            // The sender stopped because this client fell behind: say so, once, then end.
-            None if overflowed.swap(false, Ordering::SeqCst) => Event::default()
-                .event("dropped")
-                .data("the client fell too far behind; reconnect with Last-Event-ID"),
-            None => return None,
-        };
-        Some((event, (rx, overflowed)))
-    });
+    let connected = Connected::new();
+    let events = futures::stream::unfold(
+        (rx, overflowed, connected),
+        |(mut rx, overflowed, connected)| async move {
+            let event = match rx.recv().await {
+                Some(e) => to_sse(&e),
+                // The sender stopped because this client fell behind: say so, once, then end.
+                None if overflowed.swap(false, Ordering::SeqCst) => Event::default()
+                    .event("dropped")
+                    .data("the client fell too far behind; reconnect with Last-Event-ID"),
+                None => return None,
+            };
+            Some((event, (rx, overflowed, connected)))
+        },
+    );
     Ok(Sse::new(events.map(Ok)).keep_alive(KeepAlive::new().interval(shared.config.keep_alive)))
+}
+
+/// A connected live-tail client, counted in `event_store_live_clients` while it lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!("event_store_live_clients").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("event_store_live_clients").decrement(1.0);
+    }
 }
 
 /// Completes when the server is stopping.

@@ -37,6 +37,7 @@ pub(crate) fn bounded<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
         .route("/log", get(read_log::<S>))
         .route("/events/{id}", get(read_event::<S>))
         .route("/stats", get(stats::<S>))
+        .route("/metrics", get(metrics::<S>))
         .with_state(shared)
 }
 
@@ -269,6 +270,44 @@ async fn streams<S: Store + Clone>(
         serde_json::to_value(&list).map_err(codec)?,
         next,
     ))
+}
+
+/// `GET /metrics`: the Prometheus text format, when the process installed a recorder.
+async fn metrics<S: Store + Clone>(State(shared): St<S>) -> Result<Response, ApiError> {
+    let Some(handle) = &shared.config.metrics else {
+        return Err(ApiError::NotFound(
+            "no metrics: this server was started without a recorder".to_owned(),
+        ));
+    };
+    let text = handle.render();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Counts every request and its duration (`event_store_http_requests_total`,
+/// `event_store_http_request_seconds`).
+pub(crate) async fn count(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!("event_store_http_request_seconds", "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "event_store_http_requests_total",
+        "method" => method,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
 }
 
 async fn stats<S: Store + Clone>(State(shared): St<S>) -> Result<Json<Value>, ApiError> {

@@ -14,6 +14,7 @@ pub mod json;
 pub mod legacy;
 pub mod limits;
 mod memory;
+pub mod metrics;
 mod model;
 pub mod ndjson;
 pub mod projection;

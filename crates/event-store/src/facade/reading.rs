@@ -56,6 +56,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
+        crate::metrics::read("stream");
         let store = self.inner.store.clone();
         match (StreamId::new(stream), tokio::runtime::Handle::try_current()) {
             (Err(e), _) => Either::Left(failed(e)),
@@ -94,6 +95,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
+        crate::metrics::read("log");
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => Either::Left(read_ahead(&runtime, self.shared(), Ahead::Log(after))),
             Err(_) => Either::Right(self.log_stream(after, None, false)),
@@ -109,6 +111,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
+        crate::metrics::read("log_backward");
         let store = self.inner.store.clone();
         paged(before, move |before| {
             let store = store.clone();
@@ -133,6 +136,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
+        crate::metrics::read("query");
         match query.check() {
             Err(e) => Either::Left(failed(e)),
             Ok(query) => Either::Right(self.committed(query, after)),
@@ -182,6 +186,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
+        crate::metrics::read("follow");
         match query.check() {
             Err(e) => Either::Left(failed(e)),
             Ok(q) => Either::Right(self.log_stream(after, Some(q), false)),
@@ -199,6 +204,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
+        crate::metrics::read("tail");
         match filter.map(Query::check).transpose() {
             Err(e) => Either::Left(failed(e)),
             Ok(q) => Either::Right(self.log_stream(after, q, true)),

@@ -91,6 +91,13 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         events: Vec<NewEvent>,
     ) -> Result<Appended> {
         let batch = AppendBatch::new(stream, expected, events)?;
+        let started = std::time::Instant::now();
+        let result = self.append_batch(stream, batch).await;
+        crate::metrics::appended(started, result.as_ref().map(std::slice::from_ref));
+        result
+    }
+
+    async fn append_batch(&self, stream: &str, batch: AppendBatch) -> Result<Appended> {
         if !E::ON_SAVE {
             return self.inner.store.append(batch).await;
         }
@@ -117,6 +124,13 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     /// order.
     pub async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<Appended>> {
         let batches = MultiAppend::new(batches)?;
+        let started = std::time::Instant::now();
+        let result = self.append_batches(batches).await;
+        crate::metrics::appended(started, result.as_ref().map(Vec::as_slice));
+        result
+    }
+
+    async fn append_batches(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
         if !E::ON_SAVE {
             return self.inner.store.append_many(batches).await;
         }
