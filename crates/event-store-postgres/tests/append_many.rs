@@ -65,11 +65,7 @@ async fn the_one_statement_path_places_batches_and_checks_expectations() {
     let Some(t) = common::fresh().await else {
         return;
     };
-    let admin = common::admin().await;
-    admin
-        .batch_execute(&format!("SET search_path TO \"{}\"", t.schema()))
-        .await
-        .unwrap();
+    let admin = common::admin_in(t.schema()).await;
     // -1 any, -2 no stream, -3 stream exists, n: exactly version n.
     let got = call(
         &admin,

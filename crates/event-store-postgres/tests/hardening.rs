@@ -29,12 +29,8 @@ async fn the_table_refuses_what_validation_refuses_even_from_the_owner() {
     let Some(t) = common::fresh().await else {
         return;
     };
-    let admin = common::admin().await;
     let schema = t.schema().to_owned();
-    admin
-        .batch_execute(&format!("SET search_path TO \"{schema}\""))
-        .await
-        .unwrap();
+    let admin = common::admin_in(&schema).await;
     EventStore::from_store(t.store.clone())
         .append(
             "order-1",

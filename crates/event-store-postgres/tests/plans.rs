@@ -55,11 +55,7 @@ async fn hot_queries_use_indexes_on_100k_events() {
     let Some(t) = common::fresh_with(|c| c.indexes = Indexes::all()).await else {
         return;
     };
-    let admin = common::admin().await;
-    admin
-        .batch_execute(&format!("SET search_path TO \"{}\"", t.schema()))
-        .await
-        .unwrap();
+    let admin = common::admin_in(t.schema()).await;
     // 100 000 events in 100 transactions: 2 000 streams of 50, 10 namespaces × 5 types, 100
     // subjects, an hour apart.
     for batch in 0..100 {

@@ -32,11 +32,7 @@ async fn a_million_events_stream_in_constant_memory() {
     let Some(t) = common::fresh().await else {
         return;
     };
-    let admin = common::admin().await;
-    admin
-        .batch_execute(&format!("SET search_path TO \"{}\"", t.schema()))
-        .await
-        .unwrap();
+    let admin = common::admin_in(t.schema()).await;
     admin
         .batch_execute(&format!(
             "INSERT INTO events (id, stream, version, namespace, event_type, data, context, time)

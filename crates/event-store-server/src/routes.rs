@@ -120,9 +120,13 @@ pub(crate) fn encode(text: &str) -> String {
 
 /// A page: `{"<key>": items, "next": cursor or null}`, with a `Link: <…>; rel="next"` header
 /// when there is a next page.
-fn page(key: &str, items: Value, next: Option<(String, String)>) -> Response {
+fn page<T: serde::Serialize>(
+    key: &str,
+    items: &[T],
+    next: Option<(String, String)>,
+) -> Result<Response, ApiError> {
     let mut body = serde_json::Map::new();
-    body.insert(key.to_owned(), items);
+    body.insert(key.to_owned(), serde_json::to_value(items).map_err(codec)?);
     body.insert(
         "next".to_owned(),
         next.as_ref()
@@ -135,7 +139,7 @@ fn page(key: &str, items: Value, next: Option<(String, String)>) -> Response {
     {
         response.headers_mut().insert(header::LINK, value);
     }
-    response
+    Ok(response)
 }
 
 fn stream_id(stream: &str) -> Result<StreamId, ApiError> {
@@ -167,10 +171,7 @@ async fn read_stream<S: Store + Clone>(
     let next = events
         .last()
         .filter(|_| events.len() == limit)
-        .and_then(|last| match direction {
-            Direction::Forward => last.version.checked_add(1),
-            Direction::Backward => last.version.checked_sub(1),
-        })
+        .and_then(|last| direction.after(last.version))
         .map(|v| {
             let link = format!(
                 "/streams/{}?from={v}&limit={limit}{}",
@@ -179,11 +180,7 @@ async fn read_stream<S: Store + Clone>(
             );
             (v.to_string(), link)
         });
-    Ok(page(
-        "events",
-        serde_json::to_value(&events).map_err(codec)?,
-        next,
-    ))
+    page("events", &events, next)
 }
 
 async fn read_log<S: Store + Clone>(
@@ -218,11 +215,7 @@ async fn read_log<S: Store + Clone>(
         };
         (p, link)
     });
-    Ok(page(
-        "events",
-        serde_json::to_value(&events).map_err(codec)?,
-        next,
-    ))
+    page("events", &events, next)
 }
 
 async fn read_event<S: Store + Clone>(
@@ -265,11 +258,7 @@ async fn streams<S: Store + Clone>(
         );
         (last.stream.clone(), link)
     });
-    Ok(page(
-        "streams",
-        serde_json::to_value(&list).map_err(codec)?,
-        next,
-    ))
+    page("streams", &list, next)
 }
 
 /// `GET /metrics`: the Prometheus text format, when the process installed a recorder.

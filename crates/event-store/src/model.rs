@@ -249,6 +249,17 @@ pub enum Direction {
     Backward,
 }
 
+impl Direction {
+    /// The version a read in this direction goes on from after `version` (`None`: past the
+    /// first or the last possible version).
+    pub fn after(self, version: u64) -> Option<u64> {
+        match self {
+            Self::Forward => version.checked_add(1),
+            Self::Backward => version.checked_sub(1),
+        }
+    }
+}
+
 /// The context of an event: when, why and on whose behalf it happened.
 ///
 /// Its JSON form keeps the original design's keys: `time` (RFC 3339), `action`, `subject`; plus

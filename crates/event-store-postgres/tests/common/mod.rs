@@ -101,6 +101,17 @@ pub async fn admin() -> tokio_postgres::Client {
     client
 }
 
+/// An admin connection whose `search_path` is `schema`: SQL written as the store's own
+/// functions see it.
+pub async fn admin_in(schema: &str) -> tokio_postgres::Client {
+    let client = admin().await;
+    client
+        .batch_execute(&format!("SET search_path TO \"{schema}\""))
+        .await
+        .expect("set search_path");
+    client
+}
+
 /// Drops a schema made outside [`fresh`] when it goes out of scope.
 pub struct SchemaGuardFor(SchemaGuard);
 

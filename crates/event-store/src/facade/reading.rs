@@ -70,10 +70,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                     let next = page
                         .last()
                         .filter(|_| page.len() == PAGE_SIZE)
-                        .and_then(|last| match direction {
-                            Direction::Forward => last.version.checked_add(1),
-                            Direction::Backward => last.version.checked_sub(1),
-                        })
+                        .and_then(|last| direction.after(last.version))
                         .map(|v| (id, v));
                     Ok((page, next))
                 }
