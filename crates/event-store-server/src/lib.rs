@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod live;
+mod openapi;
 mod routes;
 
 use std::future::Future;
@@ -18,7 +19,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use auth::{MIN_TOKEN_LEN, Scope, Tokens};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, ErrorKind};
+pub use openapi::openapi;
 
 /// How the API behaves.
 #[derive(Debug, Clone)]

@@ -20,9 +20,10 @@ use axum::routing::get;
 use event_store::{Position, Query as EventQuery, RecordedEvent, Store};
 use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
+use utoipa::IntoParams;
 
 use crate::Shared;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::Params;
 
 pub(crate) fn routes<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
@@ -66,12 +67,45 @@ fn filter(params: &Params) -> Result<Option<EventQuery>, ApiError> {
     Ok(Some(q))
 }
 
-async fn live<S: Store + Clone>(
+/// The query of `GET /log/live`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Names the accepted parameters; `Params` parses them.
+pub(crate) struct LiveQuery {
+    /// Start after this position (default: at the head, only new events). A `Last-Event-ID`
+    /// header, sent by a reconnecting client, wins.
+    after: Option<Position>,
+    /// Only events of this namespace.
+    namespace: Option<String>,
+    /// Only events of this type, as `NAMESPACE.TYPE` (like `shop.OrderPlaced`).
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    /// Only events of streams whose id starts with this text.
+    stream_prefix: Option<String>,
+}
+
+/// The live tail: every final event from a position on, as Server-Sent Events, then each new
+/// one as it is appended. Each SSE event is named `event`, its `id:` is the position and its
+/// data the recorded event as JSON; a client that fell behind gets a `dropped` event and is
+/// disconnected. A reconnect with `Last-Event-ID` resumes exactly after it.
+#[utoipa::path(get, path = "/log/live", tag = "log",
+    params(
+        LiveQuery,
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The position of the last event the client saw: resume after it"),
+    ),
+    responses(
+        (status = 200, description = "The event stream (never ends while the server runs)",
+            body = String, content_type = "text/event-stream"),
+        (status = 422, description = "A parameter is wrong", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn live<S: Store + Clone>(
     State(shared): State<Arc<Shared<S>>>,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let params = Params::new(pairs, &["after", "namespace", "type", "stream_prefix"])?;
+    let params = Params::of::<LiveQuery>(pairs)?;
     let query = filter(&params)?;
     // Where to start: after the last event the client saw, else after `after`, else at the
     // head (only new events).

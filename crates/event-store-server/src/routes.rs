@@ -7,17 +7,21 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use event_store::{Direction, EventContext, ExpectedVersion, NewEvent, Position, Store, StreamId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use event_store::{RecordedEvent, StoreStats, StreamInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::Shared;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 type St<S> = State<Arc<Shared<S>>>;
 
@@ -26,6 +30,7 @@ pub(crate) fn open<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready::<S>))
+        .route("/openapi.json", get(crate::openapi::document))
         .with_state(shared)
 }
 
@@ -41,13 +46,31 @@ pub(crate) fn bounded<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
         .with_state(shared)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "live"}))
+/// What `/health` and `/ready` answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// `live` or `ready`.
+    status: &'static str,
 }
 
-async fn ready<S: Store + Clone>(State(shared): St<S>) -> Result<Json<Value>, ApiError> {
+/// Whether the process runs.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process runs", body = Status)))]
+pub(crate) async fn health() -> Json<Status> {
+    Json(Status { status: "live" })
+}
+
+/// Whether the store answers.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "The store answers", body = Status),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
+pub(crate) async fn ready<S: Store + Clone>(
+    State(shared): St<S>,
+) -> Result<Json<Status>, ApiError> {
     shared.es.store().watermark().await?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Status { status: "ready" }))
 }
 
 /// Query parameters, checked: unknown or repeated ones are refused, each value parsed with a
@@ -55,10 +78,15 @@ async fn ready<S: Store + Clone>(State(shared): St<S>) -> Result<Json<Value>, Ap
 pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    pub(crate) fn new(pairs: Vec<(String, String)>, known: &[&str]) -> Result<Self, ApiError> {
+    /// The query `pairs` of a route whose parameters `P` documents: only those are accepted.
+    pub(crate) fn of<P: IntoParams>(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
+        let known: Vec<String> = P::into_params(|| Some(ParameterIn::Query))
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         let mut map = HashMap::new();
         for (key, value) in pairs {
-            if !known.contains(&key.as_str()) {
+            if !known.contains(&key) {
                 return Err(ApiError::invalid(
                     key,
                     format!("unknown parameter (known: {})", known.join(", ")),
@@ -90,10 +118,12 @@ impl Params {
 
     /// `limit`: 1 to the page limit (default: the page limit).
     fn limit(&self, most: usize) -> Result<usize, ApiError> {
-        match self.parse::<usize>("limit", "a whole number")? {
+        match self.parse::<i32>("limit", "a whole number from 1 to 2147483647")? {
             None => Ok(most),
-            Some(0) => Err(ApiError::invalid("limit", "must be at least 1")),
-            Some(n) => Ok(n.min(most)),
+            Some(n) => match usize::try_from(n) {
+                Ok(n) if n > 0 => Ok(n.min(most)),
+                _ => Err(ApiError::invalid("limit", "must be at least 1")),
+            },
         }
     }
 
@@ -118,23 +148,31 @@ pub(crate) fn encode(text: &str) -> String {
     out
 }
 
-/// A page: `{"<key>": items, "next": cursor or null}`, with a `Link: <…>; rel="next"` header
-/// when there is a next page.
-fn page<T: serde::Serialize>(
-    key: &str,
-    items: &[T],
-    next: Option<(String, String)>,
-) -> Result<Response, ApiError> {
-    let mut body = serde_json::Map::new();
-    body.insert(key.to_owned(), serde_json::to_value(items).map_err(codec)?);
-    body.insert(
-        "next".to_owned(),
-        next.as_ref()
-            .map_or(Value::Null, |(cursor, _)| Value::String(cursor.clone())),
-    );
-    let body = Value::Object(body);
-    let mut response = Json(body).into_response();
-    if let Some((_, link)) = next
+/// A page of events: `next` is the cursor of the next page (`null` on the last one), which the
+/// `Link: <…>; rel="next"` header also gives as a URL.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EventPage {
+    /// The events, in the order read.
+    events: Vec<RecordedEvent>,
+    /// Where the next page starts (a version for a stream, a position for the log); `null`
+    /// when this page is the last.
+    next: Option<String>,
+}
+
+/// A page of streams, in byte order of their ids.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StreamPage {
+    /// The streams with their count and last event.
+    streams: Vec<StreamInfo>,
+    /// The last stream id of this page, to give as `after`; `null` when this page is the last.
+    next: Option<String>,
+}
+
+/// `body` as JSON, with a `Link: <link>; rel="next"` header when there is a next page.
+fn page(body: &impl Serialize, link: Option<String>) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(codec)?;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+    if let Some(link) = link
         && let Ok(value) = HeaderValue::from_str(&format!("<{link}>; rel=\"next\""))
     {
         response.headers_mut().insert(header::LINK, value);
@@ -142,21 +180,60 @@ fn page<T: serde::Serialize>(
     Ok(response)
 }
 
+/// A path segment, or 422 naming `what` when it is not text.
+pub(crate) fn segment(
+    path: Result<Path<String>, PathRejection>,
+    what: &str,
+) -> Result<String, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::invalid(what, e.body_text()))
+}
+
 fn stream_id(stream: &str) -> Result<StreamId, ApiError> {
     StreamId::new(stream).map_err(ApiError::from)
 }
 
-async fn read_stream<S: Store + Clone>(
+/// The query of `GET /streams/{stream}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Names the accepted parameters; `Params` parses them.
+pub(crate) struct StreamQuery {
+    /// The version to start at (default: 0 forward, the last version backward).
+    #[param(minimum = 0)]
+    from: Option<i64>,
+    /// The most events in the page (1 or more; at most the server's page limit, 1 000 by
+    /// default).
+    #[param(minimum = 1)]
+    limit: Option<i32>,
+    /// Newest first.
+    backward: Option<bool>,
+}
+
+/// A page of a stream's events.
+#[utoipa::path(get, path = "/streams/{stream}", tag = "streams",
+    params(("stream" = String, Path, description = "The stream's id"), StreamQuery),
+    responses(
+        (status = 200, description = "A page of the stream", body = EventPage,
+            headers(("link" = String, description = "The next page: `<URL>; rel=\"next\"`"))),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 422, description = "A parameter is wrong", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn read_stream<S: Store + Clone>(
     State(shared): St<S>,
-    Path(stream): Path<String>,
+    stream: Result<Path<String>, PathRejection>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(pairs, &["from", "limit", "backward"])?;
+    let stream = segment(stream, "stream")?;
+    let params = Params::of::<StreamQuery>(pairs)?;
     let id = stream_id(&stream)?;
     let limit = params.limit(shared.config.page_limit)?;
     let backward = params.flag("backward")?;
+    // Versions are stored as signed 64-bit numbers (PostgreSQL's bigint).
     let from = params
-        .parse::<u64>("from", "a stream version (0, 1, 2, …)")?
+        .parse::<i64>("from", "a stream version (0, 1, 2, …)")?
+        .map(|v| u64::try_from(v).map_err(|_| ApiError::invalid("from", "must not be negative")))
+        .transpose()?
         .unwrap_or(if backward { u64::MAX } else { 0 });
     let direction = if backward {
         Direction::Backward
@@ -171,23 +248,48 @@ async fn read_stream<S: Store + Clone>(
     let next = events
         .last()
         .filter(|_| events.len() == limit)
-        .and_then(|last| direction.after(last.version))
-        .map(|v| {
-            let link = format!(
-                "/streams/{}?from={v}&limit={limit}{}",
-                encode(&stream),
-                if backward { "&backward=true" } else { "" }
-            );
-            (v.to_string(), link)
-        });
-    page("events", &events, next)
+        .and_then(|last| direction.after(last.version));
+    let link = next.map(|v| {
+        format!(
+            "/streams/{}?from={v}&limit={limit}{}",
+            encode(&stream),
+            if backward { "&backward=true" } else { "" }
+        )
+    });
+    let next = next.map(|v| v.to_string());
+    page(&EventPage { events, next }, link)
 }
 
-async fn read_log<S: Store + Clone>(
+/// The query of `GET /log`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Names the accepted parameters; `Params` parses them.
+pub(crate) struct LogQuery {
+    /// Oldest first, after this position (default: from the start).
+    after: Option<event_store::Position>,
+    /// Newest first, before this position.
+    before: Option<event_store::Position>,
+    /// The most events in the page (1 or more; at most the server's page limit).
+    #[param(minimum = 1)]
+    limit: Option<i32>,
+    /// Newest first, from the head (also implied by `before`).
+    backward: Option<bool>,
+}
+
+/// A page of the global log: every stream's events in commit order.
+#[utoipa::path(get, path = "/log", tag = "log",
+    params(LogQuery),
+    responses(
+        (status = 200, description = "A page of the log", body = EventPage,
+            headers(("link" = String, description = "The next page: `<URL>; rel=\"next\"`"))),
+        (status = 422, description = "A parameter is wrong", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn read_log<S: Store + Clone>(
     State(shared): St<S>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(pairs, &["after", "before", "limit", "backward"])?;
+    let params = Params::of::<LogQuery>(pairs)?;
     let limit = params.limit(shared.config.page_limit)?;
     let before = params.position("before")?;
     let backward = params.flag("backward")? || before.is_some();
@@ -206,22 +308,31 @@ async fn read_log<S: Store + Clone>(
             .read_all(after.unwrap_or(Position::START), limit)
             .await?
     };
-    let next = events.last().filter(|_| events.len() == limit).map(|last| {
-        let p = last.position.to_string();
-        let link = if backward {
-            format!("/log?before={}&limit={limit}", encode(&p))
-        } else {
-            format!("/log?after={}&limit={limit}", encode(&p))
-        };
-        (p, link)
+    let next = events
+        .last()
+        .filter(|_| events.len() == limit)
+        .map(|last| last.position.to_string());
+    let link = next.as_ref().map(|p| {
+        let key = if backward { "before" } else { "after" };
+        format!("/log?{key}={}&limit={limit}", encode(p))
     });
-    page("events", &events, next)
+    page(&EventPage { events, next }, link)
 }
 
-async fn read_event<S: Store + Clone>(
+/// One event by its id.
+#[utoipa::path(get, path = "/events/{id}", tag = "log",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses(
+        (status = 200, description = "The event", body = RecordedEvent),
+        (status = 404, description = "No event has this id", body = ErrorBody),
+        (status = 422, description = "Not a UUID", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn read_event<S: Store + Clone>(
     State(shared): St<S>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<RecordedEvent>, ApiError> {
+    let id = segment(id, "id")?;
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::invalid("id", format!("`{id}` is not a UUID")))?;
@@ -231,14 +342,38 @@ async fn read_event<S: Store + Clone>(
         .read_event(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))?;
-    Ok(Json(serde_json::to_value(&event).map_err(codec)?))
+    Ok(Json(event))
 }
 
-async fn streams<S: Store + Clone>(
+/// The query of `GET /streams`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Names the accepted parameters; `Params` parses them.
+pub(crate) struct StreamsQuery {
+    /// Only streams whose id starts with this text.
+    prefix: Option<String>,
+    /// Only streams whose id sorts after this one (the `next` of the previous page).
+    #[param(min_length = 1)]
+    after: Option<String>,
+    /// The most streams in the page (1 or more; at most the server's page limit).
+    #[param(minimum = 1)]
+    limit: Option<i32>,
+}
+
+/// The streams, in byte order of their ids, with their count and last event.
+#[utoipa::path(get, path = "/streams", tag = "streams",
+    params(StreamsQuery),
+    responses(
+        (status = 200, description = "A page of streams", body = StreamPage,
+            headers(("link" = String, description = "The next page: `<URL>; rel=\"next\"`"))),
+        (status = 422, description = "A parameter is wrong", body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn streams<S: Store + Clone>(
     State(shared): St<S>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let params = Params::new(pairs, &["prefix", "after", "limit"])?;
+    let params = Params::of::<StreamsQuery>(pairs)?;
     let limit = params.limit(shared.config.page_limit)?;
     let prefix = params.text("prefix").unwrap_or("");
     let after = params
@@ -250,19 +385,37 @@ async fn streams<S: Store + Clone>(
         .store()
         .streams(prefix, after.as_ref(), limit)
         .await?;
-    let next = list.last().filter(|_| list.len() == limit).map(|last| {
-        let link = format!(
+    let next = list
+        .last()
+        .filter(|_| list.len() == limit)
+        .map(|last| last.stream.clone());
+    let link = next.as_ref().map(|after| {
+        format!(
             "/streams?prefix={}&after={}&limit={limit}",
             encode(prefix),
-            encode(&last.stream)
-        );
-        (last.stream.clone(), link)
+            encode(after)
+        )
     });
-    page("streams", &list, next)
+    page(
+        &StreamPage {
+            streams: list,
+            next,
+        },
+        link,
+    )
 }
 
-/// `GET /metrics`: the Prometheus text format, when the process installed a recorder.
-async fn metrics<S: Store + Clone>(State(shared): St<S>) -> Result<Response, ApiError> {
+/// The process's metrics in the Prometheus text format (the names are listed in the
+/// `event_store::metrics` documentation).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The Prometheus text format", body = String,
+            content_type = "text/plain"),
+        (status = 404, description = "The server was started without a metrics recorder",
+            body = ErrorBody),
+    ),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn metrics<S: Store + Clone>(State(shared): St<S>) -> Result<Response, ApiError> {
     let Some(handle) = &shared.config.metrics else {
         return Err(ApiError::NotFound(
             "no metrics: this server was started without a recorder".to_owned(),
@@ -299,28 +452,86 @@ pub(crate) async fn count(
     response
 }
 
-async fn stats<S: Store + Clone>(State(shared): St<S>) -> Result<Json<Value>, ApiError> {
-    let stats = shared.es.store().stats().await?;
-    Ok(Json(serde_json::to_value(&stats).map_err(codec)?))
+/// What the store holds: counts per namespace and type, size, head.
+#[utoipa::path(get, path = "/stats", tag = "operations",
+    responses((status = 200, description = "The store's statistics", body = StoreStats)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn stats<S: Store + Clone>(
+    State(shared): St<S>,
+) -> Result<Json<StoreStats>, ApiError> {
+    Ok(Json(shared.es.store().stats().await?))
 }
 
 fn codec(e: serde_json::Error) -> ApiError {
     ApiError::Store(event_store::Error::codec("a response", e))
 }
 
-/// One event of an append's body.
-#[derive(Deserialize)]
+/// One event to append.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventIn {
+pub(crate) struct EventIn {
+    /// The event's id (default: a new UUIDv7). Give it to make a retry idempotent: the same ids
+    /// with the same content are answered 200 with `stored: false`.
     #[serde(default)]
     id: Option<Uuid>,
+    /// The event's namespace (like `shop`).
+    // The pattern is the rule of `event_store::limits::check_name`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     namespace: String,
+    /// The event's type (like `OrderPlaced`).
     #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     event_type: String,
+    /// The event's fields: an object (default: `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// When, why and on whose behalf (default: now, with nothing else).
     #[serde(default)]
     context: Option<EventContext>,
+}
+
+/// An expected version: `any`, `no-stream`, `exists`, or the stream's current version.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged, expecting = "a string or a number")]
+pub(crate) enum ExpectedIn {
+    /// The stream's current version (its last event's).
+    Version(u64),
+    /// `any`, `no-stream`, `exists`, or a version as text.
+    Text(String),
+}
+
+/// The body of an append, in its long form.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // Documents what `append` parses (by parts, for messages naming the field).
+pub(crate) struct AppendBatch {
+    /// The events, in order (1 or more), all appended or none.
+    events: Vec<EventIn>,
+    /// What the stream's version must be (default: `any`); also the `Expected-Version` header.
+    #[schema(nullable = false)]
+    expected_version: Option<ExpectedIn>,
+}
+
+/// The body of an append: an array of events, or an object with the events and an expected
+/// version.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documents what `append` parses (by parts, for messages naming the field).
+pub(crate) enum AppendBody {
+    /// The events alone.
+    Events(Vec<EventIn>),
+    /// The events and an expected version.
+    Batch(AppendBatch),
+}
+
+/// What an append stored.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AppendResult {
+    /// `false` for an idempotent retry: every event was already stored with the same content,
+    /// and `events` are the originals.
+    stored: bool,
+    /// The events as recorded (with their versions and positions).
+    events: Vec<RecordedEvent>,
 }
 
 /// The header that carries the expected version.
@@ -335,12 +546,38 @@ fn expected(text: &str, field: &str) -> Result<ExpectedVersion, ApiError> {
     })
 }
 
-async fn append<S: Store + Clone>(
+/// Appends events to a stream, all or none.
+#[utoipa::path(post, path = "/streams/{stream}", tag = "streams",
+    params(
+        ("stream" = String, Path, description = "The stream's id"),
+        ("Expected-Version" = Option<String>, Header,
+            description = "What the stream's version must be: `any`, `no-stream`, `exists` or a number"),
+    ),
+    request_body(content = AppendBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored", body = AppendResult, links(
+            ("stream" = (operation_id = "read_stream",
+                parameters(("stream" = "$request.path.stream")),
+                description = "The stream appended to")),
+            ("event" = (operation_id = "read_event",
+                parameters(("id" = "$response.body#/events/0/id")),
+                description = "The first event stored")),
+        )),
+        (status = 200, description = "An idempotent retry: already stored, nothing new",
+            body = AppendResult),
+        (status = 409, description = "The stream is not at the expected version, or an id is \
+            stored with other content", body = ErrorBody),
+        (status = 413, description = "The body is larger than the server's limit"),
+        (status = 422, description = "A field of the body or a header is wrong", body = ErrorBody),
+    ),
+    security(("bearer" = ["append"])))]
+pub(crate) async fn append<S: Store + Clone>(
     State(shared): St<S>,
-    Path(stream): Path<String>,
+    stream: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let stream = segment(stream, "stream")?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::invalid("body", format!("not valid UTF-8 ({e})")))?;
     // The store's strict reading: no integer beyond 64 bits, no key twice.
@@ -361,14 +598,11 @@ async fn append<S: Store + Clone>(
         }
         let expected_version = match expected_version {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "expected_version",
-                    "must be a string or a number",
-                ));
-            }
+            Some(v) => match serde_json::from_value(v) {
+                Ok(ExpectedIn::Version(n)) => Some(n.to_string()),
+                Ok(ExpectedIn::Text(s)) => Some(s),
+                Err(e) => return Err(ApiError::invalid("expected_version", e.to_string())),
+            },
         };
         (parse_events(events)?, expected_version)
     };
@@ -396,7 +630,10 @@ async fn append<S: Store + Clone>(
     } else {
         StatusCode::OK
     };
-    let body = json!({"stored": appended.stored, "events": appended.events});
+    let body = AppendResult {
+        stored: appended.stored,
+        events: appended.events,
+    };
     Ok((status, Json(body)).into_response())
 }
 

@@ -290,6 +290,133 @@ async fn every_route_on_postgres() {
     exercise(EventStore::from_store(store)).await;
 }
 
+/// The document served at `/openapi.json` is the router's: every documented operation answers
+/// (with a documented status) and every parameter it names is accepted; an operation that is
+/// not documented does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_the_router() {
+    let es = EventStore::from_store(MemoryStore::new());
+    let api = Api::new(es, ServerConfig::default());
+    let router = api.router();
+    let (status, _, doc) = call(&router, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc, event_store_server::openapi());
+    // An append first, so the reads below find a stream and an event.
+    let (status, _, appended) = call(&router, post("/streams/doc-1", &events(1, "Placed"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = appended["events"][0]["id"].as_str().unwrap().to_owned();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            operations.push(format!("{method} {path}"));
+            let concrete = path.replace("{stream}", "doc-1").replace("{id}", &id);
+            // Every documented query parameter, with a value of its type.
+            let query: Vec<String> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter(|p| !(path == "/log" && p["name"] == "before"))
+                .map(|p| {
+                    let value = match p["name"].as_str().unwrap() {
+                        "limit" => "2",
+                        "from" | "after" if path != "/streams" => "0",
+                        "backward" => "false",
+                        "type" => "shop.Placed",
+                        "namespace" => "shop",
+                        _ => "doc",
+                    };
+                    format!("{}={value}", p["name"].as_str().unwrap())
+                })
+                .collect();
+            let uri = if query.is_empty() {
+                concrete
+            } else {
+                format!("{concrete}?{}", query.join("&"))
+            };
+            let (status, headers) = if path == "/log/live" {
+                // The tail never ends: only its head is read.
+                let response = router.clone().oneshot(get(&uri)).await.unwrap();
+                (response.status(), response.headers().clone())
+            } else if method == "post" {
+                let (s, h, _) = call(&router, post(&uri, &events(1, "Placed"))).await;
+                (s, h)
+            } else {
+                let (s, h, _) = call(&router, get(&uri)).await;
+                (s, h)
+            };
+            let documented: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+            assert!(
+                documented.contains(&&status.as_u16().to_string()),
+                "{method} {uri}: {status} is not documented ({documented:?})"
+            );
+            // Everything but `/metrics` (off without a recorder) succeeds with these values.
+            if path != "/metrics" {
+                assert!(status.is_success(), "{method} {uri}: {status}");
+            }
+            if let Some(content) = op["responses"][status.as_str()]["content"].as_object() {
+                let given = headers[header::CONTENT_TYPE].to_str().unwrap();
+                assert!(
+                    content.keys().any(|c| given.starts_with(c.as_str())),
+                    "{method} {uri}: {given} is not one of {:?}",
+                    content.keys()
+                );
+            }
+        }
+    }
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "get /events/{id}",
+            "get /health",
+            "get /log",
+            "get /log/live",
+            "get /metrics",
+            "get /openapi.json",
+            "get /ready",
+            "get /stats",
+            "get /streams",
+            "get /streams/{stream}",
+            "post /streams/{stream}",
+        ]
+    );
+    // Not documented, not served.
+    assert_eq!(
+        call(
+            &router,
+            Request::delete("/streams/doc-1")
+                .body(Body::empty())
+                .unwrap()
+        )
+        .await
+        .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        call(&router, get("/nothing")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The error bodies are the documented `ErrorBody`: its required keys are there.
+    let (status, _, e) = call(&router, get("/log?limit=0")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for key in doc["components"]["schemas"]["ErrorBody"]["required"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            e.get(key.as_str().unwrap()).is_some(),
+            "{key} missing in {e}"
+        );
+    }
+    assert_eq!(
+        (e["error"].as_str(), e["field"].as_str()),
+        (Some("invalid"), Some("limit"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_scopes() {
     let mut tokens = Tokens::new();

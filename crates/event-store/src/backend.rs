@@ -212,6 +212,7 @@ pub trait Checkpoints: Send + Sync + 'static {
 
 /// What a store holds (see [`Store::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreStats {
     /// How many events.
     pub events: u64,
@@ -227,6 +228,7 @@ pub struct StoreStats {
 
 /// A stream as [`Store::streams`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamInfo {
     /// The stream's id.
     pub stream: String,
@@ -255,6 +257,7 @@ impl StreamInfo {
 
 /// How many events of one namespace and type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TypeCount {
     /// The namespace.
     pub namespace: String,

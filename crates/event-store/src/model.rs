@@ -239,6 +239,25 @@ impl<'de> Deserialize<'de> for Position {
     }
 }
 
+/// A position is text in the API's documents: `42`, or `7741:42`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Position {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^[0-9]{1,20}(:[0-9]{1,20})?$"))
+            .description(Some(
+                "A place in the global log: one number (`42`), or two as `high:low` (`7741:42`).",
+            ))
+            .examples(["42"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Position {}
+
 /// Which way a stream is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
@@ -266,6 +285,7 @@ impl Direction {
 /// `correlation_id`, `causation_id` and `metadata` when set. An empty `subject` and a missing one
 /// mean the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventContext {
     /// When the event happened (defaults to now; kept to the microsecond). Read from RFC 3339,
     /// and from the original store's other ISO 8601 forms (see
@@ -281,6 +301,7 @@ pub struct EventContext {
         deserialize_with = "object_or_null",
         skip_serializing_if = "Map::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub subject: Map<String, Value>,
     /// The id shared by every event of one business transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,6 +315,7 @@ pub struct EventContext {
         deserialize_with = "object_or_null",
         skip_serializing_if = "Map::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Map<String, Value>,
 }
 
@@ -444,6 +466,7 @@ impl NewEvent {
 /// Its JSON form (one line of `event-store read --format ndjson`) has the keys `id`, `stream`,
 /// `version`, `position`, `namespace`, `type`, `data` and `context`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordedEvent {
     /// The event's id (unique in the store).
     pub id: Uuid,
