@@ -114,7 +114,8 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Projections(ProjectionsCommand),
     /// Serve the HTTP API: appends, paged reads, streams, stats and a live tail over
-    /// Server-Sent Events (routes: the event-store-server crate's README). Runs until Ctrl-C.
+    /// Server-Sent Events (routes: the event-store-server crate's README). Runs until Ctrl-C
+    /// or SIGTERM.
     Serve(ServeArgs),
     /// The store's schema migrations: which are applied, which this release would apply.
     #[command(subcommand)]
@@ -132,7 +133,8 @@ a comment. Without tokens every request is allowed: keep such a server on 127.0.
 
 Examples:
   event-store serve                                   http://127.0.0.1:7878
-  event-store serve --listen 0.0.0.0:8080 --tokens /etc/event-store/tokens
+  event-store serve --listen 0.0.0.0:8443 --tokens /etc/event-store/tokens \\
+       --tls-cert /etc/event-store/cert.pem --tls-key /etc/event-store/key.pem
   curl -X POST localhost:7878/streams/order-1 -H 'Expected-Version: no-stream' \\
        -d '[{\"namespace\":\"shop\",\"type\":\"Placed\",\"data\":{\"total\":12}}]'
   curl -N localhost:7878/log/live                     the live tail (Server-Sent Events)")]
@@ -144,6 +146,23 @@ pub(crate) struct ServeArgs {
     /// EVENT_STORE_TOKENS may hold the same lines instead.
     #[arg(long, env = "EVENT_STORE_TOKENS_FILE", value_name = "FILE")]
     pub(crate) tokens: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first); needs
+    /// --tls-key.
+    #[arg(
+        long,
+        env = "EVENT_STORE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(
+        long,
+        env = "EVENT_STORE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -27,6 +27,17 @@ fn init(url: &str) {
 
 /// Starts `serve` on a free port; returns the child and the address it printed.
 fn serve(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let (child, line) = serve_line(url, extra, env);
+    let start = line.find("://").unwrap_or_else(|| panic!("{line}")) + 3;
+    let address: String = line[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ',')
+        .collect();
+    (child, address)
+}
+
+/// Starts `serve` on a free port; returns the child and the line it printed first.
+fn serve_line(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["--url", url, "serve", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -42,12 +53,7 @@ fn serve(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     BufReader::new(child.stderr.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let start = line.find("http://").unwrap_or_else(|| panic!("{line}")) + 7;
-    let address: String = line[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ',')
-        .collect();
-    (child, address)
+    (child, line)
 }
 
 /// One HTTP/1.1 request; returns the status and the body as JSON.
@@ -211,6 +217,76 @@ fn serve_with_tokens_from_a_file_or_the_environment() {
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("line 1") && !e.contains("tooshort"), "{e}");
+}
+
+#[test]
+fn serve_https_with_a_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    init(&url);
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "reader-0123456789abcdef read\n").unwrap();
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let (child, line) = serve_line(&url, &tls, &[]);
+    assert!(line.contains("on https://127.0.0.1:"), "{line}");
+    interrupt(child);
+    // Tokens on a public address without TLS: a warning (shown here on 0.0.0.0, port 0).
+    let out = Command::new(BIN)
+        .args(["--url", &url, "serve", "--listen", "0.0.0.0:0"])
+        .args(["--tokens", tokens.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = out;
+    let mut text = String::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    reader.read_line(&mut text).unwrap();
+    reader.read_line(&mut text).unwrap();
+    child.stderr = None;
+    common::send_ctrl_c(&child);
+    child.wait().unwrap();
+    assert!(text.contains("warning: no TLS"), "{text}");
+    // Mistakes: one line, exit 2.
+    for (args, says) in [
+        (vec!["--tls-cert", cert.to_str().unwrap()], "--tls-key"),
+        (
+            vec![
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+            "cannot read the certificate from /nonexistent/cert.pem",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                key.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+            "no CERTIFICATE",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--url", &url, "serve", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
 }
 
 /// The property-based API tester, from `EVENT_STORE_SCHEMATHESIS` or the `PATH` (`.ci/run`

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod listen;
 mod live;
 mod openapi;
 mod routes;
@@ -20,6 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use auth::{MIN_TOKEN_LEN, Scope, Tokens};
 pub use error::{ApiError, ErrorBody, ErrorKind};
+pub use listen::{Tls, TlsError};
 pub use openapi::openapi;
 
 /// How the API behaves.
@@ -47,6 +49,16 @@ pub struct ServerConfig {
     /// What `GET /metrics` renders: the handle of the Prometheus recorder the process installed
     /// (`None`: no `/metrics` route). The names are listed in [`event_store::metrics`].
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// HTTPS with this certificate and key ([`Api::serve`]); `None`: plain HTTP.
+    pub tls: Option<Tls>,
+    /// The largest request head (request line and headers) in bytes (default 16 KiB; at least
+    /// 8 KiB). A larger one is answered 431 and the connection closed.
+    pub header_limit: usize,
+    /// The most headers in a request (default 64); more is answered 431.
+    pub max_headers: usize,
+    /// How long a client may take to send a request's head, or to finish a TLS handshake
+    /// (default 10 s), so idle half-open connections do not pile up.
+    pub header_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +72,10 @@ impl Default for ServerConfig {
             keep_alive: Duration::from_secs(15),
             page_limit: 1000,
             metrics: None,
+            tls: None,
+            header_limit: 16 * 1024,
+            max_headers: 64,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -117,20 +133,31 @@ impl<S: Store + Clone> Api<S> {
         self.stop.send_replace(true);
     }
 
-    /// Serves the API on `listener` until `shutdown` completes; then live tails end, requests
-    /// in flight finish, and it returns.
+    /// Serves the API on `listener` (over TLS when [`ServerConfig::tls`] is set) until
+    /// `shutdown` completes; then live tails end, no connection is accepted, requests in flight
+    /// finish, and it returns.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) {
         let router = self.router();
-        let stop = self.stop.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stop.send_replace(true);
-            })
-            .await
+        let config = &self.shared.config;
+        let limits = listen::HeadLimits {
+            bytes: config.header_limit,
+            count: config.max_headers,
+            timeout: config.header_timeout,
+        };
+        listen::run(
+            listener,
+            router,
+            config.tls.clone(),
+            limits,
+            shutdown,
+            || {
+                self.stop();
+            },
+        )
+        .await;
     }
 }

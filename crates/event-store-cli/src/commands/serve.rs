@@ -1,8 +1,10 @@
-//! `event-store serve`: the HTTP API over the store, until Ctrl-C.
+//! `event-store serve`: the HTTP API over the store, until Ctrl-C or SIGTERM.
+
+use std::future::Future;
 
 use anyhow::{Context as _, Result};
 use event_store::EventStore;
-use event_store_server::{Api, ServerConfig, Tokens};
+use event_store_server::{Api, ServerConfig, Tls, Tokens};
 
 use crate::backend::AnyStore;
 use crate::cli::ServeArgs;
@@ -26,15 +28,49 @@ fn tokens(args: &ServeArgs) -> Result<Option<Tokens>> {
         .map_err(|e| usage(format!("tokens in {whence}: {e}")))
 }
 
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are in place when this returns, so a
+/// signal sent once the start line is printed is never missed.
+fn stop_signal() -> Result<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(Box::pin(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(Box::pin(async {
+            // Without a signal handler there is no Ctrl-C to wait for: serve until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }))
+    }
+}
+
 pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) -> Result<()> {
     let tokens = tokens(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(Tls::from_pem_files(cert, key).map_err(|e| usage(e.to_string()))?)
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let stop = stop_signal()?;
     if !quiet {
         eprintln!(
-            "serving the HTTP API on http://{address}{} (Ctrl-C stops)",
+            "serving the HTTP API on {}://{address}{} (Ctrl-C stops)",
+            if tls.is_some() { "https" } else { "http" },
             if tokens.is_some() {
                 ", tokens required"
             } else {
@@ -44,6 +80,11 @@ pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) 
         if tokens.is_none() && !address.ip().is_loopback() {
             eprintln!(
                 "warning: no tokens: anyone who reaches {address} can read and append (give --tokens FILE)"
+            );
+        }
+        if tokens.is_some() && tls.is_none() && !address.ip().is_loopback() {
+            eprintln!(
+                "warning: no TLS: tokens cross the network in clear text (give --tls-cert and --tls-key)"
             );
         }
     }
@@ -56,18 +97,11 @@ pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) 
         .context("cannot install the metrics recorder")?;
     let config = ServerConfig {
         tokens,
+        tls,
         metrics: Some(metrics),
         ..ServerConfig::default()
     };
-    Api::new(es, config)
-        .serve(listener, async {
-            // Without a signal handler there is no Ctrl-C to wait for: serve until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
-        .await
-        .context("the HTTP server failed")?;
+    Api::new(es, config).serve(listener, stop).await;
     if !quiet {
         eprintln!("stopped");
     }
