@@ -1,4 +1,5 @@
-//! Counters, readable at any time and logged as tracing events.
+//! Counters, readable at any time, logged as tracing events and recorded through the `metrics`
+//! facade under the names listed in [`event_store::metrics`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,4 +39,15 @@ pub struct SubscriberMetrics {
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// Counts `by` in `counter` and in the facade's counter `name`, labelled `key = value`.
+pub(crate) fn count(
+    counter: &AtomicU64,
+    by: u64,
+    name: &'static str,
+    (key, value): (&'static str, &str),
+) {
+    bump(counter, by);
+    metrics::counter!(name, key => value.to_owned()).increment(by);
 }

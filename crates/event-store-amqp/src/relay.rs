@@ -20,7 +20,7 @@ use crate::config::AmqpConfig;
 use crate::message::{
     ReplayRequested, dead_letter_props, decode_legacy_replay, encode, routing_key,
 };
-use crate::metrics::{RelayMetrics, bump};
+use crate::metrics::{RelayMetrics, bump, count};
 use crate::topology::{
     LEGACY_REPLAY_KEY, MAX_NAME_BYTES, amqp, close, connect, dead_letter_exchange,
     declare_dead_letters, declare_exchange, declare_queue, is_refusal, relay_lock_queue,
@@ -188,7 +188,12 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                     return Err(e);
                 }
                 Ended::Failed(e) => {
-                    bump(&self.metrics.reconnects, 1);
+                    count(
+                        &self.metrics.reconnects,
+                        1,
+                        "event_store_relay_reconnects_total",
+                        ("exchange", &self.config.exchange),
+                    );
                     tracing::warn!(exchange = %self.config.exchange, error = %e, ?backoff, "relay failed; reconnecting");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.config.reconnect_max_backoff);
@@ -360,8 +365,26 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
                 nacked += 1;
             }
         }
-        bump(&self.metrics.nacked, nacked);
-        bump(&self.metrics.confirmed, events.len() as u64 - nacked);
+        let label = ("exchange", self.config.exchange.as_str());
+        count(
+            &self.metrics.nacked,
+            nacked,
+            "event_store_relay_nacked_total",
+            label,
+        );
+        count(
+            &self.metrics.confirmed,
+            events.len() as u64 - nacked,
+            "event_store_relay_published_total",
+            label,
+        );
+        if nacked == 0
+            && !replay
+            && let Some(last) = events.last()
+        {
+            metrics::gauge!("event_store_relay_lag_seconds", "exchange" => self.config.exchange.clone())
+                .set(event_store::metrics::age_seconds(last));
+        }
         if nacked > 0 {
             return Err(Error::backend(
                 crate::topology::BACKEND,

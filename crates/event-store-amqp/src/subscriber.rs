@@ -19,7 +19,7 @@ use lapin::{BasicProperties, Channel, Connection};
 
 use crate::config::AmqpConfig;
 use crate::message::{ReplayRequested, dead_letter_props, decode, decode_legacy};
-use crate::metrics::{SubscriberMetrics, bump};
+use crate::metrics::{SubscriberMetrics, bump, count};
 use crate::topology::{
     amqp, binding_keys, close, connect, dead_letter_exchange, declare_dead_letters,
     declare_exchange, declare_group, declare_ordered_group, declare_queue, group_queue, is_refusal,
@@ -439,7 +439,12 @@ impl Worker {
                 Err(e) => last = e.to_string(),
             }
             if attempt < self.config.max_attempts {
-                bump(&self.metrics.retries, 1);
+                count(
+                    &self.metrics.retries,
+                    1,
+                    "event_store_subscriber_retries_total",
+                    ("group", &self.group),
+                );
                 tracing::debug!(group = %self.group, event_id = %event.id, attempt, error = %last, "handler failed; retrying");
                 tokio::time::sleep(wait).await;
                 wait = wait.saturating_mul(2);
@@ -526,9 +531,19 @@ impl Worker {
     }
 
     async fn handle(&mut self, dead: &Channel, delivery: lapin::message::Delivery) -> Result<()> {
-        bump(&self.metrics.delivered, 1);
+        count(
+            &self.metrics.delivered,
+            1,
+            "event_store_subscriber_delivered_total",
+            ("group", &self.group),
+        );
         if delivery.redelivered {
-            bump(&self.metrics.redeliveries, 1);
+            count(
+                &self.metrics.redeliveries,
+                1,
+                "event_store_subscriber_redeliveries_total",
+                ("group", &self.group),
+            );
         }
         // An ack on a connection the broker reset may never complete (seen during a broker
         // restart): bounded, so the subscription reconnects and the message is redelivered (and
@@ -557,14 +572,24 @@ impl Worker {
             }
         };
         if self.seen.contains(&event.id) {
-            bump(&self.metrics.duplicates, 1);
+            count(
+                &self.metrics.duplicates,
+                1,
+                "event_store_subscriber_duplicates_total",
+                ("group", &self.group),
+            );
             return ack(&delivery).await;
         }
         let id = event.id;
         match self.call(event).await {
             Ok(()) => {
                 self.seen.insert(id);
-                bump(&self.metrics.handled, 1);
+                count(
+                    &self.metrics.handled,
+                    1,
+                    "event_store_subscriber_handled_total",
+                    ("group", &self.group),
+                );
             }
             Err(reason) => self.dead_letter(dead, &delivery, &reason).await?,
         }
@@ -602,7 +627,12 @@ impl Worker {
                 "the broker refused a dead letter",
             ));
         }
-        bump(&self.metrics.dead_letters, 1);
+        count(
+            &self.metrics.dead_letters,
+            1,
+            "event_store_subscriber_dead_letters_total",
+            ("group", &self.group),
+        );
         tracing::warn!(group = %self.group, %reason, "dead-lettered a message");
         Ok(())
     }

@@ -4,7 +4,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::too_many_lines
+    clippy::too_many_lines,
+    clippy::float_cmp // Prometheus counters are whole numbers, exact in f64
 )]
 
 mod common;
@@ -23,11 +24,26 @@ use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use serde_json::json;
 
+/// The one metrics recorder of this test binary (a recorder is global to a process).
+fn recorder() -> metrics_exporter_prometheus::PrometheusHandle {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
+    handle
+}
+
+/// The value of `series` (a name with its labels) in the Prometheus text.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_then_dead_letters() {
     let Some(conn) = common::broker().await else {
         return;
     };
+    let prometheus = recorder();
     let names = common::names(&["flaky"]);
     let mut config = common::config(&names);
     config.max_attempts = 3;
@@ -149,6 +165,48 @@ async fn retries_then_dead_letters() {
     let m = emitter.metrics();
     assert_eq!(m.dead_letters.load(std::sync::atomic::Ordering::Relaxed), 2);
     assert_eq!(m.retries.load(std::sync::atomic::Ordering::Relaxed), 4);
+    // The same counts through the metrics facade, under the documented names.
+    let text = prometheus.render();
+    let count = |name: &str| value(&text, &format!("{name}{{group=\"flaky\"}}"));
+    let local = |c: &std::sync::atomic::AtomicU64| {
+        Some(c.load(std::sync::atomic::Ordering::Relaxed) as f64)
+    };
+    assert_eq!(
+        count("event_store_subscriber_dead_letters_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("event_store_subscriber_retries_total"),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("event_store_subscriber_delivered_total"),
+        local(&m.delivered),
+        "{text}"
+    );
+    assert_eq!(
+        count("event_store_subscriber_handled_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("event_store_subscriber_redeliveries_total").unwrap_or(0.0),
+        local(&m.redeliveries).unwrap_or_default(),
+        "{text}"
+    );
+    let exchange = format!("{{exchange=\"{}\"}}", names.exchange);
+    assert_eq!(
+        value(
+            &text,
+            &format!("event_store_relay_published_total{exchange}")
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    let lag = value(&text, &format!("event_store_relay_lag_seconds{exchange}")).unwrap();
+    assert!((0.0..60.0).contains(&lag), "the lag of fresh events: {lag}");
     // Nothing is left unacknowledged in the group's queue.
     tokio::time::sleep(Duration::from_millis(200)).await;
     worker.abort();

@@ -690,6 +690,10 @@ pub(crate) struct PublishArgs {
     /// upgrading a relay that published to this same broker and virtual host.
     #[arg(long)]
     pub(crate) adopt_legacy_checkpoint: bool,
+    /// Serve the relay's metrics (published, lag, …) in the Prometheus text format at
+    /// http://ADDRESS:PORT/metrics.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -703,6 +707,10 @@ pub(crate) struct SubscribeArgs {
     /// The subscriber group (a service name): instances of a group share its events.
     #[arg(long)]
     pub(crate) group: String,
+    /// Serve the subscriber's metrics (delivered, redeliveries, dead letters, …) in the
+    /// Prometheus text format at http://ADDRESS:PORT/metrics.
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
     /// A routing key to receive: NAMESPACE.TYPE, or NAMESPACE.* (repeatable; default: every
     /// event).
     #[arg(long, value_name = "NAMESPACE.TYPE")]

@@ -8,6 +8,7 @@ mod lines;
 mod out;
 mod output;
 mod progress;
+mod prometheus;
 mod summary;
 mod usage;
 

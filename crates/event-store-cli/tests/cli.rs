@@ -709,14 +709,45 @@ fn publish_and_subscribe_through_rabbitmq() {
     let broker = ["--amqp", amqp.as_str(), "--exchange", exchange.as_str()];
     t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
     t.ok(&["append", "o-1", "shop.Cancelled", r#"{"n": 2}"#]);
-    let (subscriber, mut relay) = printer_and_relay(&t, &broker);
+    // Both serve their metrics on a port of their own.
+    let with_metrics = [&broker[..], &["--metrics", "127.0.0.1:0"]].concat();
+    let (subscriber, mut relay) = printer_and_relay(&t, &with_metrics);
+    let mut relay_err = std::io::BufReader::new(relay.stderr.take().unwrap());
+    let metrics_at = loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut relay_err, &mut line).unwrap() > 0);
+        if let Some(rest) = line.strip_prefix("metrics on http://") {
+            break rest.trim().trim_end_matches("/metrics").to_owned();
+        }
+    };
     std::thread::sleep(Duration::from_millis(500));
     t.ok(&["append", "o-2", "shop.Placed", r#"{"n": 3}"#]);
     let out = subscriber.wait_with_output().unwrap();
+    let published = format!("event_store_relay_published_total{{exchange=\"{exchange}\"}} 3");
+    let mut scraped = String::new();
+    for _ in 0..100 {
+        scraped = http_get(&metrics_at, "/metrics");
+        if scraped.contains(&published) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(scraped.contains(&published), "{scraped}");
+    assert!(
+        scraped.contains(&format!(
+            "event_store_relay_lag_seconds{{exchange=\"{exchange}\"}}"
+        )),
+        "{scraped}"
+    );
     relay.kill().unwrap();
     let _ = relay.wait();
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("metrics on http://127.0.0.1:"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -750,6 +781,22 @@ fn publish_and_subscribe_through_rabbitmq() {
             format!("{exchange}.replay-requests"),
         ],
     ));
+}
+
+/// `GET path` on `address` (HTTP/1.1, closed after): the body.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned())
 }
 
 /// The test broker (`EVENT_STORE_TEST_AMQP`): its URL, a runtime and a connection, or `None`

@@ -12,12 +12,32 @@
 //! | `event_store_http_requests_total` | counter | `method`, `status` | HTTP requests served (`event-store-server`) |
 //! | `event_store_http_request_seconds` | histogram | `method` | their duration |
 //! | `event_store_live_clients` | gauge | | live-tail (SSE) clients connected |
+//! | `event_store_projection_events_applied_total` | counter | `projection` | events a projection's handlers applied |
+//! | `event_store_projection_lag_seconds` | gauge | `projection` | the age of the last event applied, when it was applied (its `context.time` to now) |
+//! | `event_store_projection_partitions` | gauge | `projection`, `state`: `catching_up`, `live`, `parked` | the partitions this process works on, by state |
+//! | `event_store_projection_retries_total` | counter | `projection` | handler failures that were retried |
+//! | `event_store_projection_parked_total` | counter | `projection` | partitions parked on an event that keeps failing |
+//! | `event_store_projection_store_errors_total` | counter | `projection` | store failures (retried) |
+//! | `event_store_relay_published_total` | counter | `exchange` | events the broker confirmed (`event-store-amqp`'s relay; the publish rate is its `rate()`) |
+//! | `event_store_relay_nacked_total` | counter | `exchange` | publishes the broker refused (republished from the checkpoint) |
+//! | `event_store_relay_lag_seconds` | gauge | `exchange` | the age of the last event published, when the broker confirmed it |
+//! | `event_store_relay_reconnects_total` | counter | `exchange` | relay sessions that failed and reconnected |
+//! | `event_store_subscriber_delivered_total` | counter | `group` | messages a subscriber received |
+//! | `event_store_subscriber_handled_total` | counter | `group` | messages its handler accepted |
+//! | `event_store_subscriber_redeliveries_total` | counter | `group` | messages the broker marked as redelivered |
+//! | `event_store_subscriber_duplicates_total` | counter | `group` | messages dropped as already processed |
+//! | `event_store_subscriber_retries_total` | counter | `group` | handler failures that were retried |
+//! | `event_store_subscriber_dead_letters_total` | counter | `group` | messages sent to the dead letters |
+//!
+//! The lags are ages of events (`now − context.time`) when they were applied or published: an
+//! import of old events shows as lag while it is worked through, as it should for a consumer.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::backend::Appended;
 use crate::error::Error;
+use crate::model::RecordedEvent;
 
 /// Records an append that started at `started`.
 pub(crate) fn appended(started: Instant, result: Result<&[Appended], &Error>) {
@@ -52,4 +72,72 @@ pub(crate) fn appended(started: Instant, result: Result<&[Appended], &Error>) {
 /// Records the start of a read of `kind`.
 pub(crate) fn read(kind: &'static str) {
     metrics::counter!("event_store_reads_total", "kind" => kind).increment(1);
+}
+
+/// The age of `event` now, in seconds (0 for an event from the future).
+pub fn age_seconds(event: &RecordedEvent) -> f64 {
+    let age = chrono::Utc::now() - event.context.time;
+    age.num_microseconds()
+        .map_or(f64::MAX, |us| us.max(0) as f64 / 1e6)
+}
+
+/// Records a projection's applied batch.
+pub(crate) fn projection_applied(projection: &str, events: &[RecordedEvent]) {
+    metrics::counter!("event_store_projection_events_applied_total", "projection" => projection.to_owned())
+        .increment(events.len() as u64);
+    if let Some(last) = events.last() {
+        metrics::gauge!("event_store_projection_lag_seconds", "projection" => projection.to_owned())
+            .set(age_seconds(last));
+    }
+}
+
+/// Counts one of a projection's events: `retries`, `parked` or `store_errors`.
+pub(crate) fn projection_count(projection: &str, what: &'static str) {
+    let name = match what {
+        "retries" => "event_store_projection_retries_total",
+        "parked" => "event_store_projection_parked_total",
+        _ => "event_store_projection_store_errors_total",
+    };
+    metrics::counter!(name, "projection" => projection.to_owned()).increment(1);
+}
+
+/// A projection partition in `event_store_projection_partitions`, counted under its state while
+/// it lives.
+pub(crate) struct PartitionGauge {
+    projection: String,
+    state: Option<&'static str>,
+}
+
+impl PartitionGauge {
+    /// A partition not counted yet.
+    pub(crate) fn new(projection: &str) -> Self {
+        Self {
+            projection: projection.to_owned(),
+            state: None,
+        }
+    }
+
+    /// Counts the partition under `state` (`catching_up`, `live`, `parked`).
+    pub(crate) fn set(&mut self, state: &'static str) {
+        if self.state == Some(state) {
+            return;
+        }
+        self.leave();
+        metrics::gauge!("event_store_projection_partitions", "projection" => self.projection.clone(), "state" => state)
+            .increment(1.0);
+        self.state = Some(state);
+    }
+
+    fn leave(&mut self) {
+        if let Some(old) = self.state.take() {
+            metrics::gauge!("event_store_projection_partitions", "projection" => self.projection.clone(), "state" => old)
+                .decrement(1.0);
+        }
+    }
+}
+
+impl Drop for PartitionGauge {
+    fn drop(&mut self) {
+        self.leave();
+    }
 }

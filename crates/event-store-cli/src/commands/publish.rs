@@ -15,6 +15,7 @@ pub(crate) async fn run(store: AnyStore, args: PublishArgs, quiet: bool) -> Resu
     let mut config = args.broker.config();
     config.adopt_legacy_checkpoint = args.adopt_legacy_checkpoint;
     let relay = Arc::new(Relay::new(store, config)?);
+    let endpoint = crate::prometheus::serve(args.metrics).await?;
     let metrics = relay.metrics();
     let runner = {
         let relay = Arc::clone(&relay);
@@ -33,6 +34,9 @@ pub(crate) async fn run(store: AnyStore, args: PublishArgs, quiet: bool) -> Resu
             "relaying the log to exchange `{}` (Ctrl-C stops)",
             args.broker.exchange
         );
+        if let Some(address) = endpoint {
+            eprintln!("metrics on http://{address}/metrics");
+        }
     }
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -88,13 +88,7 @@ pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) 
             );
         }
     }
-    // Durations as Prometheus histograms (buckets from 0.5 ms to 10 s), served at /metrics.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-        ])
-        .and_then(metrics_exporter_prometheus::PrometheusBuilder::install_recorder)
-        .context("cannot install the metrics recorder")?;
+    let metrics = crate::prometheus::install()?;
     let config = ServerConfig {
         tokens,
         tls,

@@ -38,6 +38,9 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<()> {
     let idle = args.idle_exit;
     let limit = args.limit.unwrap_or(usize::MAX);
     let emitter = AmqpEmitter::new(args.broker.config())?;
+    if let Some(address) = crate::prometheus::serve(args.metrics).await? {
+        eprintln!("metrics on http://{address}/metrics");
+    }
     // The handler hands each event over and is acknowledged only once it has been printed.
     let (tx, mut rx) = mpsc::channel::<(RecordedEvent, oneshot::Sender<()>)>(1);
     let handler: event_store::Handler = Arc::new(move |e: RecordedEvent| {

@@ -243,6 +243,7 @@ impl<S: ProjectionStore, T: Target<S>> Supervisor<S, T> {
             stop: stopped,
             metrics: Arc::clone(&self.metrics),
             wake: Arc::clone(&self.wake),
+            gauge: crate::metrics::PartitionGauge::new(self.name.as_str()),
         };
         let task = self.tasks.spawn(worker.run());
         self.task_keys.insert(task.id(), key);

@@ -38,6 +38,8 @@ pub(super) struct Worker<S: ProjectionStore, T> {
     pub(super) stop: watch::Receiver<bool>,
     pub(super) metrics: Arc<RunnerMetrics>,
     pub(super) wake: Arc<Notify>,
+    /// This partition in `event_store_projection_partitions`.
+    pub(super) gauge: crate::metrics::PartitionGauge,
 }
 
 /// Waits for store failures: 100 ms doubling up to 5 s.
@@ -87,6 +89,7 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
     }
 
     pub(super) fn store_failed(&self, e: &Error) {
+        crate::metrics::projection_count(self.name.as_str(), "store_errors");
         bump(&self.metrics.store_errors, 1);
         self.metrics.error(e);
         tracing::warn!(projection = %self.name, generation = self.generation.generation, partition = self.partition, error = %e, "store failed; retrying");
@@ -114,6 +117,13 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
             if self.stopping() {
                 return Ok(());
             }
+            self.gauge.set(if state.parked.is_some() {
+                "parked"
+            } else if state.caught_up {
+                "live"
+            } else {
+                "catching_up"
+            });
             if state.parked.is_some() {
                 // Wait for `resume` (or a reset that replaces the generation).
                 if self.pause(self.options.poll_interval).await {
@@ -215,6 +225,7 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                 passed = 0;
                 saved_at = Instant::now();
                 if first_catch_up {
+                    self.gauge.set("live");
                     tracing::info!(projection = %self.name, generation = self.generation.generation, partition = self.partition, "caught up");
                     self.wake.notify_one();
                 }
@@ -297,6 +308,7 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                         if committed {
                             *state = state_before(state, chunk, index);
                             bump(&self.metrics.applied, index as u64);
+                            crate::metrics::projection_applied(self.name.as_str(), &chunk[..index]);
                             events = &events[index..];
                         } else {
                             // Apply the events before the failing one first.
@@ -307,6 +319,7 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                     cut = None;
                     attempts += 1;
                     bump(&self.metrics.retries, 1);
+                    crate::metrics::projection_count(self.name.as_str(), "retries");
                     self.metrics.error(&source);
                     let Some(failing) = events.first() else {
                         return Flow::Continue;
@@ -324,6 +337,7 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                     // retry the same batch.
                     failures += 1;
                     bump(&self.metrics.store_errors, 1);
+                    crate::metrics::projection_count(self.name.as_str(), "store_errors");
                     self.metrics.error(&e);
                     tracing::warn!(projection = %self.name, generation = self.generation.generation, partition = self.partition, error = %e, "batch failed; retrying");
                     if self.pause(store_backoff(failures)).await {
@@ -369,6 +383,7 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
     pub(super) fn applied(&self, chunk: &[RecordedEvent]) {
         bump(&self.metrics.applied, chunk.len() as u64);
         bump(&self.metrics.batches, 1);
+        crate::metrics::projection_applied(self.name.as_str(), chunk);
         if let Some(last) = chunk.last() {
             let age = chrono::Utc::now() - last.context.time;
             let micros = age.num_microseconds().unwrap_or(i64::MAX).max(0);
@@ -400,6 +415,8 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                 Ok(()) => {
                     *state = parked;
                     bump(&self.metrics.parked, 1);
+                    crate::metrics::projection_count(self.name.as_str(), "parked");
+                    self.gauge.set("parked");
                     tracing::error!(projection = %self.name, generation = self.generation.generation, partition = self.partition, event = %failing.id, stream = %failing.stream, version = failing.version, position = %failing.position, attempts, error = %error_chain(error), "handler keeps failing: partition parked (`event-store projections resume` after a fix)");
                     return Flow::Parked;
                 }
