@@ -3,10 +3,12 @@
 
 mod auth;
 mod error;
+mod filter;
 mod listen;
 mod live;
 mod openapi;
 mod routes;
+mod search;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -17,13 +17,14 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use event_store::{Position, Query as EventQuery, RecordedEvent, Store};
+use event_store::{Position, RecordedEvent, Store};
 use futures::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use crate::Shared;
 use crate::error::{ApiError, ErrorBody};
+use crate::filter::{self, Both, Filter};
 use crate::routes::Params;
 
 pub(crate) fn routes<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
@@ -32,56 +33,14 @@ pub(crate) fn routes<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
         .with_state(shared)
 }
 
-/// The filter of a live tail: namespace, `type` (`NAMESPACE.TYPE`), stream prefix.
-fn filter(params: &Params) -> Result<Option<EventQuery>, ApiError> {
-    let namespace = params.text("namespace");
-    let event_type = params.text("type");
-    let prefix = params.text("stream_prefix");
-    if namespace.is_none() && event_type.is_none() && prefix.is_none() {
-        return Ok(None);
-    }
-    let mut q = match prefix {
-        Some(p) => EventQuery::stream_prefix(p),
-        None => EventQuery::all(),
-    };
-    match (namespace, event_type) {
-        (_, Some(t)) => {
-            let Some((ns, name)) = t.split_once('.') else {
-                return Err(ApiError::invalid(
-                    "type",
-                    format!("`{t}` is not NAMESPACE.TYPE (like shop.OrderPlaced)"),
-                ));
-            };
-            if namespace.is_some_and(|n| n != ns) {
-                return Err(ApiError::invalid(
-                    "type",
-                    "is in another namespace than `namespace`: nothing could match",
-                ));
-            }
-            q = q.event_type(ns, name);
-        }
-        (Some(ns), None) => q = q.namespace(ns),
-        (None, None) => {}
-    }
-    q.clone().check()?;
-    Ok(Some(q))
-}
-
-/// The query of `GET /log/live`.
+/// Where `GET /log/live` starts.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Names the accepted parameters; `Params` parses them.
-pub(crate) struct LiveQuery {
+pub(crate) struct LiveFrom {
     /// Start after this position (default: at the head, only new events). A `Last-Event-ID`
     /// header, sent by a reconnecting client, wins.
     after: Option<Position>,
-    /// Only events of this namespace.
-    namespace: Option<String>,
-    /// Only events of this type, as `NAMESPACE.TYPE` (like `shop.OrderPlaced`).
-    #[param(rename = "type")]
-    event_type: Option<String>,
-    /// Only events of streams whose id starts with this text.
-    stream_prefix: Option<String>,
 }
 
 /// The live tail: every final event from a position on, as Server-Sent Events, then each new
@@ -90,7 +49,8 @@ pub(crate) struct LiveQuery {
 /// disconnected. A reconnect with `Last-Event-ID` resumes exactly after it.
 #[utoipa::path(get, path = "/log/live", tag = "log",
     params(
-        LiveQuery,
+        LiveFrom,
+        Filter,
         ("Last-Event-ID" = Option<String>, Header,
             description = "The position of the last event the client saw: resume after it"),
     ),
@@ -105,8 +65,8 @@ pub(crate) async fn live<S: Store + Clone>(
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let params = Params::of::<LiveQuery>(pairs)?;
-    let query = filter(&params)?;
+    let params = Params::of::<Both<LiveFrom, Filter>>(pairs)?;
+    let query = filter::query(&params)?;
     // Where to start: after the last event the client saw, else after `after`, else at the
     // head (only new events).
     let resume = headers

@@ -10,7 +10,7 @@ use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorKind};
-use crate::{live, routes};
+use crate::{live, routes, search};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,8 +32,10 @@ use crate::{live, routes};
         routes::streams,
         routes::read_log,
         routes::read_event,
+        search::search,
         live::live,
         routes::stats,
+        search::timeline,
         routes::metrics,
     ),
     components(schemas(ErrorBody, ErrorKind)),

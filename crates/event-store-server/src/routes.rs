@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::Shared;
 use crate::error::{ApiError, ErrorBody};
 
-type St<S> = State<Arc<Shared<S>>>;
+pub(crate) type St<S> = State<Arc<Shared<S>>>;
 
 /// Routes without authentication: liveness and readiness.
 pub(crate) fn open<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
@@ -42,6 +42,8 @@ pub(crate) fn bounded<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
         .route("/log", get(read_log::<S>))
         .route("/events/{id}", get(read_event::<S>))
         .route("/stats", get(stats::<S>))
+        .route("/search", get(crate::search::search::<S>))
+        .route("/stats/timeline", get(crate::search::timeline::<S>))
         .route("/metrics", get(metrics::<S>))
         .with_state(shared)
 }
@@ -117,7 +119,7 @@ impl Params {
     }
 
     /// `limit`: 1 to the page limit (default: the page limit).
-    fn limit(&self, most: usize) -> Result<usize, ApiError> {
+    pub(crate) fn limit(&self, most: usize) -> Result<usize, ApiError> {
         match self.parse::<i32>("limit", "a whole number from 1 to 2147483647")? {
             None => Ok(most),
             Some(n) => match usize::try_from(n) {
@@ -153,10 +155,10 @@ pub(crate) fn encode(text: &str) -> String {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct EventPage {
     /// The events, in the order read.
-    events: Vec<RecordedEvent>,
+    pub(crate) events: Vec<RecordedEvent>,
     /// Where the next page starts (a version for a stream, a position for the log); `null`
     /// when this page is the last.
-    next: Option<String>,
+    pub(crate) next: Option<String>,
 }
 
 /// A page of streams, in byte order of their ids.
@@ -169,7 +171,7 @@ pub(crate) struct StreamPage {
 }
 
 /// `body` as JSON, with a `Link: <link>; rel="next"` header when there is a next page.
-fn page(body: &impl Serialize, link: Option<String>) -> Result<Response, ApiError> {
+pub(crate) fn page(body: &impl Serialize, link: Option<String>) -> Result<Response, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(codec)?;
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     if let Some(link) = link

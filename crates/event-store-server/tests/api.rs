@@ -225,6 +225,57 @@ async fn exercise<S: Store + Clone>(es: EventStore<S>) {
     let (_, _, stats) = call(&router, get("/stats")).await;
     assert_eq!(stats["events"], 7);
     assert_eq!(stats["streams"], 2);
+
+    // Search: by type, paged, the next page's link keeping the filter.
+    let (status, headers, found) = call(&router, get("/search?type=shop.Paid")).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let page_one = found["events"].as_array().unwrap().clone();
+    assert_eq!(page_one.len(), 3);
+    let link = headers[header::LINK].to_str().unwrap().to_owned();
+    assert!(link.contains("type=shop.Paid"), "{link}");
+    let next = link.trim_start_matches('<').split('>').next().unwrap();
+    let (_, _, rest) = call(&router, get(next)).await;
+    let all: Vec<Value> = page_one
+        .into_iter()
+        .chain(rest["events"].as_array().unwrap().iter().cloned())
+        .collect();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter()
+            .all(|e| e["type"] == "Paid" && e["stream"] == "order-1")
+    );
+    assert_eq!(rest["next"], Value::Null);
+    // By stream prefix and a time range.
+    let (_, _, carts) = call(&router, get("/search?stream_prefix=cart-")).await;
+    assert_eq!(carts["events"].as_array().unwrap().len(), 2);
+    let (_, _, old) = call(&router, get("/search?until=2000-01-01T00:00:00Z")).await;
+    assert_eq!(old["events"].as_array().unwrap().len(), 0);
+    let (_, _, recent) = call(&router, get("/search?since=2000-01-01T00:00:00Z&limit=1")).await;
+    assert_eq!(recent["events"].as_array().unwrap().len(), 1);
+    for (uri, field) in [
+        ("/search?subject=no-value", "subject"),
+        ("/search?since=yesterday", "since"),
+        ("/search?type=Paid", "type"),
+        ("/stats/timeline?minutes=0", "minutes"),
+        ("/stats/timeline?minutes=1441", "minutes"),
+    ] {
+        let (status, _, e) = call(&router, get(uri)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+        assert_eq!(e["field"], field, "{uri}: {e}");
+    }
+
+    // The timeline: every event of the last minutes, by type.
+    let (status, _, timeline) = call(&router, get("/stats/timeline?minutes=5")).await;
+    assert_eq!(status, StatusCode::OK);
+    let minutes = timeline["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 5);
+    assert_eq!(timeline["events"], 7);
+    let paid: u64 = minutes
+        .iter()
+        .filter_map(|m| m["counts"]["shop.Paid"].as_u64())
+        .sum();
+    assert_eq!(paid, 4);
+    assert_eq!(timeline["truncated"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +377,10 @@ async fn the_openapi_document_is_the_router() {
                         "backward" => "false",
                         "type" => "shop.Placed",
                         "namespace" => "shop",
+                        "subject" => "user=1",
+                        "since" => "2020-01-01T00:00:00Z",
+                        "until" => "2100-01-01T00:00:00Z",
+                        "minutes" => "5",
                         _ => "doc",
                     };
                     format!("{}={value}", p["name"].as_str().unwrap())
@@ -377,7 +432,9 @@ async fn the_openapi_document_is_the_router() {
             "get /metrics",
             "get /openapi.json",
             "get /ready",
+            "get /search",
             "get /stats",
+            "get /stats/timeline",
             "get /streams",
             "get /streams/{stream}",
             "post /streams/{stream}",
