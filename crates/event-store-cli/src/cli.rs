@@ -137,7 +137,8 @@ Examples:
        --tls-cert /etc/event-store/cert.pem --tls-key /etc/event-store/key.pem
   curl -X POST localhost:7878/streams/order-1 -H 'Expected-Version: no-stream' \\
        -d '[{\"namespace\":\"shop\",\"type\":\"Placed\",\"data\":{\"total\":12}}]'
-  curl -N localhost:7878/log/live                     the live tail (Server-Sent Events)")]
+  curl -N localhost:7878/log/live                     the live tail (Server-Sent Events)
+  open http://127.0.0.1:7878/explorer/                the web explorer")]
 pub(crate) struct ServeArgs {
     /// The address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDRESS:PORT")]
@@ -163,6 +164,9 @@ pub(crate) struct ServeArgs {
         requires = "tls_cert"
     )]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Do not serve the web explorer (served at /explorer/ by default).
+    #[arg(long)]
+    pub(crate) no_explorer: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -376,3 +376,95 @@ fn the_api_keeps_its_openapi_contract() {
     );
     assert_eq!(number("Tested: "), chosen.to_string(), "{report}");
 }
+
+/// What the browser test needs: Node.js, playwright-core (`EVENT_STORE_PLAYWRIGHT`: its package
+/// directory, from npm) and Chromium (`EVENT_STORE_CHROMIUM`, else Debian's /usr/bin/chromium).
+fn browser_tools() -> Result<(String, String), String> {
+    let playwright = std::env::var("EVENT_STORE_PLAYWRIGHT").map_err(|_| {
+        "EVENT_STORE_PLAYWRIGHT is not set (the playwright-core package's directory; \
+         `npm install playwright-core`)"
+            .to_owned()
+    })?;
+    if !std::path::Path::new(&playwright)
+        .join("package.json")
+        .is_file()
+    {
+        return Err(format!("no playwright-core package at {playwright}"));
+    }
+    let chromium =
+        std::env::var("EVENT_STORE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    if !std::path::Path::new(&chromium).is_file() {
+        return Err(format!(
+            "no Chromium at {chromium} (`apt-get install chromium`)"
+        ));
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok((playwright, chromium)),
+        _ => Err("no `node` on the PATH".to_owned()),
+    }
+}
+
+/// The web explorer in a real browser: headless Chromium, driven by playwright-core, finds a
+/// stream by search, opens an event and copies its JSON, searches by type, watches the live
+/// tail show an event appended through the API and reads the stats chart. A screenshot of each
+/// page is kept under `target/explorer-screenshots/`.
+#[test]
+fn the_explorer_in_a_real_browser() {
+    let Some((playwright, chromium)) =
+        event_store_testkit::require_service("a headless browser", browser_tools())
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("explorer.db").display());
+    init(&url);
+    for (stream, ty, data) in [
+        ("order-1", "shop.Placed", r#"{"total": 12}"#),
+        ("order-1", "shop.Paid", r#"{"total": 12}"#),
+        ("cart-7", "shop.Placed", r#"{"items": 2}"#),
+        ("customer-7", "crm.Registered", r#"{"name": "Ada"}"#),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--url", &url, "append", stream, ty, data])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (child, address) = serve(&url, &[], &[]);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("explorer-screenshots");
+    // Only this run's screenshots.
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/explorer.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("BASE", format!("http://{address}"))
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    interrupt(child);
+    assert!(
+        out.status.success(),
+        "{}\n{}\n(screenshots in {})",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        shots.display()
+    );
+    for page in ["streams", "stream", "event", "search", "live", "stats"] {
+        let shot = shots.join(format!("{page}.png"));
+        assert!(
+            std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000),
+            "a screenshot of {page}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod explorer;
 mod filter;
 mod listen;
 mod live;
@@ -61,6 +62,8 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's head, or to finish a TLS handshake
     /// (default 10 s), so idle half-open connections do not pile up.
     pub header_timeout: Duration,
+    /// Serve the web explorer at `/explorer/` (default `true`).
+    pub explorer: bool,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             header_limit: 16 * 1024,
             max_headers: 64,
             header_timeout: Duration::from_secs(10),
+            explorer: true,
         }
     }
 }
@@ -123,8 +127,12 @@ impl<S: Store + Clone> Api<S> {
         let api = bounded.merge(live::routes(Arc::clone(&self.shared))).layer(
             axum::middleware::from_fn_with_state(Arc::clone(&self.shared), auth::require::<S>),
         );
-        routes::open(Arc::clone(&self.shared))
-            .merge(api)
+        let open = if config.explorer {
+            routes::open(Arc::clone(&self.shared)).merge(explorer::routes())
+        } else {
+            routes::open(Arc::clone(&self.shared))
+        };
+        open.merge(api)
             .layer(axum::middleware::from_fn(routes::count))
             .layer(DefaultBodyLimit::max(config.body_limit))
             .layer(RequestBodyLimitLayer::new(config.body_limit))

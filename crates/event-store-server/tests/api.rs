@@ -343,7 +343,7 @@ async fn every_route_on_postgres() {
 
 /// The document served at `/openapi.json` is the router's: every documented operation answers
 /// (with a documented status) and every parameter it names is accepted; an operation that is
-/// not documented does not exist.
+/// not documented does not exist (the explorer's page and assets aside: they are not the API).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_is_the_router() {
     let es = EventStore::from_store(MemoryStore::new());
@@ -501,9 +501,40 @@ async fn tokens_and_scopes() {
         );
         r
     };
-    // Liveness and readiness need no token.
+    // Liveness, readiness and the explorer's page (which holds no data) need no token.
     assert_eq!(call(&router, get("/health")).await.0, StatusCode::OK);
     assert_eq!(call(&router, get("/ready")).await.0, StatusCode::OK);
+    let (status, headers, _) = call(&router, get("/")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "explorer/");
+    for (asset, kind) in [
+        ("/explorer/", "text/html"),
+        ("/explorer/app.js", "text/javascript"),
+        ("/explorer/app.css", "text/css"),
+    ] {
+        let (status, headers, _) = call(&router, get(asset)).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        // Scripts from the server only: no inline script, no CDN, no framing.
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"));
+    }
+    let closed = Api::new(
+        EventStore::from_store(MemoryStore::new()),
+        ServerConfig {
+            explorer: false,
+            ..ServerConfig::default()
+        },
+    );
+    assert_eq!(
+        call(&closed.router(), get("/explorer/")).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (status, headers, e) = call(&router, get("/stats")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{e}");
     assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");

@@ -77,6 +77,12 @@ pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) 
                 ""
             }
         );
+        if !args.no_explorer {
+            eprintln!(
+                "the web explorer is at {}://{address}/explorer/",
+                if tls.is_some() { "https" } else { "http" }
+            );
+        }
         if tokens.is_none() && !address.ip().is_loopback() {
             eprintln!(
                 "warning: no tokens: anyone who reaches {address} can read and append (give --tokens FILE)"
@@ -92,6 +98,7 @@ pub(crate) async fn run(es: EventStore<AnyStore>, args: ServeArgs, quiet: bool) 
     let config = ServerConfig {
         tokens,
         tls,
+        explorer: !args.no_explorer,
         metrics: Some(metrics),
         ..ServerConfig::default()
     };
