@@ -10,6 +10,7 @@
 
 mod amqp;
 mod error;
+mod http;
 mod message_db;
 mod postgres;
 mod projection;
@@ -62,12 +63,25 @@ pub async fn run(options: Options) -> Result<()> {
         let store = event_store::MemoryStore::new();
         let cache = event_store::MemoryCache::new();
         store_workloads(&mut report, "memory", &store, cache, sizes, None).await?;
+        http::run(
+            &mut report,
+            "memory",
+            &event_store::MemoryStore::new(),
+            sizes,
+        )
+        .await?;
     }
     if wants("sqlite") {
         let dir = scratch_dir()?;
         let mut result = sqlite::run(&mut report, &dir, sizes).await;
         if result.is_ok() {
             result = projection::sqlite(&mut report, &dir, sizes).await;
+        }
+        if result.is_ok() {
+            result = match event_store_sqlite::SqliteStore::open(dir.join("http.db")).await {
+                Ok(store) => http::run(&mut report, "sqlite", &store, sizes).await,
+                Err(e) => Err(e.into()),
+            };
         }
         let _ = std::fs::remove_dir_all(&dir);
         result?;

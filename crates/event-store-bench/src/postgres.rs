@@ -64,6 +64,10 @@ pub(crate) async fn run(report: &mut Report, url: &str, sizes: Sizes) -> Result<
         Ok(()) => index_costs(report, &admin, &schema, sizes).await,
         Err(e) => Err(e),
     };
+    let result = match result {
+        Ok(()) => crate::http::run(report, "postgres", &store, sizes).await,
+        Err(e) => Err(e),
+    };
     admin
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .await?;
