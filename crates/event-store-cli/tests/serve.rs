@@ -12,17 +12,23 @@ mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 
-/// `event-store init` on `url`.
-fn init(url: &str) {
+/// `event-store --url URL ARGS…`, which must succeed.
+fn ok(url: &str, args: &[&str]) {
     let out = Command::new(BIN)
-        .args(["--url", url, "init"])
+        .args(["--url", url])
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `event-store init` on `url`.
+fn init(url: &str) {
+    ok(url, &["init"]);
 }
 
 /// Starts `serve` on a free port; returns the child and the address it printed.
@@ -424,15 +430,7 @@ fn the_explorer_in_a_real_browser() {
         ("cart-7", "shop.Placed", r#"{"items": 2}"#),
         ("customer-7", "crm.Registered", r#"{"name": "Ada"}"#),
     ] {
-        let out = Command::new(BIN)
-            .args(["--url", &url, "append", stream, ty, data])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&url, &["append", stream, ty, data]);
     }
     let (child, address) = serve(&url, &[], &[]);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod explorer;
 mod filter;
+mod hub;
 mod listen;
 mod live;
 mod openapi;
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     /// Events buffered for one live-tail client (default 1 024). The tail reads only as the
     /// client drains them, so memory per client is bounded.
     pub live_buffer: usize,
+    /// Events the tail shared by every live client holds for the slowest of them (default
+    /// 4 096); a client further behind catches up with reads of its own.
+    pub live_broadcast: usize,
     /// How long a live-tail client's buffer may stay full before the client is sent a
     /// `dropped` event and disconnected (default 30 s).
     pub slow_client: Duration,
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             body_limit: event_store::limits::MAX_BATCH_BYTES + 64 * 1024,
             request_timeout: Duration::from_secs(30),
             live_buffer: 1024,
+            live_broadcast: 4096,
             slow_client: Duration::from_secs(30),
             keep_alive: Duration::from_secs(15),
             page_limit: 1000,
@@ -92,6 +97,8 @@ pub(crate) struct Shared<S> {
     pub(crate) config: ServerConfig,
     /// Becomes `true` when the server shuts down: live tails end.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// The tail every live client shares.
+    pub(crate) hub: hub::Hub,
 }
 
 /// The HTTP API over an event store: build it, then [`Api::router`] to mount it in an axum
@@ -110,6 +117,7 @@ impl<S: Store + Clone> Api<S> {
                 es,
                 config,
                 stopping,
+                hub: hub::Hub::default(),
             }),
             stop,
         }

@@ -4,9 +4,11 @@
 //! is the recorded event as JSON. A client that reconnects with `Last-Event-ID` resumes exactly
 //! after it: the tail reads final events in log order, so nothing is skipped or repeated.
 //!
-//! Each client has a buffer of `live_buffer` events between the tail and its connection. The
-//! tail reads only as the buffer drains, so a client catching up reads at its own pace; one
-//! whose buffer stays full for `slow_client` is sent a `dropped` event and disconnected.
+//! Each client has a buffer of `live_buffer` events between the tail and its connection. It
+//! catches up with reads of its own, which go on only as the buffer drains, so a client catching
+//! up reads at its own pace; once caught up it takes the events of the one tail every client
+//! shares ([`crate::hub`]). One whose buffer stays full for `slow_client` is sent a `dropped`
+//! event and disconnected.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,14 +19,15 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use event_store::{Position, RecordedEvent, Store};
+use event_store::{CheckedQuery, Position, Store};
 use futures::{Stream, StreamExt as _};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 use utoipa::IntoParams;
 
 use crate::Shared;
 use crate::error::{ApiError, ErrorBody};
 use crate::filter::{self, Both, Filter};
+use crate::hub::Item;
 use crate::routes::Params;
 
 pub(crate) fn routes<S: Store + Clone>(shared: Arc<Shared<S>>) -> Router {
@@ -82,51 +85,25 @@ pub(crate) async fn live<S: Store + Clone>(
         Some(p) => p,
         None => event_store::head(shared.es.store()).await?,
     };
-    let (tx, rx) = mpsc::channel::<RecordedEvent>(shared.config.live_buffer.max(1));
+    let (tx, rx) = mpsc::channel::<Arc<Item>>(shared.config.live_buffer.max(1));
     let overflowed = Arc::new(AtomicBool::new(false));
-    let mut stopping = shared.stopping.clone();
-    let tail = shared.es.tail(start, query);
-    let flag = Arc::clone(&overflowed);
-    let slow_client = shared.config.slow_client;
-    tokio::spawn(async move {
-        let mut tail = std::pin::pin!(tail);
-        loop {
-            let next = tokio::select! {
-                () = stopped(&mut stopping) => break,
-                () = tx.closed() => break,
-                next = tail.next() => next,
-            };
-            let e = match next {
-                Some(Ok(e)) => e,
-                // The tail goes on after a failed read; say so in the log only.
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "a live tail's read failed");
-                    continue;
-                }
-                None => break,
-            };
-            // The buffer holds the client back from the store (the tail reads only as it is
-            // drained); a client that does not drain it for `slow_client` is dropped.
-            let sent = tokio::select! {
-                () = stopped(&mut stopping) => break,
-                sent = tokio::time::timeout(slow_client, tx.send(e)) => sent,
-            };
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
-                Err(_) => {
-                    flag.store(true, Ordering::SeqCst);
-                    break;
-                }
-            }
-        }
-    });
+    let query = query
+        .unwrap_or_else(event_store::Query::all)
+        .check()
+        .map_err(ApiError::from)?;
+    tokio::spawn(feed(
+        Arc::clone(&shared),
+        start,
+        query,
+        tx,
+        Arc::clone(&overflowed),
+    ));
     let connected = Connected::new();
     let events = futures::stream::unfold(
         (rx, overflowed, connected),
         |(mut rx, overflowed, connected)| async move {
             let event = match rx.recv().await {
-                Some(e) => to_sse(&e),
+                Some(item) => to_sse(&item),
                 // The sender stopped because this client fell behind: say so, once, then end.
                 None if overflowed.swap(false, Ordering::SeqCst) => Event::default()
                     .event("dropped")
@@ -161,10 +138,115 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-fn to_sse(e: &RecordedEvent) -> Event {
-    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".to_owned());
+fn to_sse(item: &Item) -> Event {
     Event::default()
-        .id(e.position.to_string())
+        .id(item.position().to_string())
         .event("event")
-        .data(data)
+        .data(&item.json)
+}
+
+/// Events read per call while a client catches up.
+const CATCH_UP_PAGE: usize = 256;
+
+/// Why a client's feed ended.
+enum End {
+    /// The client left, the server stops, or the hub is gone.
+    Done,
+    /// The client did not drain its buffer for `slow_client`.
+    Slow,
+}
+
+/// Feeds one client from `after` on: its own reads until it has caught up, then the hub's
+/// broadcast (see [`crate::hub`]), into its buffer.
+async fn feed<S: Store + Clone>(
+    shared: Arc<Shared<S>>,
+    after: Position,
+    query: CheckedQuery,
+    tx: mpsc::Sender<Arc<Item>>,
+    overflowed: Arc<AtomicBool>,
+) {
+    let mut stopping = shared.stopping.clone();
+    let mut last = after;
+    let slow_client = shared.config.slow_client;
+    // The buffer holds the client back from the store (reads go on only as it is drained); a
+    // client that does not drain it for `slow_client` is dropped.
+    let send = |item: Arc<Item>, stopping: &mut watch::Receiver<bool>| {
+        let tx = tx.clone();
+        let mut stopping = stopping.clone();
+        async move {
+            tokio::select! {
+                () = stopped(&mut stopping) => Err(End::Done),
+                sent = tokio::time::timeout(slow_client, tx.send(item)) => match sent {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(End::Done),
+                    Err(_) => Err(End::Slow),
+                },
+            }
+        }
+    };
+    let end = 'feed: loop {
+        // Subscribe first, then catch up: see the hub's documentation.
+        let subscribed = tokio::select! {
+            () = stopped(&mut stopping) => break End::Done,
+            () = tx.closed() => break End::Done,
+            r = shared.hub.subscribe(&shared.es, shared.config.live_broadcast, &shared.stopping) => r,
+        };
+        let mut live = match subscribed {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::warn!(error = %e, "a live tail could not start; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        loop {
+            let page = tokio::select! {
+                () = stopped(&mut stopping) => break 'feed End::Done,
+                () = tx.closed() => break 'feed End::Done,
+                page = shared.es.store().read_final(&query, last, CATCH_UP_PAGE) => page,
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a live tail's read failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let caught_up = page.len() < CATCH_UP_PAGE;
+            for event in page {
+                last = event.position;
+                if let Err(end) = send(Item::new(event), &mut stopping).await {
+                    break 'feed end;
+                }
+            }
+            if caught_up {
+                break;
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                () = stopped(&mut stopping) => break 'feed End::Done,
+                () = tx.closed() => break 'feed End::Done,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok(item) => {
+                    if item.position() <= last || !query.query().matches(&item.event) {
+                        continue;
+                    }
+                    last = item.position();
+                    if let Err(end) = send(item, &mut stopping).await {
+                        break 'feed end;
+                    }
+                }
+                // Fell behind the broadcast: catch up from the store again.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue 'feed,
+                Err(broadcast::error::RecvError::Closed) => break 'feed End::Done,
+            }
+        }
+    };
+    if matches!(end, End::Slow) {
+        overflowed.store(true, Ordering::SeqCst);
+    }
 }

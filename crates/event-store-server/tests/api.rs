@@ -780,6 +780,21 @@ async fn the_live_tail_resumes_exactly_and_drops_a_slow_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_writers_and_twenty_reconnecting_tails_all_see_the_log() {
+    writers_and_reconnecting_tails(ServerConfig::default()).await;
+}
+
+/// The same with a shared tail of four events: clients keep falling behind it and catching up
+/// from the store, and still see the log exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_behind_the_shared_tail_catch_up_exactly() {
+    writers_and_reconnecting_tails(ServerConfig {
+        live_broadcast: 4,
+        ..ServerConfig::default()
+    })
+    .await;
+}
+
+async fn writers_and_reconnecting_tails(config: ServerConfig) {
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 40;
     const CLIENTS: usize = 20;
@@ -788,10 +803,7 @@ async fn eight_writers_and_twenty_reconnecting_tails_all_see_the_log() {
     let store = event_store_sqlite::SqliteStore::open(dir.path().join("e.db"))
         .await
         .unwrap();
-    let api = Api::new(
-        EventStore::from_store(store.clone()),
-        ServerConfig::default(),
-    );
+    let api = Api::new(EventStore::from_store(store.clone()), config);
     let router = api.router();
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
