@@ -134,6 +134,15 @@ pub enum Error {
         partition: u32,
     },
 
+    /// A sealed value, or a wrapped key, failed authentication: its bytes or what it is bound to
+    /// (its subject, type and field) were changed, or the key is not the one that sealed it.
+    /// Never garbage: nothing is decrypted.
+    #[error("cannot authenticate {what}: it was changed, moved, or sealed with another key")]
+    Unauthentic {
+        /// What failed (`the personal field data.email of event …`, `the data key of …`).
+        what: String,
+    },
+
     /// A backend failed (connection lost, I/O error, constraint the store did not expect, …).
     /// After a failed append the outcome may be unknown; appends are idempotent by event id, so
     /// retrying with the same ids is safe.

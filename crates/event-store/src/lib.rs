@@ -5,6 +5,7 @@ mod aggregate;
 mod backend;
 mod batch;
 mod cursor;
+pub mod erasure;
 mod error;
 mod event;
 mod facade;

@@ -19,3 +19,12 @@ async fn whole_suite_on_one_store() {
     event_store_testkit::checkpoints_round_trip(&store).await;
     event_store_testkit::run_projection_suite(&store).await;
 }
+
+/// The key store's contract (crypto-shredding) on the memory key store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_key_store_keeps_the_contract() {
+    let keys = event_store::erasure::MemoryKeyStore::new();
+    event_store_testkit::key_store_contract(&keys, "").await;
+    // A second run beside the first, as in a shared store.
+    event_store_testkit::key_store_contract(&keys, "again-").await;
+}

@@ -1,0 +1,777 @@
+//! Crypto-shredding's building blocks: forgetting a person in a log that is never rewritten.
+//!
+//! A person's personal values are stored **sealed** (AES-256-GCM) with a **data key** of their
+//! own; forgetting them destroys that key, and every sealed value becomes unreadable for ever,
+//! without touching a stored byte of the log. Data keys are stored only **wrapped** by a
+//! **master key**, which lives outside the store (an environment variable, a file, a KMS), so a
+//! copy of the database alone reveals nothing.
+//!
+//! - [`MasterKey`]: wraps and unwraps data keys, each bound to its subject (a wrapped key moved to
+//!   another subject fails to unwrap). Keys carry an id, so the master key can be rotated: the
+//!   old one still unwraps what it wrapped until [`Keys::rotate`] rewraps everything.
+//! - [`DataKey`]: seals and opens values, each bound to its [`Binding`] (subject, event type,
+//!   field), with a fresh random nonce per value. A changed byte, or a value moved to another
+//!   field, event type or subject, is [`Error::Unauthentic`], never garbage.
+//! - [`KeyStore`]: where wrapped keys are kept, with a tombstone for each forgotten subject (a
+//!   forgotten subject never gets a key again by accident). [`MemoryKeyStore`] keeps them in
+//!   memory.
+//! - [`Keys`]: the service over a key store and the master keys: a subject's key for writing
+//!   (created on first use) or for reading, `forget`, `rotate`, and a check at start that the
+//!   master key is the one the store's keys were wrapped with.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> event_store::Result<()> {
+//! use event_store::erasure::{Binding, Keys, MasterKey, MemoryKeyStore};
+//! use serde_json::json;
+//!
+//! let master = MasterKey::from_text("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+//! let keys = Keys::new(MemoryKeyStore::new(), master, vec![]);
+//! keys.check().await?;
+//! let at = Binding::new("user-7", "accounts", "Registered", "email");
+//! let key = keys.for_writing("user-7").await?.expect("not forgotten");
+//! let sealed = key.seal(&at, &json!("ada@example.com"));
+//! assert!(!sealed.to_string().contains("ada@"));
+//! let key = keys.for_reading("user-7").await?.expect("not forgotten");
+//! assert_eq!(key.open(&at, &sealed)?, json!("ada@example.com"));
+//!
+//! keys.forget("user-7").await?;
+//! assert!(keys.for_reading("user-7").await?.is_none());
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// The length of every key, in bytes (AES-256).
+pub const KEY_LEN: usize = 32;
+/// The key a sealed value is stored under in the data: `{"$sealed": {"v": 1, "n": …, "c": …}}`.
+pub const SEALED_KEY: &str = "$sealed";
+/// The subject [`Keys::check`] keeps a key for, to recognise its master key at start.
+pub const CANARY_SUBJECT: &str = "$event-store:canary";
+/// The version of the sealed format.
+const SEALED_VERSION: u64 = 1;
+const NONCE_LEN: usize = 12;
+
+fn bytes_of(what: &'static str, text: &str) -> Result<Vec<u8>> {
+    BASE64
+        .decode(text.trim())
+        .map_err(|e| Error::invalid(what, format!("not base64 ({e})")))
+}
+
+/// Length-prefixed parts, so `("ab", "c")` and `("a", "bc")` bind differently.
+fn bound(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+    out
+}
+
+/// The key that wraps every data key. Kept outside the store; its id is stored with what it
+/// wrapped, so an old master key still opens its keys during a rotation.
+pub struct MasterKey {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key itself.
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MasterKey {
+    /// A master key from its id (1 to 64 characters of `A–Z a–z 0–9 _ -`) and its 32 bytes.
+    pub fn new(id: impl Into<String>, key: &[u8]) -> Result<Self> {
+        let id = id.into();
+        crate::limits::check_name("master key id", &id)?;
+        if key.len() != KEY_LEN {
+            return Err(Error::invalid(
+                "master key",
+                format!("is {} bytes; it must be {KEY_LEN}", key.len()),
+            ));
+        }
+        let cipher = Aes256Gcm::new_from_slice(key)
+            .map_err(|_| Error::invalid("master key", "is not an AES-256 key"))?;
+        Ok(Self { id, cipher })
+    }
+
+    /// A master key from its text form, `ID:BASE64` (the 32 bytes in standard base64), as kept
+    /// in an environment variable or a file.
+    pub fn from_text(text: &str) -> Result<Self> {
+        let Some((id, key)) = text.trim().split_once(':') else {
+            return Err(Error::invalid(
+                "master key",
+                "is not ID:BASE64 (like k1:…, 32 bytes in base64)",
+            ));
+        };
+        let key = Zeroizing::new(bytes_of("master key", key)?);
+        Self::new(id, &key)
+    }
+
+    /// A new random master key with this id, and its text form (to keep outside the store).
+    pub fn generate(id: impl Into<String>) -> Result<(Self, Zeroizing<String>)> {
+        let key = Zeroizing::new(Aes256Gcm::generate_key(&mut OsRng).to_vec());
+        let id = id.into();
+        let text = Zeroizing::new(format!("{id}:{}", BASE64.encode(&*key)));
+        Ok((Self::new(id, &key)?, text))
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `key`, encrypted with this master key and bound to `subject`.
+    pub fn wrap(&self, subject: &str, key: &DataKey) -> WrappedKey {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let aad = bound(&["data key", subject, &self.id]);
+        // Encrypting into a `Vec` cannot fail for inputs this size.
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &key.key[..],
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        WrappedKey {
+            master: self.id.clone(),
+            nonce: BASE64.encode(nonce),
+            key: BASE64.encode(ciphertext),
+        }
+    }
+
+    /// The data key `wrapped` holds for `subject`: [`Error::Unauthentic`] when it was wrapped
+    /// for another subject, by another key, or changed.
+    pub fn unwrap_key(&self, subject: &str, wrapped: &WrappedKey) -> Result<DataKey> {
+        let unauthentic = || Error::Unauthentic {
+            what: format!("the data key of subject `{subject}`"),
+        };
+        if wrapped.master != self.id {
+            return Err(Error::invalid(
+                "master key",
+                format!(
+                    "the data key of subject `{subject}` was wrapped by master key `{}`, not `{}`",
+                    wrapped.master, self.id
+                ),
+            ));
+        }
+        let nonce = bytes_of("wrapped key nonce", &wrapped.nonce)?;
+        if nonce.len() != NONCE_LEN {
+            return Err(unauthentic());
+        }
+        let ciphertext = bytes_of("wrapped key", &wrapped.key)?;
+        let aad = bound(&["data key", subject, &self.id]);
+        let plain = Zeroizing::new(
+            self.cipher
+                .decrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| unauthentic())?,
+        );
+        DataKey::from_bytes(&plain).map_err(|_| unauthentic())
+    }
+}
+
+/// A data key as stored: encrypted by the master key `master`, bound to its subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// The id of the master key that wrapped it.
+    pub master: String,
+    /// The nonce, in base64.
+    pub nonce: String,
+    /// The encrypted key and its tag, in base64.
+    pub key: String,
+}
+
+/// Where a sealed value belongs: the subject it is about, the event type and the field. A value
+/// opens only where it was sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    subject: String,
+    namespace: String,
+    event_type: String,
+    field: String,
+}
+
+impl Binding {
+    /// The binding of `field` (a path in the data, like `email` or `address.street`) in events
+    /// of `namespace.event_type` about `subject`.
+    pub fn new(
+        subject: impl Into<String>,
+        namespace: impl Into<String>,
+        event_type: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Self {
+        Self {
+            subject: subject.into(),
+            namespace: namespace.into(),
+            event_type: event_type.into(),
+            field: field.into(),
+        }
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        bound(&[
+            "sealed value",
+            &self.subject,
+            &self.namespace,
+            &self.event_type,
+            &self.field,
+        ])
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "the personal field `{}` of a `{}.{}` event about subject `{}`",
+            self.field, self.namespace, self.event_type, self.subject
+        )
+    }
+}
+
+/// A subject's data key. Zeroed when dropped; never stored unwrapped.
+pub struct DataKey {
+    key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(…)")
+    }
+}
+
+impl DataKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(&Aes256Gcm::generate_key(&mut OsRng));
+        Self { key }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        if bytes.len() != KEY_LEN {
+            return Err(Error::invalid("data key", "has the wrong length"));
+        }
+        key.copy_from_slice(bytes);
+        Ok(Self { key })
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        // A 32-byte slice is always an AES-256 key.
+        Aes256Gcm::new(self.key.as_ref().into())
+    }
+
+    /// `value` sealed where `at` says, with a fresh nonce: `{"$sealed": {"v": 1, "n": NONCE,
+    /// "c": CIPHERTEXT}}` (base64). Two seals of one value differ.
+    pub fn seal(&self, at: &Binding, value: &Value) -> Value {
+        let plain = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let aad = at.aad();
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut inner = Map::new();
+        inner.insert("v".to_owned(), Value::from(SEALED_VERSION));
+        inner.insert("n".to_owned(), Value::String(BASE64.encode(nonce)));
+        inner.insert("c".to_owned(), Value::String(BASE64.encode(ciphertext)));
+        let mut outer = Map::new();
+        outer.insert(SEALED_KEY.to_owned(), Value::Object(inner));
+        Value::Object(outer)
+    }
+
+    /// The value `sealed` holds, if it was sealed with this key where `at` says:
+    /// [`Error::Unauthentic`] otherwise (nothing is decrypted), [`Error::InvalidInput`] when
+    /// `sealed` is not a sealed value.
+    pub fn open(&self, at: &Binding, sealed: &Value) -> Result<Value> {
+        let (nonce, ciphertext) = parts(sealed)?;
+        let aad = at.aad();
+        let plain = Zeroizing::new(
+            self.cipher()
+                .decrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| Error::Unauthentic {
+                    what: at.describe(),
+                })?,
+        );
+        serde_json::from_slice(&plain).map_err(|e| Error::codec("a sealed value", e))
+    }
+}
+
+/// Whether `value` is a sealed value (`{"$sealed": {…}}`).
+pub fn is_sealed(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|o| o.len() == 1 && o.get(SEALED_KEY).is_some_and(Value::is_object))
+}
+
+fn parts(sealed: &Value) -> Result<(Vec<u8>, Vec<u8>)> {
+    let not_sealed = || {
+        Error::invalid(
+            "sealed value",
+            "is not {\"$sealed\": {\"v\", \"n\", \"c\"}}",
+        )
+    };
+    if !is_sealed(sealed) {
+        return Err(not_sealed());
+    }
+    let inner = &sealed[SEALED_KEY];
+    if inner["v"].as_u64() != Some(SEALED_VERSION) {
+        return Err(Error::invalid(
+            "sealed value",
+            format!(
+                "has version {}; this code reads version {SEALED_VERSION}",
+                inner["v"]
+            ),
+        ));
+    }
+    let nonce = bytes_of(
+        "sealed value nonce",
+        inner["n"].as_str().ok_or_else(not_sealed)?,
+    )?;
+    if nonce.len() != NONCE_LEN {
+        return Err(Error::invalid("sealed value nonce", "has the wrong length"));
+    }
+    let ciphertext = bytes_of("sealed value", inner["c"].as_str().ok_or_else(not_sealed)?)?;
+    Ok((nonce, ciphertext))
+}
+
+/// A subject's entry in a key store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    /// The subject's wrapped data key.
+    Active(WrappedKey),
+    /// The subject was forgotten: its key is destroyed and none is made again.
+    Forgotten,
+}
+
+/// Where wrapped data keys are kept (each store adapter has one in its own database, beside
+/// nothing that could unwrap them). Implementations keep every method atomic per subject.
+pub trait KeyStore: Send + Sync + 'static {
+    /// The subject's entry, if any.
+    fn load(&self, subject: &str) -> impl Future<Output = Result<Option<KeyState>>> + Send;
+
+    /// Stores `key` for `subject` unless it has an entry; returns the entry now stored (so
+    /// concurrent first uses agree on one key, and a forgotten subject stays forgotten).
+    fn create(
+        &self,
+        subject: &str,
+        key: WrappedKey,
+    ) -> impl Future<Output = Result<KeyState>> + Send;
+
+    /// Destroys the subject's key, leaving a tombstone; returns whether it had one.
+    fn forget(&self, subject: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Replaces the subject's key with `new` if it is still `old` (a rotation's
+    /// compare-and-set); returns whether it did.
+    fn replace(
+        &self,
+        subject: &str,
+        old: &WrappedKey,
+        new: WrappedKey,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Subjects with an active key, in byte order after `after`, at most `limit` of them.
+    fn active(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(String, WrappedKey)>>> + Send;
+}
+
+/// A key store in memory (tests, and the memory store).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryKeyStore {
+    entries: Arc<Mutex<HashMap<String, KeyState>>>,
+}
+
+impl MemoryKeyStore {
+    /// An empty key store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, KeyState>) -> T) -> T {
+        f(&mut self.entries.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl KeyStore for MemoryKeyStore {
+    async fn load(&self, subject: &str) -> Result<Option<KeyState>> {
+        Ok(self.with(|e| e.get(subject).cloned()))
+    }
+
+    async fn create(&self, subject: &str, key: WrappedKey) -> Result<KeyState> {
+        Ok(self.with(|e| {
+            e.entry(subject.to_owned())
+                .or_insert(KeyState::Active(key))
+                .clone()
+        }))
+    }
+
+    async fn forget(&self, subject: &str) -> Result<bool> {
+        Ok(self.with(|e| {
+            matches!(
+                e.insert(subject.to_owned(), KeyState::Forgotten),
+                Some(KeyState::Active(_))
+            )
+        }))
+    }
+
+    async fn replace(&self, subject: &str, old: &WrappedKey, new: WrappedKey) -> Result<bool> {
+        Ok(self.with(|e| match e.get_mut(subject) {
+            Some(KeyState::Active(k)) if k == old => {
+                *k = new;
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn active(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, WrappedKey)>> {
+        Ok(self.with(|e| {
+            let mut out: Vec<(String, WrappedKey)> = e
+                .iter()
+                .filter(|(s, _)| after.is_none_or(|a| s.as_str() > a))
+                .filter_map(|(s, k)| match k {
+                    KeyState::Active(k) => Some((s.clone(), k.clone())),
+                    KeyState::Forgotten => None,
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.truncate(limit);
+            out
+        }))
+    }
+}
+
+/// Subjects' data keys: a key store with the master key that wraps its keys (and earlier master
+/// keys that still unwrap theirs until [`Keys::rotate`]).
+pub struct Keys<K> {
+    store: K,
+    master: MasterKey,
+    previous: Vec<MasterKey>,
+}
+
+impl<K: fmt::Debug> fmt::Debug for Keys<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("store", &self.store)
+            .field("master", &self.master)
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
+impl<K: KeyStore> Keys<K> {
+    /// Keys kept in `store`, wrapped by `master`; `previous` master keys unwrap what they wrapped.
+    pub fn new(store: K, master: MasterKey, previous: Vec<MasterKey>) -> Self {
+        Self {
+            store,
+            master,
+            previous,
+        }
+    }
+
+    /// The key store.
+    pub fn store(&self) -> &K {
+        &self.store
+    }
+
+    fn master_for(&self, subject: &str, wrapped: &WrappedKey) -> Result<&MasterKey> {
+        std::iter::once(&self.master)
+            .chain(&self.previous)
+            .find(|m| m.id == wrapped.master)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "master key",
+                    format!(
+                        "the data key of subject `{subject}` was wrapped by master key `{}`, which was not given",
+                        wrapped.master
+                    ),
+                )
+            })
+    }
+
+    fn unwrap_key(&self, subject: &str, wrapped: &WrappedKey) -> Result<DataKey> {
+        self.master_for(subject, wrapped)?
+            .unwrap_key(subject, wrapped)
+    }
+
+    /// Checks, before anything is written, that the master keys are the ones the store's keys
+    /// were wrapped with: a canary key, made by the first check, must unwrap. A wrong key is an
+    /// error naming the key ids, and nothing is written.
+    pub async fn check(&self) -> Result<()> {
+        let state = match self.store.load(CANARY_SUBJECT).await? {
+            Some(state) => state,
+            None => {
+                let canary = self.master.wrap(CANARY_SUBJECT, &DataKey::generate());
+                self.store.create(CANARY_SUBJECT, canary).await?
+            }
+        };
+        match state {
+            KeyState::Active(wrapped) => self.unwrap_key(CANARY_SUBJECT, &wrapped).map(drop).map_err(
+                |e| match e {
+                    Error::Unauthentic { .. } => Error::invalid(
+                        "master key",
+                        format!(
+                            "master key `{}` is not the key `{}` this store's keys were wrapped with (same id, other bytes)",
+                            self.master.id, wrapped.master
+                        ),
+                    ),
+                    other => other,
+                },
+            ),
+            KeyState::Forgotten => Err(Error::invalid(
+                "key store",
+                "its canary was forgotten; the store's keys cannot be checked",
+            )),
+        }
+    }
+
+    /// The subject's key, made on first use; `None` when the subject was forgotten.
+    pub async fn for_writing(&self, subject: &str) -> Result<Option<DataKey>> {
+        if let Some(state) = self.store.load(subject).await? {
+            return self.key_of(subject, state);
+        }
+        let fresh = DataKey::generate();
+        let wrapped = self.master.wrap(subject, &fresh);
+        let stored = self.store.create(subject, wrapped.clone()).await?;
+        match stored {
+            // Ours won: no need to unwrap what we hold.
+            KeyState::Active(k) if k == wrapped => Ok(Some(fresh)),
+            other => self.key_of(subject, other),
+        }
+    }
+
+    /// The subject's key; `None` when the subject never had one or was forgotten.
+    pub async fn for_reading(&self, subject: &str) -> Result<Option<DataKey>> {
+        match self.store.load(subject).await? {
+            Some(state) => self.key_of(subject, state),
+            None => Ok(None),
+        }
+    }
+
+    fn key_of(&self, subject: &str, state: KeyState) -> Result<Option<DataKey>> {
+        match state {
+            KeyState::Active(wrapped) => self.unwrap_key(subject, &wrapped).map(Some),
+            KeyState::Forgotten => Ok(None),
+        }
+    }
+
+    /// Destroys the subject's key: everything sealed for them is unreadable from now on.
+    /// Returns whether they had a key.
+    pub async fn forget(&self, subject: &str) -> Result<bool> {
+        if subject == CANARY_SUBJECT {
+            return Err(Error::invalid("subject", "is the key store's canary"));
+        }
+        self.store.forget(subject).await
+    }
+
+    /// Rewraps every key not wrapped by the current master key (the canary's too), without
+    /// touching an event; returns how many it rewrapped. Run it after adding a new master key
+    /// with the old ones as `previous`; then the old ones can go.
+    pub async fn rotate(&self) -> Result<u64> {
+        let mut after: Option<String> = None;
+        let mut rewrapped = 0;
+        loop {
+            let page = self.store.active(after.as_deref(), 256).await?;
+            let Some(last) = page.last().map(|(s, _)| s.clone()) else {
+                return Ok(rewrapped);
+            };
+            for (subject, wrapped) in page {
+                if wrapped.master == self.master.id {
+                    continue;
+                }
+                let key = self.unwrap_key(&subject, &wrapped)?;
+                let new = self.master.wrap(&subject, &key);
+                if self.store.replace(&subject, &wrapped, new).await? {
+                    rewrapped += 1;
+                }
+            }
+            after = Some(last);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn master(id: &str, byte: u8) -> MasterKey {
+        MasterKey::new(id, &[byte; KEY_LEN]).unwrap()
+    }
+
+    #[test]
+    fn sealed_values_open_only_where_they_were_sealed() {
+        let key = DataKey::generate();
+        let at = Binding::new("user-7", "accounts", "Registered", "email");
+        let value = json!({"email": "ada@example.com", "n": [1, 2.5, null]});
+        let sealed = key.seal(&at, &value);
+        assert!(is_sealed(&sealed));
+        assert!(!sealed.to_string().contains("ada@"));
+        assert_ne!(sealed, key.seal(&at, &value), "a fresh nonce per seal");
+        assert_eq!(key.open(&at, &sealed).unwrap(), value);
+        // Moved to another subject, type or field, or opened with another key: unauthentic.
+        for other in [
+            Binding::new("user-8", "accounts", "Registered", "email"),
+            Binding::new("user-7", "accounts", "Renamed", "email"),
+            Binding::new("user-7", "accounts", "Registered", "name"),
+        ] {
+            let e = key.open(&other, &sealed).unwrap_err();
+            assert!(matches!(e, Error::Unauthentic { .. }), "{e}");
+        }
+        let e = DataKey::generate().open(&at, &sealed).unwrap_err();
+        assert!(matches!(e, Error::Unauthentic { .. }), "{e}");
+        assert!(
+            e.to_string().contains("`email`") && e.to_string().contains("user-7"),
+            "{e}"
+        );
+        // Every changed byte of the ciphertext is caught.
+        let c = sealed[SEALED_KEY]["c"].as_str().unwrap();
+        let bytes = BASE64.decode(c).unwrap();
+        for i in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[i] ^= 0x01;
+            let mut tampered = sealed.clone();
+            tampered[SEALED_KEY]["c"] = Value::String(BASE64.encode(&changed));
+            assert!(matches!(
+                key.open(&at, &tampered),
+                Err(Error::Unauthentic { .. })
+            ));
+        }
+        // Not a sealed value: named as such.
+        let e = key.open(&at, &json!("plain")).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    }
+
+    #[test]
+    fn wrapped_keys_are_bound_to_their_subject_and_master() {
+        let m = master("k1", 1);
+        let key = DataKey::generate();
+        let wrapped = m.wrap("user-7", &key);
+        let at = Binding::new("user-7", "a", "B", "f");
+        let sealed = key.seal(&at, &json!(1));
+        let back = m.unwrap_key("user-7", &wrapped).unwrap();
+        assert_eq!(back.open(&at, &sealed).unwrap(), json!(1));
+        assert!(matches!(
+            m.unwrap_key("user-8", &wrapped),
+            Err(Error::Unauthentic { .. })
+        ));
+        // The same id with other bytes: unauthentic; another id: named.
+        assert!(matches!(
+            master("k1", 2).unwrap_key("user-7", &wrapped),
+            Err(Error::Unauthentic { .. })
+        ));
+        let e = master("k2", 1).unwrap_key("user-7", &wrapped).unwrap_err();
+        assert!(e.to_string().contains("`k1`"), "{e}");
+        assert!(!format!("{m:?}").contains("[1"), "the key is never printed");
+    }
+
+    #[test]
+    fn master_keys_from_text() {
+        let (m, text) = MasterKey::generate("k9").unwrap();
+        let again = MasterKey::from_text(&text).unwrap();
+        assert_eq!(again.id(), "k9");
+        let key = DataKey::generate();
+        assert!(again.unwrap_key("s", &m.wrap("s", &key)).is_ok());
+        for bad in [
+            "",
+            "k1",
+            "k1:not base64!",
+            "k1:AAAA",
+            "bad id:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ] {
+            assert!(
+                matches!(MasterKey::from_text(bad), Err(Error::InvalidInput { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn forget_check_and_rotate() {
+        let store = MemoryKeyStore::new();
+        let keys = Keys::new(store.clone(), master("k1", 1), vec![]);
+        keys.check().await.unwrap();
+        let at = Binding::new("user-7", "a", "B", "f");
+        let sealed = keys
+            .for_writing("user-7")
+            .await
+            .unwrap()
+            .unwrap()
+            .seal(&at, &json!("x"));
+        // The same key for every later use.
+        let again = keys.for_writing("user-7").await.unwrap().unwrap();
+        assert_eq!(again.open(&at, &sealed).unwrap(), json!("x"));
+        assert!(keys.for_reading("nobody").await.unwrap().is_none());
+
+        // A wrong master key is refused at the check; nothing is written.
+        let wrong = Keys::new(store.clone(), master("k1", 2), vec![]);
+        let before = store.active(None, 100).await.unwrap();
+        let e = wrong.check().await.unwrap_err();
+        assert!(e.to_string().contains("other bytes"), "{e}");
+        assert_eq!(store.active(None, 100).await.unwrap(), before);
+
+        // Rotation: a new master with the old one as previous rewraps everything.
+        let rotating = Keys::new(store.clone(), master("k2", 3), vec![master("k1", 1)]);
+        assert_eq!(rotating.rotate().await.unwrap(), 2, "user-7 and the canary");
+        assert_eq!(rotating.rotate().await.unwrap(), 0);
+        let after = Keys::new(store.clone(), master("k2", 3), vec![]);
+        after.check().await.unwrap();
+        let key = after.for_reading("user-7").await.unwrap().unwrap();
+        assert_eq!(
+            key.open(&at, &sealed).unwrap(),
+            json!("x"),
+            "events untouched, still open"
+        );
+        let e = Keys::new(store.clone(), master("k1", 1), vec![])
+            .check()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("`k2`"), "{e}");
+
+        // Forget: the key is gone for good, and is not made again.
+        assert!(after.forget("user-7").await.unwrap());
+        assert!(!after.forget("user-7").await.unwrap());
+        assert!(after.for_reading("user-7").await.unwrap().is_none());
+        assert!(after.for_writing("user-7").await.unwrap().is_none());
+        assert!(after.forget(CANARY_SUBJECT).await.is_err());
+    }
+}
