@@ -4,6 +4,7 @@
 mod cache;
 mod config;
 mod error;
+mod keys;
 mod lease;
 pub mod legacy;
 mod listen;
@@ -16,6 +17,7 @@ mod tls;
 pub use cache::PgCache;
 pub use config::{Indexes, PgConfig};
 pub use event_store_sql::{AppliedMigration, MigrationStatus};
+pub use keys::PgKeyStore;
 pub use lease::PgLease;
 pub use migrate::MIGRATIONS;
 pub use projection::{PgProjection, Transactional};

@@ -7,3 +7,14 @@ event_store_testkit::store_conformance_tests!(common::fresh);
 event_store_testkit::cache_conformance_tests!(common::fresh_pair);
 event_store_testkit::projection_conformance_tests!(common::fresh);
 event_store_testkit::checkpoint_conformance_tests!(common::fresh);
+
+/// Crypto-shredding's key store keeps the kit's contract in the store's schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_store_keeps_the_contract() {
+    let Some(t) = common::fresh().await else {
+        return;
+    };
+    let keys = event_store_postgres::PgKeyStore::new(&t.store);
+    event_store_testkit::key_store_contract(&keys, "").await;
+    event_store_testkit::key_store_contract(&keys, "again-").await;
+}

@@ -46,6 +46,8 @@ async fn documented_grants_are_enough_and_events_stay_immutable() {
         event_store_testkit::multi_stream_appends(&store).await;
         event_store_testkit::cached_equals_uncached(&store, &PgCache::new(&store)).await;
         event_store_testkit::checkpoints_round_trip(&store).await;
+        event_store_testkit::key_store_contract(&event_store_postgres::PgKeyStore::new(&store), "")
+            .await;
         es.append(
             "s",
             ExpectedVersion::Any,

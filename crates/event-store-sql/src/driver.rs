@@ -88,6 +88,12 @@ impl Statement {
 /// | `cache_get.sql` | aggregate, version, query | state (JSON), the two parts of a position |
 /// | `cache_put.sql` | aggregate, version, query, state (JSON), the two parts | — (never moves an entry back) |
 /// | `cache_delete.sql` | aggregate, version, query | — |
+/// | `keys_load.sql` | subject | master, nonce, wrapped (all NULL: forgotten) |
+/// | `keys_create.sql` | subject, master, nonce, wrapped | — (nothing when the subject has a row) |
+/// | `keys_forget.sql` | subject | — (clears an active key; affects 1 row when it did) |
+/// | `keys_tombstone.sql` | subject | — (a row without a key, unless the subject has one) |
+/// | `keys_replace.sql` | subject, new master, nonce, wrapped, old master, nonce, wrapped | — (affects 1 row when the old key was there) |
+/// | `keys_active.sql` | after (text), limit | subject, master, nonce, wrapped, in byte order |
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
 pub struct Queries {
@@ -107,6 +113,12 @@ pub struct Queries {
     pub cache_get: &'static str,
     pub cache_put: &'static str,
     pub cache_delete: &'static str,
+    pub keys_load: &'static str,
+    pub keys_create: &'static str,
+    pub keys_forget: &'static str,
+    pub keys_tombstone: &'static str,
+    pub keys_replace: &'static str,
+    pub keys_active: &'static str,
 }
 
 /// The [`Queries`] of the calling crate, from its `sql/queries/` directory.
@@ -130,6 +142,12 @@ macro_rules! queries {
             cache_get: $crate::__query!("cache_get"),
             cache_put: $crate::__query!("cache_put"),
             cache_delete: $crate::__query!("cache_delete"),
+            keys_load: $crate::__query!("keys_load"),
+            keys_create: $crate::__query!("keys_create"),
+            keys_forget: $crate::__query!("keys_forget"),
+            keys_tombstone: $crate::__query!("keys_tombstone"),
+            keys_replace: $crate::__query!("keys_replace"),
+            keys_active: $crate::__query!("keys_active"),
         }
     };
 }

@@ -5,6 +5,7 @@ mod compile;
 pub mod convert;
 pub mod dialects;
 mod driver;
+pub mod keys;
 mod migrate;
 pub mod projection;
 mod row;

@@ -24,3 +24,12 @@ event_store_testkit::store_conformance_tests!(fresh);
 event_store_testkit::cache_conformance_tests!(fresh_pair);
 event_store_testkit::projection_conformance_tests!(fresh);
 event_store_testkit::checkpoint_conformance_tests!(fresh);
+
+/// Crypto-shredding's key store keeps the kit's contract in the store's file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_store_keeps_the_contract() {
+    let t = fresh().await.unwrap();
+    let keys = event_store_sqlite::SqliteKeyStore::new(&t.store);
+    event_store_testkit::key_store_contract(&keys, "").await;
+    event_store_testkit::key_store_contract(&keys, "again-").await;
+}

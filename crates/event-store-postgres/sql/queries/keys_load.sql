@@ -1,0 +1,1 @@
+SELECT master, nonce, wrapped FROM subject_keys WHERE subject = $1
