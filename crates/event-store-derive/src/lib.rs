@@ -28,6 +28,13 @@ const MAX_NAME_LEN: usize = 64;
 /// - `upcasters = "path"`: a function `fn() -> event_store::upcast::Upcasters` declaring how
 ///   older versions are read (built once, on first use); needs `version` of 2 or more.
 /// - `crate = "path"`: where `event_store` is, when it is re-exported under another name.
+/// - `subject = "field"`: the field that names the person the event's personal fields are about
+///   (needed by `#[event(personal)]`).
+///
+/// On a field, `#[event(personal)]` marks personal data, stored sealed with its subject's key
+/// (`event_store::erasure`) and read as `None` once the subject is forgotten: the field must be
+/// an `Option`, and the struct must name its `subject`. Its JSON key is its name or its
+/// `#[serde(rename = "…")]` (a container `rename_all` needs the field's own `rename`).
 ///
 /// The original event store's spelling, `#[event_store(namespace = "…", rename = "…")]`, is
 /// accepted too, so its event types compile unchanged; a key may be given once across both.
@@ -62,6 +69,7 @@ struct Attrs {
     version: Option<LitInt>,
     upcasters: Option<Path>,
     krate: Option<Path>,
+    subject: Option<LitStr>,
 }
 
 fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
@@ -75,7 +83,9 @@ fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
                 .map(ToString::to_string)
                 .unwrap_or_default();
             match key.as_str() {
-                "namespace" | "rename" | "type" | "version" | "upcasters" if !allow_names => {
+                "namespace" | "rename" | "type" | "version" | "upcasters" | "subject"
+                    if !allow_names =>
+                {
                     Err(meta.error(format!(
                         "`{key}` belongs on the event structs, not on an enum of events"
                     )))
@@ -83,6 +93,7 @@ fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
                 "namespace" => set(&mut out.namespace, meta.value()?.parse()?, &meta.path),
                 "rename" | "type" => set(&mut out.rename, meta.value()?.parse()?, &meta.path),
                 "version" => set(&mut out.version, meta.value()?.parse()?, &meta.path),
+                "subject" => set(&mut out.subject, meta.value()?.parse()?, &meta.path),
                 "upcasters" => {
                     let lit: LitStr = meta.value()?.parse()?;
                     set(&mut out.upcasters, lit.parse()?, &meta.path)
@@ -92,7 +103,7 @@ fn parse_attrs(input: &DeriveInput, allow_names: bool) -> syn::Result<Attrs> {
                     set(&mut out.krate, lit.parse()?, &meta.path)
                 }
                 _ => Err(meta.error(
-                    "unknown key; expected `namespace = \"…\"`, `rename = \"…\"`, `version = N`, `upcasters = \"…\"` or `crate = \"…\"`",
+                    "unknown key; expected `namespace = \"…\"`, `rename = \"…\"`, `version = N`, `upcasters = \"…\"`, `subject = \"…\"` or `crate = \"…\"`",
                 )),
             }
         })?;
@@ -202,6 +213,11 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let krate = crate_path(&attrs);
     let ns = namespace.value();
     let (version, upcasters) = schema_version(&attrs, &krate)?;
+    let (personal, subject) = personal_fields(input, fields, &attrs)?;
+    let subject = match subject {
+        Some(s) => quote!(::std::option::Option::Some(#s)),
+        None => quote!(::std::option::Option::None),
+    };
     let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
     Ok(quote! {
         #[automatically_derived]
@@ -209,9 +225,123 @@ fn expand_event(input: &DeriveInput) -> syn::Result<TokenStream2> {
             const NAMESPACE: &'static str = #ns;
             const TYPE: &'static str = #ty;
             const VERSION: u32 = #version;
+            const PERSONAL: &'static [&'static str] = &[#(#personal),*];
+            const SUBJECT: ::std::option::Option<&'static str> = #subject;
             #upcasters
         }
     })
+}
+
+/// The `#[serde(...)]` value of `key` on `attrs` (`rename = "…"`, `rename_all = "…"`), if any.
+fn serde_value(attrs: &[syn::Attribute], key: &str) -> syn::Result<Option<LitStr>> {
+    let mut found = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident(key) && meta.input.peek(syn::Token![=]) {
+                found = Some(meta.value()?.parse::<LitStr>()?);
+                Ok(())
+            } else {
+                skip(&meta)
+            }
+        })?;
+    }
+    Ok(found)
+}
+
+/// Consumes a serde key's value (`= …` or `(…)`), whatever it is.
+fn skip(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: syn::Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.parse_nested_meta(|inner| skip(&inner))?;
+    }
+    Ok(())
+}
+
+/// The JSON key of a named field: its `#[serde(rename)]`, else its name.
+fn json_key(field: &syn::Field) -> syn::Result<String> {
+    if let Some(rename) = serde_value(&field.attrs, "rename")? {
+        return Ok(rename.value());
+    }
+    let name = field
+        .ident
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    Ok(name.strip_prefix("r#").unwrap_or(&name).to_owned())
+}
+
+/// Whether a type is written `Option<…>` (by its last path segment).
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.qself.is_none()
+        && p.path.segments.last().is_some_and(|s| s.ident == "Option"))
+}
+
+/// The JSON keys of the `#[event(personal)]` fields, and of the `subject` field.
+fn personal_fields(
+    input: &DeriveInput,
+    fields: &Fields,
+    attrs: &Attrs,
+) -> syn::Result<(Vec<String>, Option<String>)> {
+    let renames_all = serde_value(&input.attrs, "rename_all")?.is_some();
+    let mut personal = Vec::new();
+    let mut subject = None;
+    for field in fields {
+        let mut marked = false;
+        for attr in field.attrs.iter().filter(|a| a.path().is_ident("event")) {
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("personal") {
+                    marked = true;
+                    Ok(())
+                } else {
+                    Err(meta.error("unknown key on a field; expected `personal`"))
+                }
+            })?;
+        }
+        let name = field
+            .ident
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+        let is_subject = attrs.subject.as_ref().is_some_and(|s| s.value() == name);
+        if is_subject {
+            subject = Some(json_key(field)?);
+        }
+        if !marked {
+            continue;
+        }
+        if !is_option(&field.ty) {
+            return Err(syn::Error::new(
+                field.ty.span(),
+                "a personal field must be an `Option`: it reads as `None` once its subject is forgotten",
+            ));
+        }
+        if is_subject {
+            return Err(syn::Error::new(
+                field.span(),
+                "the subject field cannot be personal: it names whose key seals the others",
+            ));
+        }
+        if renames_all && serde_value(&field.attrs, "rename")?.is_none() {
+            return Err(syn::Error::new(
+                field.span(),
+                "with `#[serde(rename_all)]`, name a personal field's key with `#[serde(rename = \"…\")]`",
+            ));
+        }
+        personal.push(json_key(field)?);
+    }
+    match (&attrs.subject, subject.is_some(), personal.is_empty()) {
+        (Some(lit), false, _) => Err(syn::Error::new(
+            lit.span(),
+            format!("no field `{}` to take the subject from", lit.value()),
+        )),
+        (None, _, false) => Err(syn::Error::new(
+            input.ident.span(),
+            "personal fields need a subject: add #[event(subject = \"field\")] naming the field that says whose data they are",
+        )),
+        _ => Ok((personal, subject)),
+    }
 }
 
 /// The `version` and the `upcasters` function of an event struct.

@@ -371,6 +371,72 @@ fn parts(sealed: &Value) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((nonce, ciphertext))
 }
 
+/// The subject an event's data names under `subject_key` (`Event::SUBJECT`): a string, or a
+/// number as its text; `None` when the key is absent or null.
+pub fn subject_of(data: &Value, subject_key: &str) -> Result<Option<String>> {
+    match data.get(subject_key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(Error::invalid(
+            subject_key.to_owned(),
+            "names the subject of personal fields: it must be a non-empty string or a number",
+        )),
+    }
+}
+
+/// Seals the personal `fields` (`Event::PERSONAL`) of `data`, the encoded data of a
+/// `namespace.event_type` event about `subject`, with the subject's key: each present, non-null
+/// value is replaced by its sealed form; a value already sealed is left as it is.
+pub fn seal_fields(
+    data: &mut Value,
+    (namespace, event_type): (&str, &str),
+    subject: &str,
+    fields: &[&str],
+    key: &DataKey,
+) {
+    let Some(object) = data.as_object_mut() else {
+        return;
+    };
+    for field in fields {
+        if let Some(value) = object.get_mut(*field)
+            && !value.is_null()
+            && !is_sealed(value)
+        {
+            let at = Binding::new(subject, namespace, event_type, *field);
+            *value = key.seal(&at, value);
+        }
+    }
+}
+
+/// Opens the personal `fields` of `data` (see [`seal_fields`]): with the subject's key each
+/// sealed value is opened ([`Error::Unauthentic`] when it was tampered with); without one (the
+/// subject was forgotten) each sealed value reads as `null`, the erased value.
+pub fn open_fields(
+    data: &mut Value,
+    (namespace, event_type): (&str, &str),
+    subject: &str,
+    fields: &[&str],
+    key: Option<&DataKey>,
+) -> Result<()> {
+    let Some(object) = data.as_object_mut() else {
+        return Ok(());
+    };
+    for field in fields {
+        let Some(value) = object.get_mut(*field) else {
+            continue;
+        };
+        if !is_sealed(value) {
+            continue;
+        }
+        *value = match key {
+            Some(key) => key.open(&Binding::new(subject, namespace, event_type, *field), value)?,
+            None => Value::Null,
+        };
+    }
+    Ok(())
+}
+
 /// A subject's entry in a key store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {

@@ -48,6 +48,12 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The schema version events of this type are written at (`#[event(version = N)]`, 1 by
     /// default). Older events are brought to it by [`Event::upcasters`] when decoded.
     const VERSION: u32 = 1;
+    /// The JSON keys of the personal fields (`#[event(personal)]`), stored sealed with the
+    /// subject's key (see [`crate::erasure`]); none by default.
+    const PERSONAL: &'static [&'static str] = &[];
+    /// The JSON key of the field naming the person the personal fields are about
+    /// (`#[event(subject = "…")]`); none by default.
+    const SUBJECT: Option<&'static str> = None;
 
     /// How to read events written at older versions (`#[event(upcasters = "path")]`, none by
     /// default). See [`crate::upcast`].

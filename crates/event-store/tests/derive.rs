@@ -29,11 +29,103 @@ struct Legacy {
     n: i64,
 }
 
+/// Personal data: sealed with the subject's key (`event_store::erasure`).
+#[derive(Event, Serialize, Deserialize, Debug, PartialEq, Clone)]
+#[event(namespace = "accounts", subject = "user_id")]
+struct Registered {
+    user_id: String,
+    #[event(personal)]
+    email: Option<String>,
+    #[event(personal)]
+    #[serde(rename = "fullName", default, skip_serializing_if = "Option::is_none")]
+    full_name: Option<String>,
+    plan: String,
+}
+
 #[derive(Events, Debug, PartialEq, Clone)]
 enum Inventory {
     Added(Added),
     Removed(Removed),
     Reset(Reset),
+}
+
+#[test]
+fn personal_fields_and_their_subject() {
+    assert_eq!(Registered::PERSONAL, &["email", "fullName"]);
+    assert_eq!(Registered::SUBJECT, Some("user_id"));
+    assert!(Added::PERSONAL.is_empty());
+    assert_eq!(Added::SUBJECT, None);
+}
+
+/// An event's personal fields sealed, opened, and erased once the key is gone.
+#[test]
+fn personal_fields_seal_open_and_erase() {
+    use event_store::erasure::{DataKey, open_fields, seal_fields, subject_of};
+    let event = Registered {
+        user_id: "user-7".into(),
+        email: Some("ada@example.com".into()),
+        full_name: Some("Ada Lovelace".into()),
+        plan: "pro".into(),
+    };
+    let mut data =
+        event_store::encode_event(&event, Registered::NAMESPACE, Registered::TYPE).unwrap();
+    let subject = subject_of(&data, Registered::SUBJECT.unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(subject, "user-7");
+    let kind = (Registered::NAMESPACE, Registered::TYPE);
+    let key = DataKey::generate();
+    seal_fields(&mut data, kind, &subject, Registered::PERSONAL, &key);
+    let text = data.to_string();
+    assert!(
+        !text.contains("ada@") && !text.contains("Lovelace"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pro") && text.contains("user-7"),
+        "the rest stays plain: {text}"
+    );
+    // Sealing twice changes nothing.
+    let sealed = data.clone();
+    seal_fields(&mut data, kind, &subject, Registered::PERSONAL, &key);
+    assert_eq!(data, sealed);
+
+    let mut opened = sealed.clone();
+    open_fields(
+        &mut opened,
+        kind,
+        &subject,
+        Registered::PERSONAL,
+        Some(&key),
+    )
+    .unwrap();
+    let back: Registered = serde_json::from_value(opened).unwrap();
+    assert_eq!(back, event);
+
+    // Forgotten: no key, the fields read as None; the rest is intact.
+    let mut erased = sealed.clone();
+    open_fields(&mut erased, kind, &subject, Registered::PERSONAL, None).unwrap();
+    let back: Registered = serde_json::from_value(erased).unwrap();
+    assert_eq!(
+        (back.email, back.full_name, back.plan),
+        (None, None, "pro".to_owned())
+    );
+
+    // Another subject's key, or a value moved to the other field: an error, never garbage.
+    let mut wrong = sealed.clone();
+    let e = open_fields(
+        &mut wrong,
+        kind,
+        &subject,
+        Registered::PERSONAL,
+        Some(&DataKey::generate()),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unauthentic { .. }), "{e}");
+    let mut moved = sealed;
+    moved["fullName"] = moved["email"].clone();
+    let e = open_fields(&mut moved, kind, &subject, Registered::PERSONAL, Some(&key)).unwrap_err();
+    assert!(e.to_string().contains("fullName"), "{e}");
 }
 
 #[test]
