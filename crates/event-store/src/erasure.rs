@@ -142,7 +142,7 @@ impl MasterKey {
     pub fn wrap(&self, subject: &str, key: &DataKey) -> WrappedKey {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = bound(&["data key", subject, &self.id]);
-        // Encrypting into a `Vec` cannot fail for inputs this size.
+        // AES-GCM refuses only messages beyond 64 GiB; a key is 32 bytes.
         let ciphertext = self
             .cipher
             .encrypt(
@@ -288,6 +288,8 @@ impl DataKey {
     /// `value` sealed where `at` says, with a fresh nonce: `{"$sealed": {"v": 1, "n": NONCE,
     /// "c": CIPHERTEXT}}` (base64). Two seals of one value differ.
     pub fn seal(&self, at: &Binding, value: &Value) -> Value {
+        // Encoding a JSON value cannot fail, and AES-GCM refuses only messages beyond 64 GiB
+        // (an event is at most `limits::MAX_EVENT_BYTES`).
         let plain = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = at.aad();
