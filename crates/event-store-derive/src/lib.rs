@@ -468,6 +468,10 @@ fn expand_events(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 match self { #(Self::#names(e) => <#types as #krate::Events>::encode(e),)* }
             }
 
+            fn personal(&self) -> #krate::erasure::Personal {
+                match self { #(Self::#names(e) => <#types as #krate::Events>::personal(e),)* }
+            }
+
             fn decode(
                 namespace: &str,
                 event_type: &str,

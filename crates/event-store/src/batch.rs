@@ -324,12 +324,26 @@ fn validate_event(i: usize, mut event: NewEvent) -> Result<PendingEvent> {
         dismantle_event(event);
         return Err(e);
     }
+    // Personal values are stored only sealed (`EventStore::append` seals them when it has keys).
+    if let Some(f) = event.personal.fields.iter().find(|f| {
+        event
+            .data
+            .get(**f)
+            .is_some_and(|v| !v.is_null() && !crate::erasure::is_sealed(v))
+    }) {
+        return Err(Error::invalid(
+            format!("events[{i}].data.{f}"),
+            "is personal and not sealed: append through an event store with keys \
+             (EventStore::with_keys), or seal the events first (EventStore::seal_events)",
+        ));
+    }
     let NewEvent {
         id,
         namespace,
         event_type,
         data,
         mut context,
+        ..
     } = event;
     check_name(format!("events[{i}].namespace"), &namespace)?;
     check_name(format!("events[{i}].type"), &event_type)?;

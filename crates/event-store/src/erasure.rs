@@ -48,6 +48,7 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
@@ -207,14 +208,15 @@ pub struct WrappedKey {
     pub key: String,
 }
 
-/// Where a sealed value belongs: the subject it is about, the event type and the field. A value
-/// opens only where it was sealed.
+/// Where a sealed value belongs: the subject it is about, the event type, the field and (for
+/// values in the log) the event's id. A value opens only where it was sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     subject: String,
     namespace: String,
     event_type: String,
     field: String,
+    event: Option<uuid::Uuid>,
 }
 
 impl Binding {
@@ -231,16 +233,26 @@ impl Binding {
             namespace: namespace.into(),
             event_type: event_type.into(),
             field: field.into(),
+            event: None,
         }
     }
 
+    /// The same place in one event: the value opens in no other event.
+    #[must_use]
+    pub fn in_event(mut self, id: uuid::Uuid) -> Self {
+        self.event = Some(id);
+        self
+    }
+
     fn aad(&self) -> Vec<u8> {
+        let event = self.event.map(|id| id.to_string()).unwrap_or_default();
         bound(&[
             "sealed value",
             &self.subject,
             &self.namespace,
             &self.event_type,
             &self.field,
+            &event,
         ])
     }
 
@@ -285,8 +297,8 @@ impl DataKey {
         Aes256Gcm::new(self.key.as_ref().into())
     }
 
-    /// `value` sealed where `at` says, with a fresh nonce: `{"$sealed": {"v": 1, "n": NONCE,
-    /// "c": CIPHERTEXT}}` (base64). Two seals of one value differ.
+    /// `value` sealed where `at` says, with a fresh nonce: `{"$sealed": {"v": 1, "s": SUBJECT,
+    /// "n": NONCE, "c": CIPHERTEXT}}` (base64). Two seals of one value differ.
     pub fn seal(&self, at: &Binding, value: &Value) -> Value {
         // Encoding a JSON value cannot fail, and AES-GCM refuses only messages beyond 64 GiB
         // (an event is at most `limits::MAX_EVENT_BYTES`).
@@ -305,6 +317,8 @@ impl DataKey {
             .unwrap_or_default();
         let mut inner = Map::new();
         inner.insert("v".to_owned(), Value::from(SEALED_VERSION));
+        // Whose key opens it (bound too: a changed subject does not open).
+        inner.insert("s".to_owned(), Value::String(at.subject.clone()));
         inner.insert("n".to_owned(), Value::String(BASE64.encode(nonce)));
         inner.insert("c".to_owned(), Value::String(BASE64.encode(ciphertext)));
         let mut outer = Map::new();
@@ -335,6 +349,14 @@ impl DataKey {
     }
 }
 
+/// The subject whose key opens `value`, when it is a sealed value.
+pub fn sealed_subject(value: &Value) -> Option<&str> {
+    if !is_sealed(value) {
+        return None;
+    }
+    value[SEALED_KEY]["s"].as_str()
+}
+
 /// Whether `value` is a sealed value (`{"$sealed": {…}}`).
 pub fn is_sealed(value: &Value) -> bool {
     value
@@ -346,7 +368,7 @@ fn parts(sealed: &Value) -> Result<(Vec<u8>, Vec<u8>)> {
     let not_sealed = || {
         Error::invalid(
             "sealed value",
-            "is not {\"$sealed\": {\"v\", \"n\", \"c\"}}",
+            "is not {\"$sealed\": {\"v\", \"s\", \"n\", \"c\"}}",
         )
     };
     if !is_sealed(sealed) {
@@ -373,6 +395,183 @@ fn parts(sealed: &Value) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((nonce, ciphertext))
 }
 
+/// Which fields of an event are personal, and which field names their subject
+/// (`Event::PERSONAL`, `Event::SUBJECT`), as a [`NewEvent`](crate::NewEvent) carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Personal {
+    /// The JSON keys of the personal fields.
+    pub fields: &'static [&'static str],
+    /// The JSON key of the subject field.
+    pub subject: Option<&'static str>,
+}
+
+impl Personal {
+    /// Nothing personal.
+    pub const NONE: Self = Self {
+        fields: &[],
+        subject: None,
+    };
+}
+
+/// Whether `data` holds a sealed value at its top.
+pub fn has_sealed(data: &Value) -> bool {
+    data.as_object().is_some_and(|o| o.values().any(is_sealed))
+}
+
+/// Erases every sealed value at the top of `data` (replaced by `null`, the erased value), as a
+/// reader without keys sees them; returns whether there was any.
+pub fn erase_sealed(data: &mut Value) -> bool {
+    let mut any = false;
+    if let Some(object) = data.as_object_mut() {
+        for value in object.values_mut() {
+            if is_sealed(value) {
+                *value = Value::Null;
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// Sealing and opening for the [`EventStore`](crate::EventStore) (see
+/// [`EventStore::with_keys`](crate::EventStore::with_keys)): [`Keys`] over any key store, behind
+/// one object-safe trait.
+pub trait Erasure: Send + Sync + 'static {
+    /// Seals `event`'s personal fields with its subject's key (made on first use). An event with
+    /// personal values but no subject, or about a forgotten subject, is refused.
+    ///
+    /// `previous` is the event stored under the same id, if any: a value it holds sealed that
+    /// opens to the same plaintext is reused, so a retry stores the same bytes (idempotent).
+    fn seal<'a>(
+        &'a self,
+        index: usize,
+        event: &'a mut crate::NewEvent,
+        previous: Option<&'a crate::RecordedEvent>,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Opens every sealed value at the top of `event`'s data with its subject's key, or erases
+    /// it (`null`) when the subject was forgotten; returns whether the event held any. A value
+    /// that fails authentication is an error naming the event.
+    fn open<'a>(&'a self, event: &'a mut crate::RecordedEvent) -> BoxFuture<'a, Result<bool>>;
+
+    /// Destroys the subject's key (see [`Keys::forget`]).
+    fn forget<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<bool>>;
+}
+
+impl<K: KeyStore> Erasure for Keys<K> {
+    fn seal<'a>(
+        &'a self,
+        index: usize,
+        event: &'a mut crate::NewEvent,
+        previous: Option<&'a crate::RecordedEvent>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let personal = event.personal;
+            let any = personal.fields.iter().any(|f| {
+                event
+                    .data
+                    .get(*f)
+                    .is_some_and(|v| !v.is_null() && !is_sealed(v))
+            });
+            if !any {
+                return Ok(());
+            }
+            let field = |name: &str| format!("events[{index}].data.{name}");
+            let Some(subject_key) = personal.subject else {
+                return Err(Error::invalid(
+                    field("*"),
+                    "personal fields without a subject field",
+                ));
+            };
+            let Some(subject) = subject_of(&event.data, subject_key)? else {
+                return Err(Error::invalid(
+                    field(subject_key),
+                    "names whose personal data the event holds: it must be given",
+                ));
+            };
+            let Some(key) = self.for_writing(&subject).await? else {
+                return Err(Error::invalid(
+                    field(subject_key),
+                    format!(
+                        "subject `{subject}` was forgotten: its personal data is not stored again"
+                    ),
+                ));
+            };
+            // Bound to the event's id, which is given here if the caller did not.
+            let id = *event.id.get_or_insert_with(uuid::Uuid::now_v7);
+            let same_event = previous.filter(|p| {
+                p.id == id && p.namespace == event.namespace && p.event_type == event.event_type
+            });
+            if let (Some(previous), Some(object)) = (same_event, event.data.as_object_mut()) {
+                for field in personal.fields {
+                    let (Some(value), Some(stored)) =
+                        (object.get_mut(*field), previous.data.get(*field))
+                    else {
+                        continue;
+                    };
+                    let at = Binding::new(&subject, &event.namespace, &event.event_type, *field)
+                        .in_event(id);
+                    if key
+                        .open(&at, stored)
+                        .is_ok_and(|plain| crate::json_eq(&plain, value))
+                    {
+                        value.clone_from(stored);
+                    }
+                }
+            }
+            seal_fields(
+                &mut event.data,
+                (&event.namespace, &event.event_type, id),
+                &subject,
+                personal.fields,
+                &key,
+            );
+            Ok(())
+        })
+    }
+
+    fn open<'a>(&'a self, event: &'a mut crate::RecordedEvent) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some(object) = event.data.as_object_mut() else {
+                return Ok(false);
+            };
+            let mut any = false;
+            let mut keys: HashMap<String, Option<DataKey>> = HashMap::new();
+            for (field, value) in object.iter_mut() {
+                let Some(subject) = sealed_subject(value).map(str::to_owned) else {
+                    continue;
+                };
+                any = true;
+                if !keys.contains_key(&subject) {
+                    let key = self.for_reading(&subject).await?;
+                    keys.insert(subject.clone(), key);
+                }
+                *value = match keys.get(&subject).and_then(Option::as_ref) {
+                    Some(key) => {
+                        let at = Binding::new(&subject, &event.namespace, &event.event_type, field)
+                            .in_event(event.id);
+                        key.open(&at, value).map_err(|e| match e {
+                            Error::Unauthentic { what } => Error::Unauthentic {
+                                what: format!(
+                                    "{what} (event {}, stream `{}`, version {})",
+                                    event.id, event.stream, event.version
+                                ),
+                            },
+                            other => other,
+                        })?
+                    }
+                    None => Value::Null,
+                };
+            }
+            Ok(any)
+        })
+    }
+
+    fn forget<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Keys::forget(self, subject))
+    }
+}
+
 /// The subject an event's data names under `subject_key` (`Event::SUBJECT`): a string, or a
 /// number as its text; `None` when the key is absent or null.
 pub fn subject_of(data: &Value, subject_key: &str) -> Result<Option<String>> {
@@ -392,7 +591,7 @@ pub fn subject_of(data: &Value, subject_key: &str) -> Result<Option<String>> {
 /// value is replaced by its sealed form; a value already sealed is left as it is.
 pub fn seal_fields(
     data: &mut Value,
-    (namespace, event_type): (&str, &str),
+    (namespace, event_type, id): (&str, &str, uuid::Uuid),
     subject: &str,
     fields: &[&str],
     key: &DataKey,
@@ -405,7 +604,7 @@ pub fn seal_fields(
             && !value.is_null()
             && !is_sealed(value)
         {
-            let at = Binding::new(subject, namespace, event_type, *field);
+            let at = Binding::new(subject, namespace, event_type, *field).in_event(id);
             *value = key.seal(&at, value);
         }
     }
@@ -416,7 +615,7 @@ pub fn seal_fields(
 /// subject was forgotten) each sealed value reads as `null`, the erased value.
 pub fn open_fields(
     data: &mut Value,
-    (namespace, event_type): (&str, &str),
+    (namespace, event_type, id): (&str, &str, uuid::Uuid),
     subject: &str,
     fields: &[&str],
     key: Option<&DataKey>,
@@ -432,7 +631,10 @@ pub fn open_fields(
             continue;
         }
         *value = match key {
-            Some(key) => key.open(&Binding::new(subject, namespace, event_type, *field), value)?,
+            Some(key) => key.open(
+                &Binding::new(subject, namespace, event_type, *field).in_event(id),
+                value,
+            )?,
             None => Value::Null,
         };
     }

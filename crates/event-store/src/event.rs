@@ -121,9 +121,21 @@ pub trait Events: Sized + Send + Sync + 'static {
     fn upcaster_fingerprint() -> u64 {
         0
     }
+
+    /// This event's personal fields and subject field (see [`Event::PERSONAL`]).
+    fn personal(&self) -> crate::erasure::Personal {
+        crate::erasure::Personal::NONE
+    }
 }
 
 impl<E: Event> Events for E {
+    fn personal(&self) -> crate::erasure::Personal {
+        crate::erasure::Personal {
+            fields: E::PERSONAL,
+            subject: E::SUBJECT,
+        }
+    }
+
     fn event_types() -> &'static [EventType] {
         const { &[E::EVENT_TYPE] }
     }

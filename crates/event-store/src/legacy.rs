@@ -154,6 +154,7 @@ pub fn clean(id: Uuid, data: Value, context: Value) -> Result<Cleaned, String> {
             event_type,
             data: Value::Object(data),
             context,
+            personal: crate::erasure::Personal::NONE,
         },
         fixes,
     })

@@ -379,6 +379,10 @@ pub struct NewEvent {
     /// The event's context.
     #[serde(default)]
     pub context: EventContext,
+    /// Which fields are personal, set by [`NewEvent::from_event`] from the event's type; sealed
+    /// on append by a store with keys (see [`crate::erasure`]). Not part of the JSON.
+    #[serde(skip)]
+    pub personal: crate::erasure::Personal,
 }
 
 impl NewEvent {
@@ -390,6 +394,7 @@ impl NewEvent {
             event_type: event_type.into(),
             data,
             context: EventContext::now(),
+            personal: crate::erasure::Personal::NONE,
         }
     }
 
@@ -401,6 +406,7 @@ impl NewEvent {
             event_type: event.event_type().to_owned(),
             data: event.encode()?,
             context: EventContext::now(),
+            personal: event.personal(),
         })
     }
 

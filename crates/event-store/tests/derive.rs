@@ -73,7 +73,11 @@ fn personal_fields_seal_open_and_erase() {
         .unwrap()
         .unwrap();
     assert_eq!(subject, "user-7");
-    let kind = (Registered::NAMESPACE, Registered::TYPE);
+    let kind = (
+        Registered::NAMESPACE,
+        Registered::TYPE,
+        event_store::Uuid::now_v7(),
+    );
     let key = DataKey::generate();
     seal_fields(&mut data, kind, &subject, Registered::PERSONAL, &key);
     let text = data.to_string();

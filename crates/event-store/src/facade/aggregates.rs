@@ -24,6 +24,9 @@ struct FoldPass<A> {
     skipped: u64,
     /// The highest version among the events read (a stream's, for one-stream queries).
     max_version: Option<u64>,
+    /// Whether a personal value was opened into the state (such a state is never cached, so the
+    /// cache holds no personal data and forgetting needs no invalidation).
+    personal: bool,
 }
 
 impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
@@ -106,6 +109,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         if let Some((s, p)) = to_cache
             && p > start
             && read.skipped == 0
+            && !read.personal
         {
             self.inner.cache.keep(key, s, p).await;
         }
@@ -179,10 +183,11 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         let mut after = start;
         let mut safe: Option<(A, Position)> = None;
         let (mut events_read, mut skipped, mut max_version) = (0u64, 0u64, None);
+        let mut personal = false;
         // Read ahead: the next events are fetched and decoded while these are applied.
         let mut events = std::pin::pin!(self.committed(query.clone(), start));
         while let Some(event) = events.next().await {
-            let event = event?;
+            let mut event = event?;
             if until.is_some_and(|u| event.position > u) {
                 break;
             }
@@ -194,6 +199,9 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                 safe = Some((state.clone(), after));
             }
             if A::Event::handles(&event.namespace, &event.event_type) {
+                if crate::erasure::has_sealed(&event.data) {
+                    personal |= self.open(&mut event).await?;
+                }
                 match event.decode::<A::Event>() {
                     Ok(e) => state.apply(&e),
                     Err(e) => skipped += self.undecodable(&event, e)?,
@@ -210,6 +218,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
             events_read,
             skipped,
             max_version,
+            personal,
         })
     }
 

@@ -217,7 +217,13 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                     let mut state = folded.state;
                     for e in &appended.events {
                         if A::Event::handles(&e.namespace, &e.event_type) {
-                            state.apply(&e.decode::<A::Event>()?);
+                            if crate::erasure::has_sealed(&e.data) {
+                                let mut e = e.clone();
+                                self.open(&mut e).await?;
+                                state.apply(&e.decode::<A::Event>()?);
+                            } else {
+                                state.apply(&e.decode::<A::Event>()?);
+                            }
                         }
                     }
                     return Ok(Executed {

@@ -24,6 +24,8 @@ struct Inner<S, C, E> {
     settings: Settings,
     // Cache hits so far (verification samples every n-th).
     cache_hits: AtomicU64,
+    // Seals personal fields on append and opens them before decoding (`with_keys`).
+    erasure: Option<Arc<dyn crate::erasure::Erasure>>,
 }
 
 /// The facade's settings (see the `with_…` methods).
@@ -200,10 +202,16 @@ pub type MemoryEventStore = EventStore<MemoryStore, MemoryCache, InProcessEmitte
 impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     /// A store with its cache ([`NoCache`] for none) and emitter ([`NoEmitter`] for none).
     pub fn new(store: S, cache: C, emitter: E) -> Self {
-        Self::with_settings(store, cache, emitter, Settings::default())
+        Self::with_settings(store, cache, emitter, Settings::default(), None)
     }
 
-    fn with_settings(store: S, cache: C, emitter: E, settings: Settings) -> Self {
+    fn with_settings(
+        store: S,
+        cache: C,
+        emitter: E,
+        settings: Settings,
+        erasure: Option<Arc<dyn crate::erasure::Erasure>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -212,6 +220,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                 publishing: Mutex::new(HashMap::new()),
                 settings,
                 cache_hits: AtomicU64::new(0),
+                erasure,
             }),
         }
     }
@@ -225,7 +234,99 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         S: Clone,
     {
-        EventStore::with_settings(self.inner.store.clone(), cache, emitter, settings)
+        let erasure = self.inner.erasure.clone();
+        EventStore::with_settings(self.inner.store.clone(), cache, emitter, settings, erasure)
+    }
+
+    /// The same store with keys for personal data ([`crate::erasure`]): appends seal the
+    /// personal fields of events made by [`NewEvent::from_event`](crate::NewEvent::from_event)
+    /// with their subject's key, and folds, decisions and typed subscribers open them (or see
+    /// `None` once the subject is forgotten). Raw reads, exports and published messages keep
+    /// the sealed form. Run [`Keys::check`](crate::erasure::Keys::check) first.
+    ///
+    /// Without keys, an append of personal values is refused (they are never stored in the
+    /// clear), and typed reads see them erased.
+    #[must_use]
+    pub fn with_keys<K: crate::erasure::KeyStore>(self, keys: crate::erasure::Keys<K>) -> Self
+    where
+        S: Clone,
+        C: Clone,
+        E: Clone,
+    {
+        let inner = &self.inner;
+        EventStore::with_settings(
+            inner.store.clone(),
+            inner.cache.clone(),
+            inner.emitter.clone(),
+            inner.settings,
+            Some(Arc::new(keys)),
+        )
+    }
+
+    /// Opens the sealed personal values of `event` with their subjects' keys (erased, `null`,
+    /// when forgotten or when this store has no keys), before decoding it yourself; returns
+    /// whether it held any.
+    pub async fn open(&self, event: &mut crate::RecordedEvent) -> crate::Result<bool> {
+        match &self.inner.erasure {
+            Some(erasure) => erasure.open(event).await,
+            None => Ok(crate::erasure::erase_sealed(&mut event.data)),
+        }
+    }
+
+    /// Destroys the subject's data key: their personal values are unreadable from now on, on
+    /// every read path. Returns whether they had a key; without keys, an error.
+    pub async fn forget(&self, subject: &str) -> crate::Result<bool> {
+        match &self.inner.erasure {
+            Some(erasure) => erasure.forget(subject).await,
+            None => Err(crate::Error::invalid(
+                "keys",
+                "this event store has no keys (EventStore::with_keys)",
+            )),
+        }
+    }
+
+    /// `events` with their personal fields sealed, to build [`AppendBatch`](crate::AppendBatch)es
+    /// for [`EventStore::append_many`] ([`EventStore::append`] seals by itself).
+    pub async fn seal_events(
+        &self,
+        mut events: Vec<crate::NewEvent>,
+    ) -> crate::Result<Vec<crate::NewEvent>> {
+        self.seal(&mut events).await?;
+        Ok(events)
+    }
+
+    /// Seals the personal fields of `events` (see [`EventStore::with_keys`]).
+    pub(crate) async fn seal(&self, events: &mut [crate::NewEvent]) -> crate::Result<()> {
+        for (i, event) in events.iter_mut().enumerate() {
+            if event.personal.fields.is_empty() {
+                continue;
+            }
+            match &self.inner.erasure {
+                Some(erasure) => {
+                    // A retry under the same id reuses what is stored (idempotent appends).
+                    let previous = match event.id {
+                        Some(id) => self.inner.store.read_event(id).await?,
+                        None => None,
+                    };
+                    erasure.seal(i, event, previous.as_ref()).await?;
+                }
+                None => {
+                    if let Some(f) = event.personal.fields.iter().find(|f| {
+                        event
+                            .data
+                            .get(**f)
+                            .is_some_and(|v| !v.is_null() && !crate::erasure::is_sealed(v))
+                    }) {
+                        return Err(crate::Error::invalid(
+                            format!("events[{i}].data.{f}"),
+                            "is personal: it is stored only sealed, by an event store with keys \
+                             (EventStore::with_keys)",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self

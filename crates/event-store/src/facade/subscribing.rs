@@ -33,13 +33,31 @@ impl<S: Store, C: Send + Sync + 'static, E: Emitter> EventStore<S, C, E> {
             })
             .collect();
         let handler = Arc::new(handler);
+        let erasure = self.inner.erasure.clone();
         let raw: Handler = Arc::new(move |event: RecordedEvent| {
             let handler = Arc::clone(&handler);
+            let erasure = erasure.clone();
             async move {
                 if !Ev::handles(&event.namespace, &event.event_type) {
                     return Ok(());
                 }
-                let typed = event.decode::<Ev>().map_err(BoxError::from)?;
+                // Personal values opened for the typed event (erased without keys); the raw
+                // event handed beside it keeps the sealed form.
+                let typed = if crate::erasure::has_sealed(&event.data) {
+                    let mut opened = event.clone();
+                    match &erasure {
+                        Some(erasure) => {
+                            erasure.open(&mut opened).await.map_err(BoxError::from)?;
+                        }
+                        None => {
+                            crate::erasure::erase_sealed(&mut opened.data);
+                        }
+                    }
+                    opened.decode::<Ev>()
+                } else {
+                    event.decode::<Ev>()
+                }
+                .map_err(BoxError::from)?;
                 handler(typed, event).await
             }
             .boxed()

@@ -88,8 +88,9 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         &self,
         stream: &str,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Appended> {
+        self.seal(&mut events).await?;
         let batch = AppendBatch::new(stream, expected, events)?;
         let started = std::time::Instant::now();
         let result = self.append_batch(stream, batch).await;

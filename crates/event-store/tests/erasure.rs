@@ -1,0 +1,235 @@
+//! Personal data through the facade: sealed on append, opened for folds and decisions, erased
+//! once the subject is forgotten, never in the cache, refused without keys.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::too_many_lines
+)]
+
+use event_store::erasure::{Keys, MasterKey, MemoryKeyStore};
+use event_store::{
+    Aggregate, AppendBatch, Error, Event, EventStore, Events as _, ExpectedVersion, MemoryCache,
+    MemoryStore, NewEvent, NoEmitter, Query, Store as _,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(namespace = "accounts", subject = "user_id")]
+struct Registered {
+    user_id: String,
+    #[event(personal)]
+    email: Option<String>,
+    plan: String,
+}
+
+#[derive(Default, Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Account {
+    email: Option<String>,
+    plan: Option<String>,
+}
+
+impl Aggregate for Account {
+    const NAME: &'static str = "account";
+    type Event = Registered;
+    type Args = str;
+    fn query(user: &str) -> Query {
+        Query::stream(format!("user-{user}"))
+    }
+    fn apply(&mut self, e: &Registered) {
+        self.email.clone_from(&e.email);
+        self.plan = Some(e.plan.clone());
+    }
+}
+
+fn registered(user: &str, email: &str) -> NewEvent {
+    NewEvent::from_event(&Registered {
+        user_id: user.to_owned(),
+        email: Some(email.to_owned()),
+        plan: "pro".to_owned(),
+    })
+    .unwrap()
+}
+
+fn keys(store: &MemoryKeyStore) -> Keys<MemoryKeyStore> {
+    let master = MasterKey::new("k1", &[9; event_store::erasure::KEY_LEN]).unwrap();
+    Keys::new(store.clone(), master, vec![])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_values_are_sealed_opened_and_forgotten() {
+    let (store, cache, key_store) = (
+        MemoryStore::new(),
+        MemoryCache::new(),
+        MemoryKeyStore::new(),
+    );
+    let es = EventStore::new(store.clone(), cache.clone(), NoEmitter).with_keys(keys(&key_store));
+    es.append(
+        "user-7",
+        ExpectedVersion::Any,
+        vec![registered("7", "ada@example.com")],
+    )
+    .await
+    .unwrap();
+    es.append(
+        "user-8",
+        ExpectedVersion::Any,
+        vec![registered("8", "bob@example.com")],
+    )
+    .await
+    .unwrap();
+
+    // Stored sealed: no plaintext in any raw read; the rest stays plain.
+    let raw = store
+        .read_all(event_store::Position::START, 10)
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&raw).unwrap();
+    assert!(!text.contains("ada@") && !text.contains("bob@"), "{text}");
+    assert!(
+        text.contains("\"plan\":\"pro\"") && text.contains("\"user_id\":\"7\""),
+        "{text}"
+    );
+
+    // Folds open them; the cache keeps no state that holds one.
+    let ada = es.aggregate::<Account>("7").await.unwrap();
+    assert_eq!(ada.email.as_deref(), Some("ada@example.com"));
+    assert!(
+        cache.is_empty(),
+        "a state with personal data is never cached"
+    );
+
+    // A retry under the same id stores nothing new (the sealed bytes are reused).
+    let id = event_store::Uuid::now_v7();
+    let first = es
+        .append(
+            "user-8",
+            ExpectedVersion::Any,
+            vec![registered("8", "bob@example.com").with_id(id)],
+        )
+        .await
+        .unwrap();
+    let retried = es
+        .append(
+            "user-8",
+            ExpectedVersion::Any,
+            vec![registered("8", "bob@example.com").with_id(id)],
+        )
+        .await
+        .unwrap();
+    assert!(first.stored && !retried.stored, "an idempotent retry");
+    assert_eq!(retried.events, first.events);
+    // Other content under the same id is still a collision.
+    let e = es
+        .append(
+            "user-8",
+            ExpectedVersion::Any,
+            vec![registered("8", "other@example.com").with_id(id)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DuplicateId { .. }), "{e}");
+    let raw = store
+        .read_all(event_store::Position::START, 10)
+        .await
+        .unwrap();
+
+    // Forget: the fold recomputes without the value; others are unaffected; the log is
+    // untouched, byte for byte.
+    assert!(es.forget("7").await.unwrap());
+    let ada = es.aggregate::<Account>("7").await.unwrap();
+    assert_eq!((ada.email, ada.plan.as_deref()), (None, Some("pro")));
+    let bob = es.aggregate::<Account>("8").await.unwrap();
+    assert_eq!(bob.email.as_deref(), Some("bob@example.com"));
+    let after = store
+        .read_all(event_store::Position::START, 10)
+        .await
+        .unwrap();
+    assert_eq!(after, raw);
+    // A forgotten subject's personal data is not stored again.
+    let e = es
+        .append(
+            "user-7",
+            ExpectedVersion::Any,
+            vec![registered("7", "ada@new.example")],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("forgotten"), "{e}");
+
+    // Opening a raw event by hand: erased for the forgotten, plain for the others.
+    let mut first = raw[0].clone();
+    assert!(es.open(&mut first).await.unwrap());
+    assert_eq!(first.decode::<Registered>().unwrap().email, None);
+    let mut second = raw[2].clone();
+    es.open(&mut second).await.unwrap();
+    assert_eq!(
+        second.decode::<Registered>().unwrap().email.as_deref(),
+        Some("bob@example.com")
+    );
+
+    // Without keys: reads see personal values erased; appends of them are refused.
+    let keyless = EventStore::new(store.clone(), event_store::NoCache, NoEmitter);
+    let bob = keyless.aggregate::<Account>("8").await.unwrap();
+    assert_eq!((bob.email, bob.plan.as_deref()), (None, Some("pro")));
+    let e = keyless
+        .append(
+            "user-9",
+            ExpectedVersion::Any,
+            vec![registered("9", "eve@example.com")],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field(), Some("events[0].data.email"), "{e}");
+    // Nor can a batch built by hand carry them in the clear; sealed first, it can.
+    let e = AppendBatch::new(
+        "user-9",
+        ExpectedVersion::Any,
+        vec![registered("9", "eve@x")],
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), Some("events[0].data.email"), "{e}");
+    let sealed = es
+        .seal_events(vec![registered("9", "eve@x")])
+        .await
+        .unwrap();
+    let batch = AppendBatch::new("user-9", ExpectedVersion::Any, sealed).unwrap();
+    es.append_many(vec![batch]).await.unwrap();
+    assert_eq!(
+        es.aggregate::<Account>("9").await.unwrap().email.as_deref(),
+        Some("eve@x")
+    );
+    assert_eq!(Registered::read_types().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_value_is_an_error_naming_the_event() {
+    let (store, key_store) = (MemoryStore::new(), MemoryKeyStore::new());
+    let es =
+        EventStore::new(store.clone(), event_store::NoCache, NoEmitter).with_keys(keys(&key_store));
+    let appended = es
+        .append(
+            "user-7",
+            ExpectedVersion::Any,
+            vec![registered("7", "ada@example.com")],
+        )
+        .await
+        .unwrap();
+    // The sealed value of user 7, copied into another event: it is bound to its own event, and
+    // does not open there.
+    let mut data = appended.events[0].data.clone();
+    data["user_id"] = json!("8");
+    let mut moved = NewEvent::new("accounts", "Registered", data);
+    moved.id = Some(event_store::Uuid::now_v7());
+    let copy = store
+        .append(AppendBatch::new("user-8", ExpectedVersion::Any, vec![moved]).unwrap())
+        .await
+        .unwrap();
+    let e = es.aggregate::<Account>("8").await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(e, Error::Unauthentic { .. }) && text.contains(&copy.events[0].id.to_string()),
+        "{text}"
+    );
+}
