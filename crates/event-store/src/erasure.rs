@@ -395,6 +395,28 @@ fn parts(sealed: &Value) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((nonce, ciphertext))
 }
 
+/// The stream [`EventStore::forget`](crate::EventStore::forget) records each forgetting in.
+pub const FORGOTTEN_STREAM: &str = "event_store-forgotten";
+
+/// The event [`EventStore::forget`](crate::EventStore::forget) appends to [`FORGOTTEN_STREAM`]:
+/// the audit of an erasure (who asked, which subject, when: the event's time) without any of
+/// the personal data, and the signal for projections and other services to remove their copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectForgotten {
+    /// The subject whose key was destroyed.
+    pub subject: String,
+    /// Who asked (an operator, a service, a ticket).
+    pub by: String,
+    /// Whether the subject had a key (`false`: nothing was ever sealed for them, or they were
+    /// forgotten before).
+    pub had_key: bool,
+}
+
+impl crate::Event for SubjectForgotten {
+    const NAMESPACE: &'static str = "event_store";
+    const TYPE: &'static str = "SubjectForgotten";
+}
+
 /// Which fields of an event are personal, and which field names their subject
 /// (`Event::PERSONAL`, `Event::SUBJECT`), as a [`NewEvent`](crate::NewEvent) carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

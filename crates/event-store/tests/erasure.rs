@@ -137,16 +137,42 @@ async fn personal_values_are_sealed_opened_and_forgotten() {
 
     // Forget: the fold recomputes without the value; others are unaffected; the log is
     // untouched, byte for byte.
-    assert!(es.forget("7").await.unwrap());
+    let audit = es.forget("7", "ticket-4711").await.unwrap();
+    assert_eq!(audit.stream, event_store::erasure::FORGOTTEN_STREAM);
+    let forgotten = audit
+        .decode::<event_store::erasure::SubjectForgotten>()
+        .unwrap();
+    assert_eq!(
+        (
+            forgotten.subject.as_str(),
+            forgotten.by.as_str(),
+            forgotten.had_key
+        ),
+        ("7", "ticket-4711", true)
+    );
+    assert_eq!(audit.context.action.as_deref(), Some("forget"));
+    assert!(
+        !audit.data.to_string().contains("ada@"),
+        "no personal data in the audit"
+    );
+    // Again: harmless, recorded as such.
+    let again = es.forget("7", "ticket-4711").await.unwrap();
+    assert!(
+        !again
+            .decode::<event_store::erasure::SubjectForgotten>()
+            .unwrap()
+            .had_key
+    );
     let ada = es.aggregate::<Account>("7").await.unwrap();
     assert_eq!((ada.email, ada.plan.as_deref()), (None, Some("pro")));
     let bob = es.aggregate::<Account>("8").await.unwrap();
     assert_eq!(bob.email.as_deref(), Some("bob@example.com"));
+    // The log before the audit events is untouched, byte for byte.
     let after = store
         .read_all(event_store::Position::START, 10)
         .await
         .unwrap();
-    assert_eq!(after, raw);
+    assert_eq!(after[..raw.len()], raw[..]);
     // A forgotten subject's personal data is not stored again.
     let e = es
         .append(

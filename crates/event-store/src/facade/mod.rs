@@ -273,16 +273,43 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         }
     }
 
-    /// Destroys the subject's data key: their personal values are unreadable from now on, on
-    /// every read path. Returns whether they had a key; without keys, an error.
-    pub async fn forget(&self, subject: &str) -> crate::Result<bool> {
-        match &self.inner.erasure {
-            Some(erasure) => erasure.forget(subject).await,
-            None => Err(crate::Error::invalid(
+    /// Forgets a person: destroys the subject's data key, so their personal values are
+    /// unreadable from now on on every read path, then appends a
+    /// [`SubjectForgotten`](crate::erasure::SubjectForgotten) to
+    /// [`FORGOTTEN_STREAM`](crate::erasure::FORGOTTEN_STREAM) naming the subject and `by` (who
+    /// asked), with no personal data: the audit, and the signal for projections and other
+    /// services to drop their copies. Returns that event. Forgetting again is harmless (it
+    /// records `had_key: false`), so a failed audit append can be retried. Without keys, an
+    /// error.
+    pub async fn forget(&self, subject: &str, by: &str) -> crate::Result<crate::RecordedEvent> {
+        let Some(erasure) = &self.inner.erasure else {
+            return Err(crate::Error::invalid(
                 "keys",
                 "this event store has no keys (EventStore::with_keys)",
-            )),
+            ));
+        };
+        if by.trim().is_empty() {
+            return Err(crate::Error::invalid("by", "must say who asked"));
         }
+        let had_key = erasure.forget(subject).await?;
+        let audit = crate::NewEvent::from_event(&crate::erasure::SubjectForgotten {
+            subject: subject.to_owned(),
+            by: by.to_owned(),
+            had_key,
+        })?
+        .with_action("forget");
+        let appended = self
+            .append(
+                crate::erasure::FORGOTTEN_STREAM,
+                crate::ExpectedVersion::Any,
+                vec![audit],
+            )
+            .await?;
+        appended
+            .events
+            .into_iter()
+            .next()
+            .ok_or_else(|| crate::Error::backend("facade", "an append returned no event"))
     }
 
     /// `events` with their personal fields sealed, to build [`AppendBatch`](crate::AppendBatch)es
