@@ -120,6 +120,13 @@ pub(crate) enum Command {
     /// The store's schema migrations: which are applied, which this release would apply.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Forget a person: destroy the data key their personal fields were sealed with (every
+    /// read path shows them erased from now on) and record a SubjectForgotten event naming the
+    /// subject and who asked, without any personal data. Prints that event.
+    Forget(ForgetArgs),
+    /// The master key that wraps the store's data keys: generate one, or rotate to a new one.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout, or write one page per subcommand to a directory.
@@ -167,6 +174,61 @@ pub(crate) struct ServeArgs {
     /// Do not serve the web explorer (served at /explorer/ by default).
     #[arg(long)]
     pub(crate) no_explorer: bool,
+}
+
+/// Where the master key comes from.
+#[derive(Args, Debug)]
+pub(crate) struct MasterKeyArgs {
+    /// A file holding the master key as `ID:BASE64` (else the environment variable
+    /// EVENT_STORE_MASTER_KEY). Never keep it beside the store.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) master_key_file: Option<PathBuf>,
+    /// A master key the store's keys may still be wrapped with (during a rotation; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) previous_key_file: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The master key is checked against the store's keys before anything is written: a wrong one is
+refused with exit 2. Forgetting again is harmless (the event records had_key: false).
+
+Examples:
+  EVENT_STORE_MASTER_KEY=$(cat /run/secrets/event-store-key) event-store forget 7f3a --by ticket-4711
+  event-store forget 7f3a --by dpo@example.com --master-key-file /run/secrets/event-store-key")]
+pub(crate) struct ForgetArgs {
+    /// The subject: the value of the events' subject field (a user id, …).
+    pub(crate) subject: String,
+    /// Who asks (an operator, a ticket), recorded in the SubjectForgotten event.
+    #[arg(long)]
+    pub(crate) by: String,
+    #[command(flatten)]
+    pub(crate) keys: MasterKeyArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeysCommand {
+    /// Print a new random master key (`ID:BASE64`) to keep outside the store.
+    Generate(KeysGenerateArgs),
+    /// Rewrap every data key under the master key, reading them with the previous keys; no
+    /// event is touched. Prints how many keys were rewrapped.
+    #[command(after_help = "\
+Examples:
+  event-store keys generate k2 > /run/secrets/k2
+  event-store keys rotate --master-key-file /run/secrets/k2 --previous-key-file /run/secrets/k1")]
+    Rotate(KeysRotateArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeysGenerateArgs {
+    /// The key's id (`A–Z a–z 0–9 _ -`), stored with every key it wraps.
+    pub(crate) id: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct KeysRotateArgs {
+    #[command(flatten)]
+    pub(crate) keys: MasterKeyArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,7 @@ mod export;
 mod import;
 mod import_legacy;
 mod init;
+mod keys;
 mod man;
 mod migrate;
 mod projections;
@@ -69,5 +70,12 @@ pub(crate) async fn run(cli: Cli, url_given: bool) -> Result<()> {
         Command::Migrate(command) => migrate::run(&url, command).await,
         Command::Completions(args) => man::completions(&args),
         Command::Man(args) => man::run(&args),
+        Command::Forget(args) => keys::forget(url.facade(Access::Update).await?, args).await,
+        Command::Keys(command @ crate::cli::KeysCommand::Generate(_)) => {
+            keys::run(None, command, quiet).await
+        }
+        Command::Keys(command) => {
+            keys::run(Some(url.open(Access::Update).await?), command, quiet).await
+        }
     }
 }
