@@ -24,26 +24,12 @@ use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use serde_json::json;
 
-/// The one metrics recorder of this test binary (a recorder is global to a process).
-fn recorder() -> metrics_exporter_prometheus::PrometheusHandle {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
-    handle
-}
-
-/// The value of `series` (a name with its labels) in the Prometheus text.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_then_dead_letters() {
     let Some(conn) = common::broker().await else {
         return;
     };
-    let prometheus = recorder();
+    let prometheus = event_store_testkit::prometheus::install_recorder();
     let names = common::names(&["flaky"]);
     let mut config = common::config(&names);
     config.max_attempts = 3;
@@ -167,7 +153,9 @@ async fn retries_then_dead_letters() {
     assert_eq!(m.retries.load(std::sync::atomic::Ordering::Relaxed), 4);
     // The same counts through the metrics facade, under the documented names.
     let text = prometheus.render();
-    let count = |name: &str| value(&text, &format!("{name}{{group=\"flaky\"}}"));
+    let count = |name: &str| {
+        event_store_testkit::prometheus::value(&text, &format!("{name}{{group=\"flaky\"}}"))
+    };
     let local = |c: &std::sync::atomic::AtomicU64| {
         Some(c.load(std::sync::atomic::Ordering::Relaxed) as f64)
     };
@@ -198,14 +186,18 @@ async fn retries_then_dead_letters() {
     );
     let exchange = format!("{{exchange=\"{}\"}}", names.exchange);
     assert_eq!(
-        value(
+        event_store_testkit::prometheus::value(
             &text,
             &format!("event_store_relay_published_total{exchange}")
         ),
         Some(3.0),
         "{text}"
     );
-    let lag = value(&text, &format!("event_store_relay_lag_seconds{exchange}")).unwrap();
+    let lag = event_store_testkit::prometheus::value(
+        &text,
+        &format!("event_store_relay_lag_seconds{exchange}"),
+    )
+    .unwrap();
     assert!((0.0..60.0).contains(&lag), "the lag of fresh events: {lag}");
     // Nothing is left unacknowledged in the group's queue.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -12,37 +12,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use event_store::erasure::{Keys, MasterKey};
-use event_store::{Aggregate, Event, EventStore, ExpectedVersion, NewEvent, Query};
+use event_store::{EventStore, ExpectedVersion};
 use event_store_sqlite::{SqliteKeyStore, SqliteStore};
-use serde::{Deserialize, Serialize};
+use event_store_testkit::{KitAccountProfile, Registered};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-store");
 
-#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[event(namespace = "accounts", subject = "user_id")]
-struct Registered {
-    user_id: String,
-    #[event(personal)]
-    email: Option<String>,
-}
-
-#[derive(Default, Clone, Debug)]
-struct Account {
-    email: Option<String>,
-}
-
-impl Aggregate for Account {
-    const NAME: &'static str = "account";
-    type Event = Registered;
-    type Args = str;
-    fn query(user: &str) -> Query {
-        Query::stream(format!("user-{user}"))
-    }
-    fn apply(&mut self, e: &Registered) {
-        self.email.clone_from(&e.email);
-    }
-}
+type Account = KitAccountProfile;
 
 fn run(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -130,11 +107,7 @@ async fn forget_and_rotate_from_the_cli() {
         keys.check().await.unwrap();
         let es = EventStore::from_store(store).with_keys(keys);
         for (user, email) in [("7", "ada@example.com"), ("8", "bob@example.com")] {
-            let e = NewEvent::from_event(&Registered {
-                user_id: user.to_owned(),
-                email: Some(email.to_owned()),
-            })
-            .unwrap();
+            let e = Registered::new_event(user, email);
             es.append(&format!("user-{user}"), ExpectedVersion::Any, vec![e])
                 .await
                 .unwrap();

@@ -115,3 +115,50 @@ pub async fn key_store_contract<K: KeyStore + Clone>(store: &K, prefix: &str) {
         "active subjects in order, without the forgotten"
     );
 }
+
+/// An event with personal data: `email` is sealed with the key of the subject `user_id`.
+#[derive(event_store::Event, serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+#[event(namespace = "accounts", subject = "user_id")]
+pub struct Registered {
+    /// The subject.
+    pub user_id: String,
+    /// Personal: read as `None` once the subject is forgotten.
+    #[event(personal)]
+    pub email: Option<String>,
+    /// Not personal.
+    pub plan: String,
+}
+
+impl Registered {
+    /// `user` registered with `email` on the `pro` plan, as an event to append.
+    pub fn new_event(user: &str, email: &str) -> event_store::NewEvent {
+        event_store::NewEvent::from_event(&Self {
+            user_id: user.to_owned(),
+            email: Some(email.to_owned()),
+            plan: "pro".to_owned(),
+        })
+        .expect("encodes")
+    }
+}
+
+/// The account of one user (stream `user-{id}`), folded from [`Registered`].
+#[derive(Default, Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct KitAccountProfile {
+    /// The last email registered (`None` once forgotten).
+    pub email: Option<String>,
+    /// The last plan.
+    pub plan: Option<String>,
+}
+
+impl event_store::Aggregate for KitAccountProfile {
+    const NAME: &'static str = "kit-account-profile";
+    type Event = Registered;
+    type Args = str;
+    fn query(user: &str) -> event_store::Query {
+        event_store::Query::stream(format!("user-{user}"))
+    }
+    fn apply(&mut self, e: &Registered) {
+        self.email.clone_from(&e.email);
+        self.plan = Some(e.plan.clone());
+    }
+}

@@ -325,18 +325,7 @@ fn validate_event(i: usize, mut event: NewEvent) -> Result<PendingEvent> {
         return Err(e);
     }
     // Personal values are stored only sealed (`EventStore::append` seals them when it has keys).
-    if let Some(f) = event.personal.fields.iter().find(|f| {
-        event
-            .data
-            .get(**f)
-            .is_some_and(|v| !v.is_null() && !crate::erasure::is_sealed(v))
-    }) {
-        return Err(Error::invalid(
-            format!("events[{i}].data.{f}"),
-            "is personal and not sealed: append through an event store with keys \
-             (EventStore::with_keys), or seal the events first (EventStore::seal_events)",
-        ));
-    }
+    crate::erasure::check_sealed(i, &event)?;
     let NewEvent {
         id,
         namespace,

@@ -435,6 +435,29 @@ impl Personal {
     };
 }
 
+/// The first personal field of `event` that holds a value not sealed yet, if any.
+pub(crate) fn unsealed_field(event: &crate::NewEvent) -> Option<&'static str> {
+    event.personal.fields.iter().copied().find(|f| {
+        event
+            .data
+            .get(*f)
+            .is_some_and(|v| !v.is_null() && !is_sealed(v))
+    })
+}
+
+/// Refuses the `i`-th event of an append when it holds a personal value in the clear: personal
+/// values are stored only sealed.
+pub(crate) fn check_sealed(i: usize, event: &crate::NewEvent) -> Result<()> {
+    match unsealed_field(event) {
+        None => Ok(()),
+        Some(f) => Err(Error::invalid(
+            format!("events[{i}].data.{f}"),
+            "is personal and not sealed: append through an event store with keys \
+             (EventStore::with_keys), which seals it",
+        )),
+    }
+}
+
 /// Whether `data` holds a sealed value at its top.
 pub fn has_sealed(data: &Value) -> bool {
     data.as_object().is_some_and(|o| o.values().any(is_sealed))
@@ -453,6 +476,21 @@ pub fn erase_sealed(data: &mut Value) -> bool {
         }
     }
     any
+}
+
+/// Opens `event`'s sealed values with `erasure`, or erases them (`null`) without one; returns
+/// whether it held any. What every typed read path of the facade does before decoding.
+pub(crate) async fn open_with(
+    erasure: Option<&dyn Erasure>,
+    event: &mut crate::RecordedEvent,
+) -> Result<bool> {
+    if !has_sealed(&event.data) {
+        return Ok(false);
+    }
+    match erasure {
+        Some(erasure) => erasure.open(event).await,
+        None => Ok(erase_sealed(&mut event.data)),
+    }
 }
 
 /// Sealing and opening for the [`EventStore`](crate::EventStore) (see
@@ -489,13 +527,7 @@ impl<K: KeyStore> Erasure for Keys<K> {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let personal = event.personal;
-            let any = personal.fields.iter().any(|f| {
-                event
-                    .data
-                    .get(*f)
-                    .is_some_and(|v| !v.is_null() && !is_sealed(v))
-            });
-            if !any {
+            if unsealed_field(event).is_none() {
                 return Ok(());
             }
             let field = |name: &str| format!("events[{index}].data.{name}");

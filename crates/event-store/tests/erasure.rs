@@ -9,47 +9,16 @@
 
 use event_store::erasure::{Keys, MasterKey, MemoryKeyStore};
 use event_store::{
-    Aggregate, AppendBatch, Error, Event, EventStore, Events as _, ExpectedVersion, MemoryCache,
-    MemoryStore, NewEvent, NoEmitter, Query, Store as _,
+    AppendBatch, Error, EventStore, Events as _, ExpectedVersion, MemoryCache, MemoryStore,
+    NewEvent, NoEmitter, Store as _,
 };
-use serde::{Deserialize, Serialize};
+use event_store_testkit::{KitAccountProfile, Registered};
 use serde_json::json;
 
-#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[event(namespace = "accounts", subject = "user_id")]
-struct Registered {
-    user_id: String,
-    #[event(personal)]
-    email: Option<String>,
-    plan: String,
-}
-
-#[derive(Default, Clone, Debug, Serialize, Deserialize, PartialEq)]
-struct Account {
-    email: Option<String>,
-    plan: Option<String>,
-}
-
-impl Aggregate for Account {
-    const NAME: &'static str = "account";
-    type Event = Registered;
-    type Args = str;
-    fn query(user: &str) -> Query {
-        Query::stream(format!("user-{user}"))
-    }
-    fn apply(&mut self, e: &Registered) {
-        self.email.clone_from(&e.email);
-        self.plan = Some(e.plan.clone());
-    }
-}
+type Account = KitAccountProfile;
 
 fn registered(user: &str, email: &str) -> NewEvent {
-    NewEvent::from_event(&Registered {
-        user_id: user.to_owned(),
-        email: Some(email.to_owned()),
-        plan: "pro".to_owned(),
-    })
-    .unwrap()
+    Registered::new_event(user, email)
 }
 
 fn keys(store: &MemoryKeyStore) -> Keys<MemoryKeyStore> {

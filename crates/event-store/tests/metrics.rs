@@ -15,15 +15,8 @@ use event_store::projection::{
 use event_store::{
     BoxError, EventStore, ExpectedVersion, NewEvent, Query, RecordedEvent, RetryPolicy, Store as _,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use event_store_testkit::prometheus::{install_recorder, value};
 use serde_json::json;
-
-fn recorder() -> PrometheusHandle {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
-    handle
-}
 
 /// Fails on events whose data says `"bad": true`.
 #[derive(Clone)]
@@ -45,15 +38,9 @@ impl Handle for Picky {
     }
 }
 
-/// The line of `text` for `series` (a name with its labels), as its value.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_and_projections_are_recorded_under_the_documented_names() {
-    let handle = recorder();
+    let handle = install_recorder();
     let es = EventStore::memory();
     for i in 0..5 {
         let e = NewEvent::new("shop", "Placed", json!({"i": i}))

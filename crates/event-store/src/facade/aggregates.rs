@@ -199,9 +199,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                 safe = Some((state.clone(), after));
             }
             if A::Event::handles(&event.namespace, &event.event_type) {
-                if crate::erasure::has_sealed(&event.data) {
-                    personal |= self.open(&mut event).await?;
-                }
+                personal |= self.open(&mut event).await?;
                 match event.decode::<A::Event>() {
                     Ok(e) => state.apply(&e),
                     Err(e) => skipped += self.undecodable(&event, e)?,

@@ -267,10 +267,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     /// when forgotten or when this store has no keys), before decoding it yourself; returns
     /// whether it held any.
     pub async fn open(&self, event: &mut crate::RecordedEvent) -> crate::Result<bool> {
-        match &self.inner.erasure {
-            Some(erasure) => erasure.open(event).await,
-            None => Ok(crate::erasure::erase_sealed(&mut event.data)),
-        }
+        crate::erasure::open_with(self.inner.erasure.as_deref(), event).await
     }
 
     /// Forgets a person: destroys the subject's data key, so their personal values are
@@ -337,20 +334,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                     };
                     erasure.seal(i, event, previous.as_ref()).await?;
                 }
-                None => {
-                    if let Some(f) = event.personal.fields.iter().find(|f| {
-                        event
-                            .data
-                            .get(**f)
-                            .is_some_and(|v| !v.is_null() && !crate::erasure::is_sealed(v))
-                    }) {
-                        return Err(crate::Error::invalid(
-                            format!("events[{i}].data.{f}"),
-                            "is personal: it is stored only sealed, by an event store with keys \
-                             (EventStore::with_keys)",
-                        ));
-                    }
-                }
+                None => crate::erasure::check_sealed(i, event)?,
             }
         }
         Ok(())

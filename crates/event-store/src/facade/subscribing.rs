@@ -45,14 +45,9 @@ impl<S: Store, C: Send + Sync + 'static, E: Emitter> EventStore<S, C, E> {
                 // event handed beside it keeps the sealed form.
                 let typed = if crate::erasure::has_sealed(&event.data) {
                     let mut opened = event.clone();
-                    match &erasure {
-                        Some(erasure) => {
-                            erasure.open(&mut opened).await.map_err(BoxError::from)?;
-                        }
-                        None => {
-                            crate::erasure::erase_sealed(&mut opened.data);
-                        }
-                    }
+                    crate::erasure::open_with(erasure.as_deref(), &mut opened)
+                        .await
+                        .map_err(BoxError::from)?;
                     opened.decode::<Ev>()
                 } else {
                     event.decode::<Ev>()
