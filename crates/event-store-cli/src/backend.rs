@@ -413,6 +413,17 @@ impl Store for AnyStore {
     fn changes(&self) -> watch::Receiver<u64> {
         each!(self, s => s.changes())
     }
+    async fn close_stream(&self, stream: &StreamId, closed: bool) -> event_store::Result<bool> {
+        each!(self, s => s.close_stream(stream, closed).await)
+    }
+    async fn closed_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> event_store::Result<Vec<event_store::ClosedStream>> {
+        each!(self, s => s.closed_streams(prefix, after, limit).await)
+    }
 }
 
 /// A projection lease of either backend.

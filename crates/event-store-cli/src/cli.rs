@@ -127,6 +127,14 @@ pub(crate) enum Command {
     /// The master key that wraps the store's data keys: generate one, or rotate to a new one.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Close a stream (a soft delete; nothing is removed): it takes no appends (exit 4), is
+    /// left out of `streams` and refused by `read STREAM`, and its events stay in the global
+    /// log for projections and subscribers. Records a StreamClosed event naming who closed it
+    /// (in the stream event_store-streams) and prints it.
+    Close(CloseArgs),
+    /// Reopen a closed stream: appends and reads work again, versions going on where they
+    /// stopped. Records a StreamReopened event and prints it.
+    Reopen(CloseArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout, or write one page per subcommand to a directory.
@@ -204,6 +212,24 @@ pub(crate) struct ForgetArgs {
     pub(crate) by: String,
     #[command(flatten)]
     pub(crate) keys: MasterKeyArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Closing or reopening again changes nothing and records was_open/was_closed: false. The store's
+own streams (event_store-…) cannot be closed.
+
+Examples:
+  event-store close order-1041 --by ops@example.com
+  event-store streams --closed                    the closed streams and when they were closed
+  event-store read order-1041 --include-closed    its events, from the global log
+  event-store reopen order-1041 --by ops@example.com")]
+pub(crate) struct CloseArgs {
+    /// The stream.
+    pub(crate) stream: String,
+    /// Who asks (an operator, a ticket), recorded in the event.
+    #[arg(long)]
+    pub(crate) by: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -450,6 +476,9 @@ pub(crate) struct ReadArgs {
     /// position and time.
     #[arg(long)]
     pub(crate) stats: bool,
+    /// Read STREAM even when it is closed (its events, from the global log).
+    #[arg(long, requires = "stream")]
+    pub(crate) include_closed: bool,
     /// Output format (default: a table on a terminal, NDJSON otherwise).
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
@@ -460,8 +489,12 @@ pub(crate) struct ReadArgs {
 Examples:
   event-store streams                              every stream
   event-store streams --prefix order- --limit 20   the first 20 order streams
-  event-store streams --prefix order- --after order-1041 --limit 20   the next page")]
+  event-store streams --prefix order- --after order-1041 --limit 20   the next page
+  event-store streams --closed                     the closed streams, with when")]
 pub(crate) struct StreamsArgs {
+    /// List the closed streams (and when each was closed) instead of the open ones.
+    #[arg(long)]
+    pub(crate) closed: bool,
     /// Only streams whose id starts with this.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub(crate) prefix: String,

@@ -6,6 +6,7 @@
 //! | 1 | the command failed (store unreachable, no store at the path, bad input data, …) |
 //! | 2 | the command line is malformed (unknown flag, missing argument, bad value) |
 //! | 3 | a version conflict: the stream was not at the expected version (re-read and retry) |
+//! | 4 | the stream is closed (`event-store close`): no appends, no reads by stream |
 //! | 130 | interrupted (Ctrl-C) while appending input; what was committed is said |
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
 pub(crate) const USAGE: u8 = 2;
 /// Exit code 3: a version conflict.
 pub(crate) const CONFLICT: u8 = 3;
+/// Exit code 4: the stream is closed.
+pub(crate) const CLOSED: u8 = 4;
 /// Exit code 130: interrupted (128 + SIGINT, as shells report it).
 pub(crate) const INTERRUPTED: u8 = 130;
 
@@ -62,6 +65,11 @@ pub(crate) fn outcome(e: &anyhow::Error) -> Option<(String, ExitCode)> {
             .is_some_and(event_store::Error::is_conflict)
     }) {
         CONFLICT
+    } else if e.chain().any(|c| {
+        c.downcast_ref::<event_store::Error>()
+            .is_some_and(event_store::Error::is_stream_closed)
+    }) {
+        CLOSED
     } else {
         1
     };
@@ -106,6 +114,11 @@ mod tests {
         assert_eq!(
             code(anyhow::Error::new(conflict).context("line 3")),
             Some(ExitCode::from(CONFLICT))
+        );
+        let closed = event_store::Error::StreamClosed { stream: "s".into() };
+        assert_eq!(
+            code(anyhow::Error::new(closed).context("line 1")),
+            Some(ExitCode::from(CLOSED))
         );
         assert_eq!(code(anyhow::anyhow!("down")), Some(ExitCode::FAILURE));
         let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);

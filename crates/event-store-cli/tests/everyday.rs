@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 mod common;
 
@@ -773,6 +773,78 @@ fn streams_are_listed_with_counts_and_paged() {
         table.starts_with("STREAM") && table.contains("order-10"),
         "{table}"
     );
+}
+
+#[test]
+fn a_closed_stream_takes_nothing_and_hides_until_reopened() {
+    let s = Store::seeded(&["order-1", "order-2"]);
+    s.ok(&["append", "order-1", "shop.Paid"]);
+    let before = lines(&s.ok(&["read", "order-1"]));
+    let closed: Value = serde_json::from_str(&s.ok(&["close", "order-1", "--by", "ops"])).unwrap();
+    assert_eq!(closed["namespace"], "event_store");
+    assert_eq!(closed["type"], "StreamClosed");
+    assert_eq!(closed["stream"], "event_store-streams");
+    assert_eq!(closed["data"]["stream"], "order-1");
+    assert_eq!(closed["data"]["by"], "ops");
+    assert_eq!(closed["data"]["was_open"], true);
+    assert_eq!(closed["context"]["action"], "close");
+
+    // No appends (exit 4), no read by stream; hidden from the list, listed as closed.
+    let err = one_line(&s.run(&["append", "order-1", "shop.Late"]), 4);
+    assert!(err.contains("stream `order-1` is closed"), "{err}");
+    let err = one_line(&s.run(&["read", "order-1"]), 4);
+    assert!(err.contains("stream `order-1` is closed"), "{err}");
+    let ids: Vec<Value> = lines(&s.ok(&["streams"]))
+        .iter()
+        .map(|e| e["stream"].clone())
+        .collect();
+    assert_eq!(ids, [json!("event_store-streams"), json!("order-2")]);
+    let listed = lines(&s.ok(&["streams", "--closed"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["stream"], "order-1");
+    assert!(listed[0]["closed_at"].is_string());
+    let table = s.ok(&["streams", "--closed", "--format", "table"]);
+    assert!(
+        table.starts_with("STREAM") && table.contains("order-1"),
+        "{table}"
+    );
+
+    // Its events are still in the global log, and `--include-closed` reads them.
+    assert_eq!(
+        lines(&s.ok(&["read", "order-1", "--include-closed"])),
+        before
+    );
+    let newest = lines(&s.ok(&[
+        "read",
+        "order-1",
+        "--include-closed",
+        "--backward",
+        "--limit",
+        "1",
+    ]));
+    assert_eq!(newest, before[1..].to_vec());
+    let log = lines(&s.ok(&["read"]));
+    assert!(before.iter().all(|e| log.contains(e)), "in the log");
+
+    // Closing again records it; the store's own streams cannot be closed; `--by` is required.
+    let again: Value = serde_json::from_str(&s.ok(&["close", "order-1", "--by", "ops"])).unwrap();
+    assert_eq!(again["data"]["was_open"], false);
+    let err = one_line(&s.run(&["close", "event_store-streams", "--by", "ops"]), 2);
+    assert!(err.contains("the store's own streams"), "{err}");
+    fails(&s.run(&["close", "order-2"]), 2);
+
+    // Reopened: appends go on from its version, reads and the list are back.
+    let reopened: Value =
+        serde_json::from_str(&s.ok(&["reopen", "order-1", "--by", "ops"])).unwrap();
+    assert_eq!(reopened["type"], "StreamReopened");
+    assert_eq!(reopened["data"]["was_closed"], true);
+    let late: Value = serde_json::from_str(&s.ok(&["append", "order-1", "shop.Late"])).unwrap();
+    assert_eq!(late["version"], 2);
+    assert_eq!(lines(&s.ok(&["read", "order-1"])).len(), 3);
+    assert!(lines(&s.ok(&["streams", "--closed"])).is_empty());
+    let audit = lines(&s.ok(&["read", "event_store-streams"]));
+    let kinds: Vec<&str> = audit.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["StreamClosed", "StreamClosed", "StreamReopened"]);
 }
 
 #[test]

@@ -10,6 +10,9 @@ GRANT EXECUTE ON FUNCTION event_store.append_events(text, bigint, uuid[], text[]
 GRANT EXECUTE ON FUNCTION event_store.append_events_many(text[], bigint[], integer[], integer[], uuid[], text[], text[], jsonb[], jsonb[], timestamptz[]) TO app_role;
 GRANT SELECT, INSERT, UPDATE, DELETE ON event_store.aggregate_cache TO app_role;
 GRANT SELECT, INSERT, UPDATE ON event_store.checkpoints TO app_role;
+-- Which streams are closed (appends check it inside append_events). Closing and reopening a
+-- stream is an operator's act: grant INSERT, DELETE on closed_streams only to a role that may.
+GRANT SELECT ON event_store.closed_streams TO app_role;
 -- Crypto-shredding's wrapped data keys (forgetting clears a key; no row is ever deleted).
 GRANT SELECT, INSERT, UPDATE ON event_store.subject_keys TO app_role;
 -- Projection runners keep their state beside the log; a transactional read model's own tables

@@ -72,6 +72,11 @@ pub(crate) fn append(
                     actual: detail.parse().ok(),
                 });
             }
+            "ES410" => {
+                return AppendError::Mapped(Error::StreamClosed {
+                    stream: stream.to_owned(),
+                });
+            }
             "ES422" => {
                 if let Ok(id) = detail.parse::<Uuid>() {
                     return AppendError::Mapped(Error::DuplicateId { id });

@@ -57,6 +57,8 @@ pub enum ErrorKind {
     Conflict,
     /// An event id is already stored with other content (409).
     DuplicateId,
+    /// The stream is closed: no appends, no reads by stream (410; `stream`).
+    StreamClosed,
     /// The store failed (503); retrying may succeed.
     Store,
 }
@@ -75,7 +77,7 @@ pub struct ErrorBody {
     /// `invalid`: why it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `conflict`: the stream appended to.
+    /// `conflict` and `stream_closed`: the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
     /// `conflict`: the version the append expected (`any`, `no-stream`, `exists` or a number).
@@ -132,6 +134,13 @@ impl ApiError {
                     expected: Some(expected.to_string()),
                     actual: Some(*actual),
                     ..body(ErrorKind::Conflict)
+                },
+            ),
+            Self::Store(Error::StreamClosed { stream }) => (
+                StatusCode::GONE,
+                ErrorBody {
+                    stream: Some(stream.clone()),
+                    ..body(ErrorKind::StreamClosed)
                 },
             ),
             Self::Store(Error::DuplicateId { .. }) => {

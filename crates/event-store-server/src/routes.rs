@@ -218,6 +218,8 @@ pub(crate) struct StreamQuery {
         (status = 200, description = "A page of the stream", body = EventPage,
             headers(("link" = String, description = "The next page: `<URL>; rel=\"next\"`"))),
         (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 410, description = "The stream is closed (`event-store close`); its events \
+            are still in the global log", body = ErrorBody),
         (status = 422, description = "A parameter is wrong", body = ErrorBody),
     ),
     security(("bearer" = ["read"])))]
@@ -569,6 +571,7 @@ fn expected(text: &str, field: &str) -> Result<ExpectedVersion, ApiError> {
             body = AppendResult),
         (status = 409, description = "The stream is not at the expected version, or an id is \
             stored with other content", body = ErrorBody),
+        (status = 410, description = "The stream is closed: it takes no appends", body = ErrorBody),
         (status = 413, description = "The body is larger than the server's limit"),
         (status = 422, description = "A field of the body or a header is wrong", body = ErrorBody),
     ),

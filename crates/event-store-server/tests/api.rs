@@ -276,6 +276,45 @@ async fn exercise<S: Store + Clone>(es: EventStore<S>) {
         .sum();
     assert_eq!(paid, 4);
     assert_eq!(timeline["truncated"], false);
+
+    // A closed stream: appends and reads by stream are 410, it leaves the list, its events
+    // stay in the log.
+    let closing = "order-1".to_owned();
+    assert!(
+        store
+            .close_stream(&event_store::StreamId::new(closing.as_str()).unwrap(), true)
+            .await
+            .unwrap()
+    );
+    let (status, _, e) = call(
+        &router,
+        post(&format!("/streams/{closing}"), &events(1, "Late")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE, "{e}");
+    assert_eq!(
+        (e["error"].as_str(), e["stream"].as_str()),
+        (Some("stream_closed"), Some(closing.as_str()))
+    );
+    let (status, _, e) = call(&router, get(&format!("/streams/{closing}"))).await;
+    assert_eq!(status, StatusCode::GONE, "{e}");
+    let (_, _, after) = call(&router, get("/streams")).await;
+    assert!(
+        after["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["stream"] != closing.as_str())
+    );
+    let (_, _, log) = call(&router, get("/log?limit=3")).await;
+    assert!(
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["stream"] == closing.as_str()),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,7 +78,11 @@ impl Statement {
 /// | `read_all_backward.sql` | position before, limit | an event, final events only, newest first |
 /// | `read_stream_forward.sql` | stream, from, limit, bound | an event; versions in `[from, bound)`, ascending |
 /// | `read_stream_backward.sql` | stream, from, limit, bound | an event; versions in `(bound, from]`, descending |
-/// | `stream_version.sql` | stream | `version` (NULL: no stream) |
+/// | `stream_version.sql` | stream | `version` (NULL: no event), `closed` (1: closed, 0: open) |
+/// | `streams.sql` | after (text), prefix, limit | the last event of each open stream, in byte order of ids |
+/// | `closed_streams.sql` | after (text), prefix, limit | `stream`, `closed_at` (RFC 3339 text), in byte order |
+/// | `close_stream.sql` | stream | — (affects 1 row when the stream was open; serialised with appends) |
+/// | `reopen_stream.sql` | stream | — (affects 1 row when the stream was closed; serialised with appends) |
 /// | `watermark.sql` | — | one integer, turned into a position by `Dialect::watermark` |
 /// | `stats_counts.sql` | — | `events`, `streams`, `size` (bytes) |
 /// | `stats_types.sql` | — | `namespace`, `event_type`, `count`, ordered by namespace and type |
@@ -103,6 +107,9 @@ pub struct Queries {
     pub read_stream_backward: &'static str,
     pub stream_version: &'static str,
     pub streams: &'static str,
+    pub closed_streams: &'static str,
+    pub close_stream: &'static str,
+    pub reopen_stream: &'static str,
     pub event_by_id: &'static str,
     pub watermark: &'static str,
     pub stats_counts: &'static str,
@@ -132,6 +139,9 @@ macro_rules! queries {
             read_stream_backward: $crate::__query!("read_stream_backward"),
             stream_version: $crate::__query!("stream_version"),
             streams: $crate::__query!("streams"),
+            closed_streams: $crate::__query!("closed_streams"),
+            close_stream: $crate::__query!("close_stream"),
+            reopen_stream: $crate::__query!("reopen_stream"),
             event_by_id: $crate::__query!("event_by_id"),
             watermark: $crate::__query!("watermark"),
             stats_counts: $crate::__query!("stats_counts"),

@@ -1,9 +1,12 @@
 //! The store, checkpoints and cache, written once over a [`Driver`]; an adapter binds them to its
 //! type with [`impl_store!`](crate::impl_store) and [`impl_cache!`](crate::impl_cache).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use event_store::{
-    CacheKey, CachedState, CheckedQuery, CheckpointName, Direction, Position, RecordedEvent,
-    Result, StoreStats, StreamId, TypeCount,
+    CacheKey, CachedState, CheckedQuery, CheckpointName, ClosedStream, Direction, Error, Position,
+    RecordedEvent, Result, StoreStats, StreamId, TypeCount,
 };
 
 use crate::compile::{Dialect, Finality, Param, compile};
@@ -64,8 +67,14 @@ pub async fn read_stream<D: Driver>(
             None => return Ok(Vec::new()),
         },
     };
-    d.query(stream_page::<D>(stream, from, direction, n), event::<D>)
-        .await
+    let page = d
+        .query(stream_page::<D>(stream, from, direction, n), event::<D>)
+        .await?;
+    if page.is_empty() && direction == Direction::Forward {
+        // A closed stream reads as no rows: tell it from an empty page.
+        stream_version(d, stream).await?;
+    }
+    Ok(page)
 }
 
 /// [`Store::read_stream_rows`](event_store::Store::read_stream_rows): forward, the page of
@@ -79,9 +88,24 @@ pub fn read_stream_rows<'a, D: Driver>(
 ) -> impl futures::Stream<Item = Result<RecordedEvent>> + Send + 'a {
     use futures::StreamExt as _;
     match direction {
-        Direction::Forward => d
-            .query_stream(stream_page::<D>(stream, from, direction, n), event::<D>)
-            .left_stream(),
+        Direction::Forward => {
+            // A closed stream reads as no rows: after an empty page, tell it from an empty one.
+            let seen = Arc::new(AtomicBool::new(false));
+            let saw = Arc::clone(&seen);
+            let page = stream_page::<D>(stream, from, direction, n);
+            let stream = stream.clone();
+            let closed = futures::stream::once(async move {
+                if seen.load(Ordering::Relaxed) {
+                    return None;
+                }
+                stream_version(d, &stream).await.err().map(Err)
+            })
+            .filter_map(std::future::ready);
+            d.query_stream(page, event::<D>)
+                .inspect(move |_| saw.store(true, Ordering::Relaxed))
+                .chain(closed)
+                .left_stream()
+        }
         Direction::Backward => {
             let stream = stream.clone();
             futures::stream::once(async move { read_stream(d, &stream, from, direction, n).await })
@@ -269,15 +293,60 @@ async fn read_matching<D: Driver>(
 }
 
 /// [`Store::stream_version`](event_store::Store::stream_version).
+/// A closed stream is [`Error::StreamClosed`].
 pub async fn stream_version<D: Driver>(d: &D, stream: &StreamId) -> Result<Option<u64>> {
     let params = vec![Param::Text(stream.as_str().to_owned())];
     let statement = Statement::new("stream version", D::QUERIES.stream_version, params);
-    let rows = d.query(statement, |r| r.int(0, "version")).await?;
-    rows.into_iter()
-        .next()
-        .flatten()
+    let rows = d
+        .query(statement, |r| {
+            Ok((r.int(0, "version")?, r.int(1, "closed")?))
+        })
+        .await?;
+    let (version, closed) = rows.into_iter().next().unwrap_or((None, None));
+    if closed.unwrap_or(0) != 0 {
+        return Err(Error::StreamClosed {
+            stream: stream.as_str().to_owned(),
+        });
+    }
+    version
         .map(|v| unsigned(D::BACKEND, "version", v))
         .transpose()
+}
+
+/// [`Store::close_stream`](event_store::Store::close_stream): the adapter's
+/// `close_stream.sql` or `reopen_stream.sql`, which take the stream's append lock.
+pub async fn close_stream<D: Driver>(d: &D, stream: &StreamId, closed: bool) -> Result<bool> {
+    let (what, sql) = if closed {
+        ("close stream", D::QUERIES.close_stream)
+    } else {
+        ("reopen stream", D::QUERIES.reopen_stream)
+    };
+    let params = vec![Param::Text(stream.as_str().to_owned())];
+    Ok(d.execute(Statement::new(what, sql, params)).await? > 0)
+}
+
+/// [`Store::closed_streams`](event_store::Store::closed_streams).
+pub async fn closed_streams<D: Driver>(
+    d: &D,
+    prefix: &str,
+    after: Option<&StreamId>,
+    n: usize,
+) -> Result<Vec<ClosedStream>> {
+    let params = vec![
+        Param::Text(after.map_or_else(String::new, |a| a.as_str().to_owned())),
+        Param::Text(prefix.to_owned()),
+        Param::Int(limit(n)),
+    ];
+    let statement = Statement::new("closed streams", D::QUERIES.closed_streams, params);
+    d.query(statement, |r| {
+        let stream = required(D::BACKEND, "stream", r.text(0, "stream")?)?;
+        let at = required(D::BACKEND, "closed_at", r.text(1, "closed_at")?)?;
+        let closed_at = chrono::DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| Error::backend_with(D::BACKEND, format!("reading `closed_at` {at:?}"), e))?
+            .with_timezone(&chrono::Utc);
+        Ok(ClosedStream { stream, closed_at })
+    })
+    .await
 }
 
 /// [`Store::read_event`](event_store::Store::read_event).
@@ -545,6 +614,23 @@ macro_rules! impl_store {
             }
             fn changes(&self) -> $crate::__private::watch::Receiver<u64> {
                 $crate::Driver::changes(self)
+            }
+            fn close_stream(
+                &self,
+                stream: &::event_store::StreamId,
+                closed: bool,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<bool>> + Send {
+                $crate::store::close_stream(self, stream, closed)
+            }
+            fn closed_streams(
+                &self,
+                prefix: &str,
+                after: ::std::option::Option<&::event_store::StreamId>,
+                limit: usize,
+            ) -> impl ::std::future::Future<
+                Output = ::event_store::Result<::std::vec::Vec<::event_store::ClosedStream>>,
+            > + Send {
+                $crate::store::closed_streams(self, prefix, after, limit)
             }
         }
 

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(6, "cache upcasters", "006_cache_upcasters.sql"),
     event_store_sql::migration!(7, "drop the time index", "007_drop_time_index.sql"),
     event_store_sql::migration!(8, "subject keys", "008_subject_keys.sql"),
+    event_store_sql::migration!(9, "closed streams", "009_closed_streams.sql"),
 ];
 
 pub(crate) fn sqlite(what: &str, e: rusqlite::Error) -> Error {

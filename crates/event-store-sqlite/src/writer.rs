@@ -292,8 +292,8 @@ fn append(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
     // The common path: the expectation holds and no id is stored yet, so the events go straight
     // in. An insert that skips (its id is stored) undoes the batch and takes the careful path.
     let stream = batch.stream();
-    let actual = stream_version(conn, stream.as_str())?;
-    if batch.expected().admits(actual) {
+    let (actual, closed) = stream_state(conn, stream.as_str())?;
+    if !closed && batch.expected().admits(actual) {
         conn.execute_batch("SAVEPOINT fast")
             .map_err(|e| sqlite("append", e))?;
         match insert_all(conn, batch, actual) {
@@ -354,7 +354,11 @@ fn insert_many(conn: &Connection, batches: &MultiAppend) -> Result<Option<Vec<Ap
         let stream = batch.stream();
         let actual = match last.get(stream.as_str()) {
             Some(v) => *v,
-            None => stream_version(conn, stream.as_str())?,
+            None => match stream_state(conn, stream.as_str())? {
+                // A closed stream: each batch's own path says which and why.
+                (_, true) => return Ok(None),
+                (actual, false) => actual,
+            },
         };
         if !batch.expected().admits(actual) {
             return Ok(None);
@@ -427,13 +431,16 @@ fn insert_rows(
     Ok(Some(recorded))
 }
 
-/// The version of a stream's last event (`None`: no such stream).
-pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>> {
-    let actual: Option<i64> = conn
+/// The version of a stream's last event (`None`: no event) and whether it is closed.
+pub(crate) fn stream_state(conn: &Connection, stream: &str) -> Result<(Option<u64>, bool)> {
+    let (actual, closed): (Option<i64>, bool) = conn
         .prepare_cached(STREAM_VERSION)
-        .and_then(|mut s| s.query_row([stream], |r| r.get(0)))
+        .and_then(|mut s| s.query_row([stream], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(|e| sqlite("stream version", e))?;
-    actual.map(|v| unsigned(BACKEND, "version", v)).transpose()
+    let actual = actual
+        .map(|v| unsigned(BACKEND, "version", v))
+        .transpose()?;
+    Ok((actual, closed))
 }
 
 /// Inserts every event after `actual`; `None` when one was skipped (its id is stored).
@@ -478,7 +485,12 @@ fn append_careful(conn: &Connection, batch: &AppendBatch) -> Result<Appended> {
             stored: false,
         });
     }
-    let actual = stream_version(conn, batch.stream().as_str())?;
+    let (actual, closed) = stream_state(conn, batch.stream().as_str())?;
+    if closed {
+        return Err(Error::StreamClosed {
+            stream: batch.stream().as_str().to_owned(),
+        });
+    }
     batch.check_expected(actual)?;
     insert_all(conn, batch, actual)?
         .map(|events| Appended {

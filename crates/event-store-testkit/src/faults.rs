@@ -44,6 +44,10 @@ pub enum Method {
     Streams,
     /// [`Store::read_event`].
     ReadEvent,
+    /// [`Store::close_stream`].
+    CloseStream,
+    /// [`Store::closed_streams`].
+    ClosedStreams,
     /// [`Cache::get`].
     CacheGet,
     /// [`Cache::put`].
@@ -256,6 +260,19 @@ impl<S: Store> Store for FaultyStore<S> {
     }
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.changes()
+    }
+    async fn close_stream(&self, stream: &StreamId, closed: bool) -> Result<bool> {
+        let call = self.inner.close_stream(stream, closed);
+        self.faults.call(Method::CloseStream, call).await
+    }
+    async fn closed_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<event_store::ClosedStream>> {
+        let read = self.inner.closed_streams(prefix, after, limit);
+        self.faults.call(Method::ClosedStreams, read).await
     }
 }
 

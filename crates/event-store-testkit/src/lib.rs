@@ -15,6 +15,7 @@
 mod aggregates;
 mod cache;
 mod checkpoints;
+mod closing;
 mod concurrency;
 mod faults;
 #[doc(hidden)]
@@ -36,6 +37,7 @@ pub use aggregates::{
 };
 pub use cache::{cache_moves_forward, cached_equals_uncached, version_bump_invalidates};
 pub use checkpoints::checkpoints_round_trip;
+pub use closing::closed_streams_keep_their_events;
 pub use concurrency::{concurrent_appenders, mixed_workload, tail_during_appends};
 pub use faults::{
     FaultyCache, FaultyStore, Method, fold_survives_cache_faults, fold_survives_store_faults,
@@ -76,7 +78,7 @@ macro_rules! __kit_store_checks {
             fold_survives_store_faults, fold_survives_cache_faults, tail_survives_failed_reads,
             execute_under_contention, follow_never_skips, upcasting_reads_every_version,
             multi_stream_appends, multi_stream_appends_do_not_deadlock, streamed_reads_agree,
-            streams_are_listed, events_are_found_by_id);
+            streams_are_listed, events_are_found_by_id, closed_streams_keep_their_events);
     };
 }
 

@@ -202,6 +202,21 @@ impl<S: Store, G: Send + Sync + 'static> Store for Guarded<S, G> {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.store.changes()
     }
+    fn close_stream(
+        &self,
+        stream: &StreamId,
+        closed: bool,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.store.close_stream(stream, closed)
+    }
+    fn closed_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<event_store::ClosedStream>>> + Send {
+        self.store.closed_streams(prefix, after, limit)
+    }
 }
 
 /// Waits until every event up to `position` is final (below the store's watermark), or fails

@@ -188,6 +188,40 @@ pub trait Store: Send + Sync + 'static {
     /// A receiver that changes after appends commit, for live tails to wake on. Backends that
     /// cannot notify return one that never changes; tails then poll.
     fn changes(&self) -> watch::Receiver<u64>;
+
+    /// Closes a stream (`closed: true`) or reopens it (`false`); returns whether its state
+    /// changed. Nothing is deleted: a closed stream takes no appends
+    /// ([`Error::StreamClosed`](crate::Error::StreamClosed), unless every event of the append is
+    /// already stored: an idempotent retry still returns the originals), is left out of
+    /// [`Store::streams`], and [`Store::read_stream`] and [`Store::stream_version`] refuse it
+    /// with `StreamClosed`; its events stay in the global log ([`Store::read_all`], queries,
+    /// [`Store::read_event`]) for projections and subscribers. Serialised with appends: an
+    /// append either commits before the close or is refused. A stream need not have events to
+    /// be closed (closing reserves its id).
+    fn close_stream(
+        &self,
+        stream: &StreamId,
+        closed: bool,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The closed streams whose ids start with `prefix`, in the byte order of their ids, after
+    /// `after` (exclusive), at most `limit`.
+    fn closed_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ClosedStream>>> + Send;
+}
+
+/// A closed stream, as [`Store::closed_streams`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClosedStream {
+    /// The stream's id.
+    pub stream: String,
+    /// When it was closed.
+    pub closed_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Named checkpoints kept in the store itself, so a process that follows the log (an outbox

@@ -46,6 +46,15 @@ pub enum Error {
         id: Uuid,
     },
 
+    /// The stream is closed ([`Store::close_stream`](crate::Store::close_stream)): it takes no
+    /// appends, and reads of it by stream are refused; its events are still in the global log.
+    /// Reopening it is an explicit act (`event-store reopen`).
+    #[error("stream `{stream}` is closed")]
+    StreamClosed {
+        /// The closed stream.
+        stream: String,
+    },
+
     /// An event's namespace and type are not among those a type of events can decode.
     #[error("unknown event type `{namespace}.{event_type}`")]
     UnknownEventType {
@@ -217,6 +226,11 @@ impl Error {
     /// Whether an event id clashed with a stored event of other content.
     pub fn is_duplicate_id(&self) -> bool {
         matches!(self, Self::DuplicateId { .. })
+    }
+
+    /// Whether the stream is closed ([`Error::StreamClosed`]).
+    pub fn is_stream_closed(&self) -> bool {
+        matches!(self, Self::StreamClosed { .. })
     }
 
     /// Whether a projection partition was taken over ([`Error::Fenced`]).

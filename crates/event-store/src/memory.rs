@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::backend::{
-    Appended, Cache, CacheKey, CachedState, Checkpoints, Emitter, Handler, Store, StoreStats,
-    StreamInfo, Subscription, SubscriptionSpec, TypeCount,
+    Appended, Cache, CacheKey, CachedState, Checkpoints, ClosedStream, Emitter, Handler, Store,
+    StoreStats, StreamInfo, Subscription, SubscriptionSpec, TypeCount,
 };
 use crate::batch::{AppendBatch, MultiAppend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{CheckpointName, Direction, Position, RecordedEvent, StreamId};
 use crate::query::{CheckedQuery, TypeFilter};
 
@@ -30,6 +30,19 @@ struct Log {
     events: Vec<RecordedEvent>,
     streams: HashMap<String, Vec<usize>>,
     ids: HashMap<Uuid, usize>,
+    /// Closed streams and when they were closed.
+    closed: HashMap<String, chrono::DateTime<chrono::Utc>>,
+}
+
+impl Log {
+    fn refuse_closed(&self, stream: &StreamId) -> Result<()> {
+        if self.closed.contains_key(stream.as_str()) {
+            return Err(Error::StreamClosed {
+                stream: stream.as_str().to_owned(),
+            });
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct MemoryInner {
@@ -158,6 +171,7 @@ impl MemoryStore {
         if let Some(originals) = batch.check_stored(stored)? {
             return Ok(Err(originals));
         }
+        log.refuse_closed(batch.stream())?;
         let actual = log
             .streams
             .get(batch.stream().as_str())
@@ -226,6 +240,7 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let log = self.read();
+        log.refuse_closed(stream)?;
         let Some(indexes) = log.streams.get(stream.as_str()) else {
             return Ok(Vec::new());
         };
@@ -340,11 +355,9 @@ impl Store for MemoryStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
-        Ok(self
-            .read()
-            .streams
-            .get(stream.as_str())
-            .map(|v| v.len() as u64 - 1))
+        let log = self.read();
+        log.refuse_closed(stream)?;
+        Ok(log.streams.get(stream.as_str()).map(|v| v.len() as u64 - 1))
     }
 
     async fn read_event(&self, id: Uuid) -> Result<Option<RecordedEvent>> {
@@ -363,7 +376,9 @@ impl Store for MemoryStore {
             .streams
             .iter()
             .filter(|(id, _)| {
-                id.starts_with(prefix) && after.is_none_or(|a| id.as_str() > a.as_str())
+                id.starts_with(prefix)
+                    && after.is_none_or(|a| id.as_str() > a.as_str())
+                    && !log.closed.contains_key(id.as_str())
             })
             .collect();
         picked.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -372,6 +387,44 @@ impl Store for MemoryStore {
             .take(limit)
             .filter_map(|(_, indexes)| indexes.last().map(|&i| StreamInfo::of_last(&log.events[i])))
             .collect())
+    }
+
+    async fn close_stream(&self, stream: &StreamId, closed: bool) -> Result<bool> {
+        let mut log = self.write();
+        Ok(if closed {
+            match log.closed.entry(stream.as_str().to_owned()) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(chrono::Utc::now());
+                    true
+                }
+            }
+        } else {
+            log.closed.remove(stream.as_str()).is_some()
+        })
+    }
+
+    async fn closed_streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<ClosedStream>> {
+        let log = self.read();
+        let mut picked: Vec<ClosedStream> = log
+            .closed
+            .iter()
+            .filter(|(id, _)| {
+                id.starts_with(prefix) && after.is_none_or(|a| id.as_str() > a.as_str())
+            })
+            .map(|(id, at)| ClosedStream {
+                stream: id.clone(),
+                closed_at: *at,
+            })
+            .collect();
+        picked.sort_unstable_by(|a, b| a.stream.cmp(&b.stream));
+        picked.truncate(limit);
+        Ok(picked)
     }
 
     async fn watermark(&self) -> Result<Position> {

@@ -71,6 +71,12 @@ pub(crate) async fn run(cli: Cli, url_given: bool) -> Result<()> {
         Command::Completions(args) => man::completions(&args),
         Command::Man(args) => man::run(&args),
         Command::Forget(args) => keys::forget(url.facade(Access::Update).await?, args).await,
+        Command::Close(args) => {
+            streams::close(&url.facade(Access::Update).await?, args, true).await
+        }
+        Command::Reopen(args) => {
+            streams::close(&url.facade(Access::Update).await?, args, false).await
+        }
         Command::Keys(command @ crate::cli::KeysCommand::Generate(_)) => {
             keys::run(None, command, quiet).await
         }

@@ -3,7 +3,7 @@
 use std::io::IsTerminal as _;
 
 use anyhow::Result;
-use event_store::{Direction, EventStore, Position, RecordedEvent};
+use event_store::{Direction, EventStore, Position, Query, RecordedEvent};
 use futures::{Stream, StreamExt as _};
 
 use crate::backend::AnyStore;
@@ -75,12 +75,43 @@ fn start(es: &EventStore<AnyStore>, args: &ReadArgs) -> Result<Start> {
     })
 }
 
+/// A stream's events read from the global log (so a closed stream's too), from version `from`
+/// in `direction`. Backward, the stream's events are gathered first.
+async fn from_log(
+    es: &EventStore<AnyStore>,
+    stream: &str,
+    from: u64,
+    direction: Direction,
+) -> std::pin::Pin<Box<dyn Stream<Item = event_store::Result<RecordedEvent>> + Send>> {
+    let events = es.read_committed(Query::stream(stream), Position::START);
+    match direction {
+        Direction::Forward => {
+            Box::pin(events.filter(move |e| {
+                std::future::ready(e.as_ref().map_or(true, |e| e.version >= from))
+            }))
+        }
+        Direction::Backward => {
+            let mut all: Vec<event_store::Result<RecordedEvent>> = events
+                .filter(|e| std::future::ready(e.as_ref().map_or(true, |e| e.version <= from)))
+                .collect()
+                .await;
+            all.reverse();
+            Box::pin(futures::stream::iter(all))
+        }
+    }
+}
+
 pub(crate) async fn run(es: &EventStore<AnyStore>, args: ReadArgs, quiet: bool) -> Result<()> {
     let start = start(es, &args)?;
     let filter = Filter::new(&args.filter)?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let events: std::pin::Pin<Box<dyn Stream<Item = event_store::Result<RecordedEvent>> + Send>> =
         match &start {
+            Start::Stream {
+                stream,
+                from,
+                direction,
+            } if args.include_closed => Box::pin(from_log(es, stream, *from, *direction).await),
             Start::Stream {
                 stream,
                 from,
@@ -120,6 +151,7 @@ pub(crate) async fn run(es: &EventStore<AnyStore>, args: ReadArgs, quiet: bool) 
     let count = printer.finish()?;
     if count == 0
         && !quiet
+        && !args.include_closed
         && let Start::Stream { stream, .. } = &start
         && es.stream_version(stream).await?.is_none()
     {

@@ -1,11 +1,12 @@
--- The streams after ?1 whose ids start with ?2, in byte order (SQLite compares text as bytes),
--- at most ?3, each as its last event: versions are consecutive from 0, so the last version
--- also counts the events. The grouping walks the (stream, version) index in order and stops
--- after ?3 streams.
+-- The open streams after ?1 whose ids start with ?2, in byte order (SQLite compares text as
+-- bytes), at most ?3, each as its last event: versions are consecutive from 0, so the last
+-- version also counts the events. The grouping walks the (stream, version) index in order and
+-- stops after ?3 streams. Closed streams are left out.
 SELECT e.position, e.id, e.stream, e.version, e.namespace, e.event_type, e.data, e.context
   FROM (SELECT stream, max(version) AS version
           FROM events
          WHERE stream > ?1 AND substr(stream, 1, length(?2)) = ?2
+           AND NOT EXISTS (SELECT 1 FROM closed_streams c WHERE c.stream = events.stream)
          GROUP BY stream
          ORDER BY stream
          LIMIT ?3) AS last

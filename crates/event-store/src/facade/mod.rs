@@ -289,24 +289,13 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
             return Err(crate::Error::invalid("by", "must say who asked"));
         }
         let had_key = erasure.forget(subject).await?;
-        let audit = crate::NewEvent::from_event(&crate::erasure::SubjectForgotten {
+        let event = crate::erasure::SubjectForgotten {
             subject: subject.to_owned(),
             by: by.to_owned(),
             had_key,
-        })?
-        .with_action("forget");
-        let appended = self
-            .append(
-                crate::erasure::FORGOTTEN_STREAM,
-                crate::ExpectedVersion::Any,
-                vec![audit],
-            )
-            .await?;
-        appended
-            .events
-            .into_iter()
-            .next()
-            .ok_or_else(|| crate::Error::backend("facade", "an append returned no event"))
+        };
+        self.record_admin(crate::erasure::FORGOTTEN_STREAM, &event, "forget")
+            .await
     }
 
     /// `events` with their personal fields sealed, to build [`AppendBatch`](crate::AppendBatch)es
@@ -459,6 +448,7 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
 
 mod aggregates;
 mod checkpoints;
+mod closing;
 mod execute;
 mod reading;
 mod subscribing;
