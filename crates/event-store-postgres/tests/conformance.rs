@@ -18,3 +18,13 @@ async fn key_store_keeps_the_contract() {
     event_store_testkit::key_store_contract(&keys, "").await;
     event_store_testkit::key_store_contract(&keys, "again-").await;
 }
+
+/// Forgetting a person: every read path of a PostgreSQL store shows them erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_erases_every_read_path() {
+    let Some((t, cache)) = common::fresh_pair().await else {
+        return;
+    };
+    let keys = event_store_postgres::PgKeyStore::new(&t.store);
+    event_store_testkit::forgetting_erases_every_read_path(&t.store, &cache, &keys).await;
+}

@@ -33,3 +33,16 @@ async fn key_store_keeps_the_contract() {
     event_store_testkit::key_store_contract(&keys, "").await;
     event_store_testkit::key_store_contract(&keys, "again-").await;
 }
+
+/// Forgetting a person: every read path of a SQLite store shows them erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_erases_every_read_path() {
+    let t = fresh().await.unwrap();
+    let keys = event_store_sqlite::SqliteKeyStore::new(&t.store);
+    event_store_testkit::forgetting_erases_every_read_path(
+        &t.store,
+        &SqliteCache::new(&t.store),
+        &keys,
+    )
+    .await;
+}

@@ -17,6 +17,7 @@ mod cache;
 mod checkpoints;
 mod closing;
 mod concurrency;
+mod erasure;
 mod faults;
 #[doc(hidden)]
 pub mod fuzz;
@@ -39,6 +40,7 @@ pub use cache::{cache_moves_forward, cached_equals_uncached, version_bump_invali
 pub use checkpoints::checkpoints_round_trip;
 pub use closing::closed_streams_keep_their_events;
 pub use concurrency::{concurrent_appenders, mixed_workload, tail_during_appends};
+pub use erasure::{EmailBook, forgetting_erases_every_read_path};
 pub use faults::{
     FaultyCache, FaultyStore, Method, fold_survives_cache_faults, fold_survives_store_faults,
     tail_survives_failed_reads,

@@ -28,3 +28,14 @@ async fn memory_key_store_keeps_the_contract() {
     // A second run beside the first, as in a shared store.
     event_store_testkit::key_store_contract(&keys, "again-").await;
 }
+
+/// Forgetting a person: every read path of the memory store shows them erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_erases_every_read_path() {
+    event_store_testkit::forgetting_erases_every_read_path(
+        &MemoryStore::new(),
+        &MemoryCache::new(),
+        &event_store::erasure::MemoryKeyStore::new(),
+    )
+    .await;
+}

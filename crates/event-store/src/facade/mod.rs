@@ -413,13 +413,19 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     }
 
     /// A [`Runner`](crate::projection::Runner) of a projection on this store: catch-up, live,
-    /// partitions, parking and rebuilds (see [`projection`](crate::projection)).
+    /// partitions, parking and rebuilds (see [`projection`](crate::projection)). Its target sees
+    /// personal values opened with this store's keys, or `null` once their subject is forgotten
+    /// (or without keys), as folds do; [`Runner::new`](crate::projection::Runner::new) hands over
+    /// events as stored. A projection that keeps personal values drops its copies on
+    /// [`SubjectForgotten`](crate::erasure::SubjectForgotten).
     pub fn runner<T>(&self, target: T) -> crate::projection::Runner<S, T>
     where
         S: crate::projection::ProjectionStore,
         T: crate::projection::Target<S>,
     {
-        crate::projection::Runner::new(self.inner.store.clone(), target)
+        crate::projection::Runner::new(self.inner.store.clone(), target).with_opening(
+            crate::projection::runner::Opening::Open(self.inner.erasure.clone()),
+        )
     }
 
     /// The store's projections: status, reset, resume.

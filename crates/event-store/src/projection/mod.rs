@@ -92,7 +92,7 @@
 
 pub(crate) mod memory;
 mod name;
-mod runner;
+pub(crate) mod runner;
 mod state;
 mod status;
 mod store;

@@ -163,6 +163,18 @@ pub struct Runner<S, T> {
     store: S,
     target: Arc<T>,
     options: RunnerOptions,
+    opening: Opening,
+}
+
+/// What a runner does with sealed personal values before its target sees an event.
+#[derive(Clone, Default)]
+pub(crate) enum Opening {
+    /// Nothing: the target gets the events as stored (sealed values sealed).
+    #[default]
+    Raw,
+    /// Opens them with the keys, or erases them (`null`) once forgotten or without keys, as
+    /// every typed read path of the facade does ([`EventStore::runner`](crate::EventStore::runner)).
+    Open(Option<Arc<dyn crate::erasure::Erasure>>),
 }
 
 impl<S, T> std::fmt::Debug for Runner<S, T> {
@@ -233,7 +245,15 @@ impl<S: ProjectionStore, T: Target<S>> Runner<S, T> {
             store,
             target: Arc::new(target),
             options: RunnerOptions::default(),
+            opening: Opening::Raw,
         }
+    }
+
+    /// The same runner, opening sealed personal values as `opening` says.
+    #[must_use]
+    pub(crate) fn with_opening(mut self, opening: Opening) -> Self {
+        self.opening = opening;
+        self
     }
 
     /// The same runner with `options`.
@@ -273,6 +293,7 @@ impl<S: ProjectionStore, T: Target<S>> Runner<S, T> {
             name,
             canonical: query.canonical(),
             query,
+            opening: self.opening,
             metrics,
             member: None,
             workers: HashMap::new(),

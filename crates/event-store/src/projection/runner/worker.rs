@@ -36,6 +36,7 @@ pub(super) struct Worker<S: ProjectionStore, T> {
     pub(super) partition: u32,
     pub(super) lease: S::Lease,
     pub(super) stop: watch::Receiver<bool>,
+    pub(super) opening: super::Opening,
     pub(super) metrics: Arc<RunnerMetrics>,
     pub(super) wake: Arc<Notify>,
     /// This partition in `event_store_projection_partitions`.
@@ -50,6 +51,31 @@ pub(super) fn store_backoff(failures: u32) -> Duration {
 }
 
 impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
+    /// Opens (or erases) the sealed personal values of `events` when the runner does; a failure
+    /// (the key store unreachable, a value that does not authenticate) is retried with the
+    /// store's backoff, never passed on as garbage. `false`: stopped meanwhile.
+    async fn open(&mut self, events: &mut [RecordedEvent]) -> bool {
+        let super::Opening::Open(erasure) = self.opening.clone() else {
+            return true;
+        };
+        let mut failures = 0;
+        for event in events.iter_mut() {
+            loop {
+                match crate::erasure::open_with(erasure.as_deref(), event).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        failures += 1;
+                        self.store_failed(&e);
+                        if self.pause(store_backoff(failures)).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
     pub(super) fn stopping(&self) -> bool {
         *self.stop.borrow() || !self.lease.is_held()
     }
@@ -205,6 +231,9 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                     && (passed >= size.saturating_mul(8)
                         || (at_end && saved_at.elapsed() >= self.options.lease_interval)));
             if flush {
+                if !self.open(&mut pending).await {
+                    return Flow::Stop;
+                }
                 let first_catch_up = at_end && !state.caught_up;
                 let events: Arc<[RecordedEvent]> = std::mem::take(&mut pending).into();
                 let flow = if at_end {
