@@ -73,7 +73,7 @@ fn bytes_of(what: &'static str, text: &str) -> Result<Vec<u8>> {
 
 /// Length-prefixed parts, so `("ab", "c")` and `("a", "bc")` bind differently.
 fn bound(parts: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| 8 + p.len()).sum());
     for part in parts {
         out.extend_from_slice(&(part.len() as u64).to_be_bytes());
         out.extend_from_slice(part.as_bytes());
@@ -149,7 +149,7 @@ impl MasterKey {
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: &key.key[..],
+                    msg: &key.inner.key[..],
                     aad: &aad,
                 },
             )
@@ -244,15 +244,41 @@ impl Binding {
         self
     }
 
+    fn at(&self) -> At<'_> {
+        At {
+            subject: &self.subject,
+            namespace: &self.namespace,
+            event_type: &self.event_type,
+            field: &self.field,
+            event: self.event,
+        }
+    }
+}
+
+/// A [`Binding`] borrowed: what sealing and opening in the log use, without allocating.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    subject: &'a str,
+    namespace: &'a str,
+    event_type: &'a str,
+    field: &'a str,
+    event: Option<uuid::Uuid>,
+}
+
+impl At<'_> {
     fn aad(&self) -> Vec<u8> {
-        let event = self.event.map(|id| id.to_string()).unwrap_or_default();
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let event: &str = match self.event {
+            Some(e) => e.as_hyphenated().encode_lower(&mut id),
+            None => "",
+        };
         bound(&[
             "sealed value",
-            &self.subject,
-            &self.namespace,
-            &self.event_type,
-            &self.field,
-            &event,
+            self.subject,
+            self.namespace,
+            self.event_type,
+            self.field,
+            event,
         ])
     }
 
@@ -264,9 +290,17 @@ impl Binding {
     }
 }
 
-/// A subject's data key. Zeroed when dropped; never stored unwrapped.
+/// A subject's data key. Zeroed when dropped (its bytes and its AES key schedule); never
+/// stored unwrapped. Clones share one copy.
+#[derive(Clone)]
 pub struct DataKey {
+    inner: Arc<KeyMaterial>,
+}
+
+struct KeyMaterial {
     key: Zeroizing<[u8; KEY_LEN]>,
+    /// The expanded key, made once (zeroed on drop: the `aes` crate's `zeroize` feature).
+    cipher: Aes256Gcm,
 }
 
 impl fmt::Debug for DataKey {
@@ -280,7 +314,15 @@ impl DataKey {
     pub fn generate() -> Self {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         key.copy_from_slice(&Aes256Gcm::generate_key(&mut OsRng));
-        Self { key }
+        Self::of(key)
+    }
+
+    fn of(key: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        // A 32-byte array is always an AES-256 key.
+        let cipher = Aes256Gcm::new(key.as_ref().into());
+        Self {
+            inner: Arc::new(KeyMaterial { key, cipher }),
+        }
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
@@ -289,17 +331,20 @@ impl DataKey {
             return Err(Error::invalid("data key", "has the wrong length"));
         }
         key.copy_from_slice(bytes);
-        Ok(Self { key })
+        Ok(Self::of(key))
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        // A 32-byte slice is always an AES-256 key.
-        Aes256Gcm::new(self.key.as_ref().into())
+    fn cipher(&self) -> &Aes256Gcm {
+        &self.inner.cipher
     }
 
     /// `value` sealed where `at` says, with a fresh nonce: `{"$sealed": {"v": 1, "s": SUBJECT,
     /// "n": NONCE, "c": CIPHERTEXT}}` (base64). Two seals of one value differ.
     pub fn seal(&self, at: &Binding, value: &Value) -> Value {
+        self.seal_at(at.at(), value)
+    }
+
+    fn seal_at(&self, at: At<'_>, value: &Value) -> Value {
         // Encoding a JSON value cannot fail, and AES-GCM refuses only messages beyond 64 GiB
         // (an event is at most `limits::MAX_EVENT_BYTES`).
         let plain = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
@@ -318,7 +363,7 @@ impl DataKey {
         let mut inner = Map::new();
         inner.insert("v".to_owned(), Value::from(SEALED_VERSION));
         // Whose key opens it (bound too: a changed subject does not open).
-        inner.insert("s".to_owned(), Value::String(at.subject.clone()));
+        inner.insert("s".to_owned(), Value::String(at.subject.to_owned()));
         inner.insert("n".to_owned(), Value::String(BASE64.encode(nonce)));
         inner.insert("c".to_owned(), Value::String(BASE64.encode(ciphertext)));
         let mut outer = Map::new();
@@ -330,6 +375,10 @@ impl DataKey {
     /// [`Error::Unauthentic`] otherwise (nothing is decrypted), [`Error::InvalidInput`] when
     /// `sealed` is not a sealed value.
     pub fn open(&self, at: &Binding, sealed: &Value) -> Result<Value> {
+        self.open_at(at.at(), sealed)
+    }
+
+    fn open_at(&self, at: At<'_>, sealed: &Value) -> Result<Value> {
         let (nonce, ciphertext) = parts(sealed)?;
         let aad = at.aad();
         let plain = Zeroizing::new(
@@ -478,152 +527,234 @@ pub fn erase_sealed(data: &mut Value) -> bool {
     any
 }
 
-/// Opens `event`'s sealed values with `erasure`, or erases them (`null`) without one; returns
-/// whether it held any. What every typed read path of the facade does before decoding.
-pub(crate) async fn open_with(
-    erasure: Option<&dyn Erasure>,
-    event: &mut crate::RecordedEvent,
-) -> Result<bool> {
-    if !has_sealed(&event.data) {
-        return Ok(false);
-    }
-    match erasure {
-        Some(erasure) => erasure.open(event).await,
-        None => Ok(erase_sealed(&mut event.data)),
+/// What opening an event's sealed values found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// Whether the event held a sealed value.
+    pub(crate) sealed: bool,
+    /// The subjects whose values were opened (not erased), each once, in the order met.
+    pub(crate) subjects: Vec<String>,
+}
+
+impl Opened {
+    fn saw(&mut self, subject: &str, opened: bool) {
+        self.sealed = true;
+        if opened && !self.subjects.iter().any(|s| s == subject) {
+            self.subjects.push(subject.to_owned());
+        }
     }
 }
 
-/// Sealing and opening for the [`EventStore`](crate::EventStore) (see
-/// [`EventStore::with_keys`](crate::EventStore::with_keys)): [`Keys`] over any key store, behind
-/// one object-safe trait.
+/// The last subject's key an event's values asked for: personal fields of one event are most
+/// often about one person.
+#[derive(Default)]
+struct LastKey {
+    subject: String,
+    key: Option<DataKey>,
+    known: bool,
+}
+
+impl LastKey {
+    async fn of(&mut self, erasure: &dyn Erasure, subject: &str) -> Result<Option<&DataKey>> {
+        if !self.known || self.subject != subject {
+            self.key = erasure.key_for_reading(subject).await?;
+            subject.clone_into(&mut self.subject);
+            self.known = true;
+        }
+        Ok(self.key.as_ref())
+    }
+}
+
+/// `sealed`, the value of `field` in `event`, opened with its subject's key (`null` when the
+/// subject was forgotten, or without keys); the second item says whether it was opened. A value
+/// that fails authentication is [`Error::Unauthentic`] naming the event.
+async fn open_value(
+    erasure: Option<&dyn Erasure>,
+    last: &mut LastKey,
+    event: &crate::RecordedEvent,
+    field: &str,
+    sealed: &Value,
+) -> Result<(Value, bool)> {
+    let (Some(erasure), Some(subject)) = (erasure, sealed_subject(sealed)) else {
+        return Ok((Value::Null, false));
+    };
+    let Some(key) = last.of(erasure, subject).await? else {
+        return Ok((Value::Null, false));
+    };
+    let at = At {
+        subject,
+        namespace: &event.namespace,
+        event_type: &event.event_type,
+        field,
+        event: Some(event.id),
+    };
+    let value = key.open_at(at, sealed).map_err(|e| match e {
+        Error::Unauthentic { what } => Error::Unauthentic {
+            what: format!(
+                "{what} (event {}, stream `{}`, version {})",
+                event.id, event.stream, event.version
+            ),
+        },
+        other => other,
+    })?;
+    Ok((value, true))
+}
+
+/// Opens `event`'s sealed values with `erasure`, or erases them (`null`) once their subject is
+/// forgotten or without keys. What every typed read path of the facade does before decoding.
+pub(crate) async fn open_with(
+    erasure: Option<&dyn Erasure>,
+    event: &mut crate::RecordedEvent,
+) -> Result<Opened> {
+    let mut opened = Opened::default();
+    if !has_sealed(&event.data) {
+        return Ok(opened);
+    }
+    let Some(object) = event.data.as_object() else {
+        return Ok(opened);
+    };
+    let mut values = Vec::new();
+    let mut last = LastKey::default();
+    for (field, value) in object {
+        if !is_sealed(value) {
+            continue;
+        }
+        let (plain, was_opened) = open_value(erasure, &mut last, event, field, value).await?;
+        if let Some(subject) = sealed_subject(value) {
+            opened.saw(subject, was_opened);
+        }
+        values.push((field.clone(), plain));
+    }
+    if let Some(object) = event.data.as_object_mut() {
+        for (field, plain) in values {
+            object.insert(field, plain);
+        }
+    }
+    Ok(opened)
+}
+
+/// `event` decoded as `Ev`, its sealed values opened with `erasure` (erased without one): the
+/// typed read of every path of the facade. The event is not copied: only its other values are,
+/// into the data that is decoded.
+pub(crate) async fn decode_opened<Ev: crate::Events>(
+    erasure: Option<&dyn Erasure>,
+    event: &crate::RecordedEvent,
+) -> Result<Ev> {
+    let Some(object) = event.data.as_object().filter(|_| has_sealed(&event.data)) else {
+        return event.decode::<Ev>();
+    };
+    let mut fields = Vec::with_capacity(object.len());
+    let mut last = LastKey::default();
+    for (field, value) in object {
+        let value = if is_sealed(value) {
+            open_value(erasure, &mut last, event, field, value).await?.0
+        } else {
+            value.clone()
+        };
+        fields.push((field.clone(), value));
+    }
+    // In key order already: the map is built in one pass.
+    event.decode_data::<Ev>(&Value::Object(fields.into_iter().collect()))
+}
+
+/// The keys the [`EventStore`](crate::EventStore) seals and opens personal values with (see
+/// [`EventStore::with_keys`](crate::EventStore::with_keys)): [`Keys`] over any key store, or
+/// another source of subjects' data keys (an external KMS), behind one object-safe trait.
 pub trait Erasure: Send + Sync + 'static {
-    /// Seals `event`'s personal fields with its subject's key (made on first use). An event with
-    /// personal values but no subject, or about a forgotten subject, is refused.
-    ///
-    /// `previous` is the event stored under the same id, if any: a value it holds sealed that
-    /// opens to the same plaintext is reused, so a retry stores the same bytes (idempotent).
-    fn seal<'a>(
-        &'a self,
-        index: usize,
-        event: &'a mut crate::NewEvent,
-        previous: Option<&'a crate::RecordedEvent>,
-    ) -> BoxFuture<'a, Result<()>>;
+    /// The subject's key for sealing, made on first use; `None` when the subject was forgotten
+    /// (their personal data is not stored again).
+    fn key_for_writing<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<Option<DataKey>>>;
 
-    /// Opens every sealed value at the top of `event`'s data with its subject's key, or erases
-    /// it (`null`) when the subject was forgotten; returns whether the event held any. A value
-    /// that fails authentication is an error naming the event.
-    fn open<'a>(&'a self, event: &'a mut crate::RecordedEvent) -> BoxFuture<'a, Result<bool>>;
+    /// The subject's key for opening; `None` when the subject never had one or was forgotten.
+    fn key_for_reading<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<Option<DataKey>>>;
 
-    /// Destroys the subject's key (see [`Keys::forget`]).
+    /// Destroys the subject's key (see [`Keys::forget`]); returns whether it had one.
     fn forget<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<bool>>;
 }
 
 impl<K: KeyStore> Erasure for Keys<K> {
-    fn seal<'a>(
-        &'a self,
-        index: usize,
-        event: &'a mut crate::NewEvent,
-        previous: Option<&'a crate::RecordedEvent>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let personal = event.personal;
-            if unsealed_field(event).is_none() {
-                return Ok(());
-            }
-            let field = |name: &str| format!("events[{index}].data.{name}");
-            let Some(subject_key) = personal.subject else {
-                return Err(Error::invalid(
-                    field("*"),
-                    "personal fields without a subject field",
-                ));
-            };
-            let Some(subject) = subject_of(&event.data, subject_key)? else {
-                return Err(Error::invalid(
-                    field(subject_key),
-                    "names whose personal data the event holds: it must be given",
-                ));
-            };
-            let Some(key) = self.for_writing(&subject).await? else {
-                return Err(Error::invalid(
-                    field(subject_key),
-                    format!(
-                        "subject `{subject}` was forgotten: its personal data is not stored again"
-                    ),
-                ));
-            };
-            // Bound to the event's id, which is given here if the caller did not.
-            let id = *event.id.get_or_insert_with(uuid::Uuid::now_v7);
-            let same_event = previous.filter(|p| {
-                p.id == id && p.namespace == event.namespace && p.event_type == event.event_type
-            });
-            if let (Some(previous), Some(object)) = (same_event, event.data.as_object_mut()) {
-                for field in personal.fields {
-                    let (Some(value), Some(stored)) =
-                        (object.get_mut(*field), previous.data.get(*field))
-                    else {
-                        continue;
-                    };
-                    let at = Binding::new(&subject, &event.namespace, &event.event_type, *field)
-                        .in_event(id);
-                    if key
-                        .open(&at, stored)
-                        .is_ok_and(|plain| crate::json_eq(&plain, value))
-                    {
-                        value.clone_from(stored);
-                    }
-                }
-            }
-            seal_fields(
-                &mut event.data,
-                (&event.namespace, &event.event_type, id),
-                &subject,
-                personal.fields,
-                &key,
-            );
-            Ok(())
-        })
+    fn key_for_writing<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<Option<DataKey>>> {
+        Box::pin(self.for_writing(subject))
     }
 
-    fn open<'a>(&'a self, event: &'a mut crate::RecordedEvent) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let Some(object) = event.data.as_object_mut() else {
-                return Ok(false);
-            };
-            let mut any = false;
-            let mut keys: HashMap<String, Option<DataKey>> = HashMap::new();
-            for (field, value) in object.iter_mut() {
-                let Some(subject) = sealed_subject(value).map(str::to_owned) else {
-                    continue;
-                };
-                any = true;
-                if !keys.contains_key(&subject) {
-                    let key = self.for_reading(&subject).await?;
-                    keys.insert(subject.clone(), key);
-                }
-                *value = match keys.get(&subject).and_then(Option::as_ref) {
-                    Some(key) => {
-                        let at = Binding::new(&subject, &event.namespace, &event.event_type, field)
-                            .in_event(event.id);
-                        key.open(&at, value).map_err(|e| match e {
-                            Error::Unauthentic { what } => Error::Unauthentic {
-                                what: format!(
-                                    "{what} (event {}, stream `{}`, version {})",
-                                    event.id, event.stream, event.version
-                                ),
-                            },
-                            other => other,
-                        })?
-                    }
-                    None => Value::Null,
-                };
-            }
-            Ok(any)
-        })
+    fn key_for_reading<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<Option<DataKey>>> {
+        Box::pin(self.for_reading(subject))
     }
 
     fn forget<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(Keys::forget(self, subject))
     }
+}
+
+/// Seals the personal fields of the `index`-th event of an append with its subject's key (made
+/// on first use). An event with personal values but no subject, or about a forgotten subject,
+/// is refused.
+///
+/// `previous` is the event stored under the same id, if any: a value it holds sealed that opens
+/// to the same plaintext is reused, so a retry stores the same bytes (idempotent).
+pub(crate) async fn seal_event(
+    erasure: &dyn Erasure,
+    index: usize,
+    event: &mut crate::NewEvent,
+    previous: Option<&crate::RecordedEvent>,
+) -> Result<()> {
+    let personal = event.personal;
+    if unsealed_field(event).is_none() {
+        return Ok(());
+    }
+    let field = |name: &str| format!("events[{index}].data.{name}");
+    let Some(subject_key) = personal.subject else {
+        return Err(Error::invalid(
+            field("*"),
+            "personal fields without a subject field",
+        ));
+    };
+    let Some(subject) = subject_of(&event.data, subject_key)? else {
+        return Err(Error::invalid(
+            field(subject_key),
+            "names whose personal data the event holds: it must be given",
+        ));
+    };
+    let Some(key) = erasure.key_for_writing(&subject).await? else {
+        return Err(Error::invalid(
+            field(subject_key),
+            format!("subject `{subject}` was forgotten: its personal data is not stored again"),
+        ));
+    };
+    // Bound to the event's id, which is given here if the caller did not.
+    let id = *event.id.get_or_insert_with(uuid::Uuid::now_v7);
+    let same_event = previous.filter(|p| {
+        p.id == id && p.namespace == event.namespace && p.event_type == event.event_type
+    });
+    if let (Some(previous), Some(object)) = (same_event, event.data.as_object_mut()) {
+        for field in personal.fields {
+            let (Some(value), Some(stored)) = (object.get_mut(*field), previous.data.get(*field))
+            else {
+                continue;
+            };
+            let at = At {
+                subject: &subject,
+                namespace: &event.namespace,
+                event_type: &event.event_type,
+                field,
+                event: Some(id),
+            };
+            if key
+                .open_at(at, stored)
+                .is_ok_and(|plain| crate::json_eq(&plain, value))
+            {
+                value.clone_from(stored);
+            }
+        }
+    }
+    seal_fields(
+        &mut event.data,
+        (&event.namespace, &event.event_type, id),
+        &subject,
+        personal.fields,
+        &key,
+    );
+    Ok(())
 }
 
 /// The subject an event's data names under `subject_key` (`Event::SUBJECT`): a string, or a
@@ -658,8 +789,14 @@ pub fn seal_fields(
             && !value.is_null()
             && !is_sealed(value)
         {
-            let at = Binding::new(subject, namespace, event_type, *field).in_event(id);
-            *value = key.seal(&at, value);
+            let at = At {
+                subject,
+                namespace,
+                event_type,
+                field,
+                event: Some(id),
+            };
+            *value = key.seal_at(at, value);
         }
     }
 }
@@ -685,8 +822,14 @@ pub fn open_fields(
             continue;
         }
         *value = match key {
-            Some(key) => key.open(
-                &Binding::new(subject, namespace, event_type, *field).in_event(id),
+            Some(key) => key.open_at(
+                At {
+                    subject,
+                    namespace,
+                    event_type,
+                    field,
+                    event: Some(id),
+                },
                 value,
             )?,
             None => Value::Null,
@@ -806,10 +949,16 @@ impl KeyStore for MemoryKeyStore {
 
 /// Subjects' data keys: a key store with the master key that wraps its keys (and earlier master
 /// keys that still unwrap theirs until [`Keys::rotate`]).
+///
+/// Unwrapped keys are kept in memory for a while ([`KeyCacheOptions`]), so sealing and opening
+/// do not ask the key store for every value. A forget through these keys takes effect here at
+/// once; a forget by another process is seen within [`KeyCacheOptions::ttl`]. Forgotten subjects
+/// are remembered (a tombstone never comes back).
 pub struct Keys<K> {
     store: K,
     master: MasterKey,
     previous: Vec<MasterKey>,
+    cache: KeyCache,
 }
 
 impl<K: fmt::Debug> fmt::Debug for Keys<K> {
@@ -818,18 +967,180 @@ impl<K: fmt::Debug> fmt::Debug for Keys<K> {
             .field("store", &self.store)
             .field("master", &self.master)
             .field("previous", &self.previous)
-            .finish()
+            .field("cache", &self.cache.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long, and how many, unwrapped data keys [`Keys`] keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyCacheOptions {
+    /// How long a key read from the key store is used before it is read again: the longest a
+    /// forget by another process goes unseen here (default 5 s). Zero keeps no key.
+    pub ttl: std::time::Duration,
+    /// The most subjects kept (default 10 000); beyond it, the oldest entries go first.
+    pub capacity: usize,
+}
+
+impl Default for KeyCacheOptions {
+    fn default() -> Self {
+        Self {
+            ttl: std::time::Duration::from_secs(5),
+            capacity: 10_000,
+        }
+    }
+}
+
+impl KeyCacheOptions {
+    /// No key kept: every seal and open asks the key store.
+    pub const NONE: Self = Self {
+        ttl: std::time::Duration::ZERO,
+        capacity: 0,
+    };
+
+    /// Keys kept for `ttl`, at most `capacity` subjects.
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self { ttl, capacity }
+    }
+}
+
+/// A subject's key as the cache keeps it.
+#[derive(Clone)]
+enum Cached {
+    Active(DataKey),
+    /// Forgotten for good: kept whatever the time to live.
+    Forgotten,
+}
+
+impl Cached {
+    fn key(self) -> Option<DataKey> {
+        match self {
+            Self::Active(key) => Some(key),
+            Self::Forgotten => None,
+        }
+    }
+}
+
+/// Unwrapped keys in memory. Every forget bumps `epoch` (under the lock) before and after the
+/// key store forgets, and a key read from the store is kept only if no forget began meanwhile,
+/// so a key being forgotten is never kept.
+struct KeyCache {
+    options: KeyCacheOptions,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    epoch: u64,
+    entries: HashMap<String, (Cached, std::time::Instant)>,
+}
+
+impl KeyCache {
+    fn new(options: KeyCacheOptions) -> Self {
+        Self {
+            options,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enabled(&self) -> bool {
+        self.options.capacity > 0 && !self.options.ttl.is_zero()
+    }
+
+    /// The kept entry of `subject`, if fresh.
+    fn get(&self, subject: &str) -> Option<Cached> {
+        if !self.enabled() {
+            return None;
+        }
+        let inner = self.lock();
+        match inner.entries.get(subject)? {
+            (Cached::Forgotten, _) => Some(Cached::Forgotten),
+            (Cached::Active(key), at) if at.elapsed() < self.options.ttl => {
+                Some(Cached::Active(key.clone()))
+            }
+            (Cached::Active(_), _) => None,
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Keeps what the key store said of `subject`, read since `epoch`, unless a forget began
+    /// since.
+    fn keep(&self, epoch: u64, subject: &str, entry: Cached) {
+        if !self.enabled() {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.entries.len() >= self.options.capacity && !inner.entries.contains_key(subject) {
+            let ttl = self.options.ttl;
+            inner
+                .entries
+                .retain(|_, (c, at)| matches!(c, Cached::Forgotten) || at.elapsed() < ttl);
+            if inner.entries.len() >= self.options.capacity {
+                // Still full of fresh keys: drop the oldest eighth.
+                let mut ages: Vec<(std::time::Instant, String)> = inner
+                    .entries
+                    .iter()
+                    .map(|(s, (_, at))| (*at, s.clone()))
+                    .collect();
+                ages.sort_unstable();
+                for (_, s) in ages.iter().take(self.options.capacity.div_ceil(8)) {
+                    inner.entries.remove(s);
+                }
+            }
+        }
+        inner
+            .entries
+            .insert(subject.to_owned(), (entry, std::time::Instant::now()));
+    }
+
+    /// A forget of `subject` begins: no key read before now is kept, and its entry goes.
+    fn forgetting(&self, subject: &str) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.entries.remove(subject);
+    }
+
+    /// The key store forgot `subject`.
+    fn forgotten(&self, subject: &str) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        if self.enabled() {
+            inner.entries.insert(
+                subject.to_owned(),
+                (Cached::Forgotten, std::time::Instant::now()),
+            );
+        }
     }
 }
 
 impl<K: KeyStore> Keys<K> {
     /// Keys kept in `store`, wrapped by `master`; `previous` master keys unwrap what they wrapped.
+    /// Unwrapped keys are kept in memory as [`KeyCacheOptions::default`] says.
     pub fn new(store: K, master: MasterKey, previous: Vec<MasterKey>) -> Self {
         Self {
             store,
             master,
             previous,
+            cache: KeyCache::new(KeyCacheOptions::default()),
         }
+    }
+
+    /// The same keys, keeping unwrapped keys in memory as `options` says.
+    #[must_use]
+    pub fn with_cache(mut self, options: KeyCacheOptions) -> Self {
+        self.cache = KeyCache::new(options);
+        self
     }
 
     /// The key store.
@@ -890,41 +1201,66 @@ impl<K: KeyStore> Keys<K> {
 
     /// The subject's key, made on first use; `None` when the subject was forgotten.
     pub async fn for_writing(&self, subject: &str) -> Result<Option<DataKey>> {
+        if let Some(kept) = self.cache.get(subject) {
+            return Ok(kept.key());
+        }
+        let epoch = self.cache.epoch();
         if let Some(state) = self.store.load(subject).await? {
-            return self.key_of(subject, state);
+            return self.key_of(epoch, subject, state);
         }
         let fresh = DataKey::generate();
         let wrapped = self.master.wrap(subject, &fresh);
         let stored = self.store.create(subject, wrapped.clone()).await?;
         match stored {
             // Ours won: no need to unwrap what we hold.
-            KeyState::Active(k) if k == wrapped => Ok(Some(fresh)),
-            other => self.key_of(subject, other),
+            KeyState::Active(k) if k == wrapped => {
+                self.cache
+                    .keep(epoch, subject, Cached::Active(fresh.clone()));
+                Ok(Some(fresh))
+            }
+            other => self.key_of(epoch, subject, other),
         }
     }
 
     /// The subject's key; `None` when the subject never had one or was forgotten.
     pub async fn for_reading(&self, subject: &str) -> Result<Option<DataKey>> {
+        if let Some(kept) = self.cache.get(subject) {
+            return Ok(kept.key());
+        }
+        let epoch = self.cache.epoch();
         match self.store.load(subject).await? {
-            Some(state) => self.key_of(subject, state),
+            Some(state) => self.key_of(epoch, subject, state),
+            // Not kept: another process may make the key any time.
             None => Ok(None),
         }
     }
 
-    fn key_of(&self, subject: &str, state: KeyState) -> Result<Option<DataKey>> {
+    /// The key `state` holds, kept in memory (read from the store since `epoch`).
+    fn key_of(&self, epoch: u64, subject: &str, state: KeyState) -> Result<Option<DataKey>> {
         match state {
-            KeyState::Active(wrapped) => self.unwrap_key(subject, &wrapped).map(Some),
-            KeyState::Forgotten => Ok(None),
+            KeyState::Active(wrapped) => {
+                let key = self.unwrap_key(subject, &wrapped)?;
+                self.cache.keep(epoch, subject, Cached::Active(key.clone()));
+                Ok(Some(key))
+            }
+            KeyState::Forgotten => {
+                self.cache.keep(epoch, subject, Cached::Forgotten);
+                Ok(None)
+            }
         }
     }
 
-    /// Destroys the subject's key: everything sealed for them is unreadable from now on.
-    /// Returns whether they had a key.
+    /// Destroys the subject's key: everything sealed for them is unreadable from now on (here
+    /// at once; in another process's [`Keys`] within its [`KeyCacheOptions::ttl`]). Returns
+    /// whether they had a key.
     pub async fn forget(&self, subject: &str) -> Result<bool> {
         if subject == CANARY_SUBJECT {
             return Err(Error::invalid("subject", "is the key store's canary"));
         }
-        self.store.forget(subject).await
+        self.cache.forgetting(subject);
+        let had = self.store.forget(subject).await?;
+        self.cache.forgotten(subject);
+        Ok(had)
     }
 
     /// Rewraps every key not wrapped by the current master key (the canary's too), without
@@ -1047,6 +1383,45 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn kept_keys_never_outlive_a_forget_here() {
+        let store = MemoryKeyStore::new();
+        let small = KeyCacheOptions::new(std::time::Duration::from_secs(3600), 2);
+        let keys = Keys::new(store.clone(), master("k1", 1), vec![]).with_cache(small);
+        let at = |s: &str| Binding::new(s, "a", "B", "f");
+        let mut sealed = Vec::new();
+        for s in ["s1", "s2", "s3", "s4"] {
+            let key = keys.for_writing(s).await.unwrap().unwrap();
+            sealed.push((s, key.seal(&at(s), &json!(s))));
+        }
+        // More subjects than the cache keeps: every key still opens its values.
+        for (s, v) in &sealed {
+            let key = keys.for_reading(s).await.unwrap().unwrap();
+            assert_eq!(key.open(&at(s), v).unwrap(), json!(s));
+        }
+        assert!(keys.cache.lock().entries.len() <= 2);
+        // A forget through these keys is seen at once, however long keys are kept.
+        keys.for_reading("s4").await.unwrap().unwrap();
+        assert!(keys.forget("s4").await.unwrap());
+        assert!(keys.for_reading("s4").await.unwrap().is_none());
+        assert!(keys.for_writing("s4").await.unwrap().is_none());
+        // Another process's keys (another `Keys` over the same store) keeping none see it too.
+        let other =
+            Keys::new(store.clone(), master("k1", 1), vec![]).with_cache(KeyCacheOptions::NONE);
+        assert!(other.for_reading("s3").await.unwrap().is_some());
+        assert!(keys.forget("s3").await.unwrap());
+        assert!(other.for_reading("s3").await.unwrap().is_none());
+        // A forget that began after a read began leaves nothing kept from that read.
+        let epoch = keys.cache.epoch();
+        keys.cache.forgetting("s2");
+        keys.cache
+            .keep(epoch, "s2", Cached::Active(DataKey::generate()));
+        assert!(
+            keys.cache.get("s2").is_none(),
+            "a key read before a forget is not kept"
+        );
     }
 
     #[tokio::test]

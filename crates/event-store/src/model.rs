@@ -499,7 +499,12 @@ impl RecordedEvent {
     /// upcast or to read a version newer than the type knows is [`Error::Decode`], naming this
     /// event's id, stream, version and type, with the cause as source.
     pub fn decode<E: Events>(&self) -> Result<E> {
-        E::decode(&self.namespace, &self.event_type, &self.data).map_err(|e| {
+        self.decode_data(&self.data)
+    }
+
+    /// Decodes `data` (this event's, changed: its personal values opened) as this event.
+    pub(crate) fn decode_data<E: Events>(&self, data: &Value) -> Result<E> {
+        E::decode(&self.namespace, &self.event_type, data).map_err(|e| {
             let source: BoxError = match e {
                 Error::Codec { source, .. } => Box::new(source),
                 e @ (Error::Upcast { .. }

@@ -267,7 +267,54 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     /// when forgotten or when this store has no keys), before decoding it yourself; returns
     /// whether it held any.
     pub async fn open(&self, event: &mut crate::RecordedEvent) -> crate::Result<bool> {
-        crate::erasure::open_with(self.inner.erasure.as_deref(), event).await
+        Ok(
+            crate::erasure::open_with(self.inner.erasure.as_deref(), event)
+                .await?
+                .sealed,
+        )
+    }
+
+    /// Decodes `event` as `Ev`, its personal fields opened with their subjects' keys, or `None`
+    /// once the subject is forgotten (or when this store has no keys): the typed read of an
+    /// event read raw ([`EventStore::read_stream`], [`EventStore::read_all`], …). A sealed
+    /// value that fails authentication is [`Error::Unauthentic`](crate::Error::Unauthentic)
+    /// naming the event.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> event_store::Result<()> {
+    /// use event_store::erasure::{Keys, MasterKey, MemoryKeyStore};
+    /// use event_store::{Event, EventStore, ExpectedVersion, NewEvent};
+    /// use futures::StreamExt as _;
+    ///
+    /// #[derive(Event, serde::Serialize, serde::Deserialize)]
+    /// #[event(namespace = "accounts", subject = "user")]
+    /// struct Registered {
+    ///     user: String,
+    ///     #[event(personal)]
+    ///     email: Option<String>,
+    /// }
+    ///
+    /// let (master, _text) = MasterKey::generate("k1")?;
+    /// let keys = Keys::new(MemoryKeyStore::new(), master, vec![]);
+    /// keys.check().await?;
+    /// let es = EventStore::memory().with_keys(keys);
+    /// let ada = Registered { user: "ada".into(), email: Some("ada@example.com".into()) };
+    /// es.append("user-ada", ExpectedVersion::NoStream, vec![NewEvent::from_event(&ada)?]).await?;
+    ///
+    /// let mut read = Box::pin(es.read_stream("user-ada", 0, event_store::Direction::Forward));
+    /// let stored = read.next().await.expect("one event")?;
+    /// assert!(!stored.data.to_string().contains("ada@"), "stored sealed");
+    /// assert_eq!(es.decode::<Registered>(&stored).await?.email.as_deref(), Some("ada@example.com"));
+    ///
+    /// es.forget("ada", "support ticket 1041").await?;
+    /// assert_eq!(es.decode::<Registered>(&stored).await?.email, None, "erased");
+    /// # Ok(()) }
+    /// ```
+    pub async fn decode<Ev: crate::Events>(
+        &self,
+        event: &crate::RecordedEvent,
+    ) -> crate::Result<Ev> {
+        crate::erasure::decode_opened(self.inner.erasure.as_deref(), event).await
     }
 
     /// Forgets a person: destroys the subject's data key, so their personal values are
@@ -321,7 +368,8 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                         Some(id) => self.inner.store.read_event(id).await?,
                         None => None,
                     };
-                    erasure.seal(i, event, previous.as_ref()).await?;
+                    crate::erasure::seal_event(erasure.as_ref(), i, event, previous.as_ref())
+                        .await?;
                 }
                 None => crate::erasure::check_sealed(i, event)?,
             }

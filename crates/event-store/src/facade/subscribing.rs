@@ -43,16 +43,9 @@ impl<S: Store, C: Send + Sync + 'static, E: Emitter> EventStore<S, C, E> {
                 }
                 // Personal values opened for the typed event (erased without keys); the raw
                 // event handed beside it keeps the sealed form.
-                let typed = if crate::erasure::has_sealed(&event.data) {
-                    let mut opened = event.clone();
-                    crate::erasure::open_with(erasure.as_deref(), &mut opened)
-                        .await
-                        .map_err(BoxError::from)?;
-                    opened.decode::<Ev>()
-                } else {
-                    event.decode::<Ev>()
-                }
-                .map_err(BoxError::from)?;
+                let typed = crate::erasure::decode_opened::<Ev>(erasure.as_deref(), &event)
+                    .await
+                    .map_err(BoxError::from)?;
                 handler(typed, event).await
             }
             .boxed()
