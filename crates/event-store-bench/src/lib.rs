@@ -12,6 +12,7 @@ mod amqp;
 mod error;
 mod http;
 mod message_db;
+mod personal;
 mod postgres;
 mod projection;
 mod report;
@@ -63,6 +64,14 @@ pub async fn run(options: Options) -> Result<()> {
         let store = event_store::MemoryStore::new();
         let cache = event_store::MemoryCache::new();
         store_workloads(&mut report, "memory", &store, cache, sizes, None).await?;
+        personal::run(
+            &mut report,
+            "memory",
+            &store,
+            event_store::erasure::MemoryKeyStore::new(),
+            sizes,
+        )
+        .await?;
         http::run(
             &mut report,
             "memory",

@@ -65,6 +65,13 @@ pub(crate) async fn run(report: &mut Report, url: &str, sizes: Sizes) -> Result<
         Err(e) => Err(e),
     };
     let result = match result {
+        Ok(()) => {
+            let keys = event_store_postgres::PgKeyStore::new(&store);
+            crate::personal::run(report, "postgres", &store, keys, sizes).await
+        }
+        Err(e) => Err(e),
+    };
+    let result = match result {
         Ok(()) => crate::http::run(report, "postgres", &store, sizes).await,
         Err(e) => Err(e),
     };

@@ -36,7 +36,9 @@ pub(crate) async fn run(report: &mut Report, dir: &Path, sizes: Sizes) -> Result
         sizes,
         Some(&mut measure),
     )
-    .await
+    .await?;
+    let keys = event_store_sqlite::SqliteKeyStore::new(&store);
+    crate::personal::run(report, "sqlite", &store, keys, sizes).await
 }
 
 fn sqlite_conn(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
