@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(10, "append many, set-based", "010_append_many_sets.sql"),
     event_store_sql::migration!(11, "subject keys", "011_subject_keys.sql"),
     event_store_sql::migration!(12, "closed streams", "012_closed_streams.sql"),
+    event_store_sql::migration!(13, "cache subjects", "013_cache_subjects.sql"),
 ];
 
 /// The optional indexes' SQL (idempotent), created at every migrate when the config asks.

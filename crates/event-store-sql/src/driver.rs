@@ -89,9 +89,10 @@ impl Statement {
 /// | `checkpoint_load.sql` | name | the two parts of a position |
 /// | `checkpoint_save.sql` | name, the two parts of a position | — (an upsert) |
 /// | `checkpoint_list.sql` | — | name, the two parts of a position, ordered by name |
-/// | `cache_get.sql` | aggregate, version, query | state (JSON), the two parts of a position |
-/// | `cache_put.sql` | aggregate, version, query, state (JSON), the two parts | — (never moves an entry back) |
-/// | `cache_delete.sql` | aggregate, version, query | — |
+/// | `cache_get.sql` | aggregate, version, query, upcasters | state (JSON), the two parts of a position, subjects (a JSON array) |
+/// | `cache_put.sql` | aggregate, version, query, upcasters, state (JSON), the two parts, subjects (JSON) | — (never moves an entry back) |
+/// | `cache_delete.sql` | aggregate, version, query, upcasters | — |
+/// | `cache_forget_subject.sql` | subject | — (removes every entry whose subjects hold it) |
 /// | `keys_load.sql` | subject | master, nonce, wrapped (all NULL: forgotten) |
 /// | `keys_create.sql` | subject, master, nonce, wrapped | — (nothing when the subject has a row) |
 /// | `keys_forget.sql` | subject | — (clears an active key; affects 1 row when it did) |
@@ -110,6 +111,7 @@ pub struct Queries {
     pub closed_streams: &'static str,
     pub close_stream: &'static str,
     pub reopen_stream: &'static str,
+    pub cache_forget_subject: &'static str,
     pub event_by_id: &'static str,
     pub watermark: &'static str,
     pub stats_counts: &'static str,
@@ -142,6 +144,7 @@ macro_rules! queries {
             closed_streams: $crate::__query!("closed_streams"),
             close_stream: $crate::__query!("close_stream"),
             reopen_stream: $crate::__query!("reopen_stream"),
+            cache_forget_subject: $crate::__query!("cache_forget_subject"),
             event_by_id: $crate::__query!("event_by_id"),
             watermark: $crate::__query!("watermark"),
             stats_counts: $crate::__query!("stats_counts"),

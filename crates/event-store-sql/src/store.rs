@@ -440,9 +440,14 @@ pub async fn cache_get<D: Driver>(d: &D, key: &CacheKey) -> Result<Option<Cached
         .query(
             Statement::new("cache get", D::QUERIES.cache_get, params),
             |r| {
+                let subjects = required(D::BACKEND, "subjects", r.json(3, "subjects")?)?;
+                let subjects = serde_json::from_value(subjects).map_err(|e| {
+                    Error::backend_with(D::BACKEND, "reading a cached state's `subjects`", e)
+                })?;
                 Ok(CachedState {
                     state: required(D::BACKEND, "state", r.json(0, "state")?)?,
                     checkpoint: position_columns::<D>(r, 1)?,
+                    subjects,
                 })
             },
         )
@@ -461,6 +466,7 @@ pub async fn cache_put<D: Driver>(d: &D, key: &CacheKey, entry: CachedState) -> 
         Param::Json(entry.state),
         Param::Int(high),
         Param::Int(low),
+        Param::Json(serde_json::Value::from(entry.subjects)),
     ];
     d.execute(Statement::new("cache put", D::QUERIES.cache_put, params))
         .await
@@ -482,6 +488,17 @@ pub async fn cache_delete<D: Driver>(d: &D, key: &CacheKey) -> Result<()> {
     ))
     .await
     .map(drop)
+}
+
+/// [`Cache::forget_subject`](event_store::Cache::forget_subject).
+pub async fn cache_forget_subject<D: Driver>(d: &D, subject: &str) -> Result<u64> {
+    let params = vec![Param::Text(subject.to_owned())];
+    d.execute(Statement::new(
+        "cache forget subject",
+        D::QUERIES.cache_forget_subject,
+        params,
+    ))
+    .await
 }
 
 /// Implements [`Store`](event_store::Store) and [`Checkpoints`](event_store::Checkpoints) for a
@@ -684,6 +701,12 @@ macro_rules! impl_cache {
                 key: &::event_store::CacheKey,
             ) -> impl ::std::future::Future<Output = ::event_store::Result<()>> + Send {
                 $crate::store::cache_delete(&self.$field, key)
+            }
+            fn forget_subject(
+                &self,
+                subject: &str,
+            ) -> impl ::std::future::Future<Output = ::event_store::Result<u64>> + Send {
+                $crate::store::cache_forget_subject(&self.$field, subject)
             }
         }
     };

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[
     event_store_sql::migration!(7, "drop the time index", "007_drop_time_index.sql"),
     event_store_sql::migration!(8, "subject keys", "008_subject_keys.sql"),
     event_store_sql::migration!(9, "closed streams", "009_closed_streams.sql"),
+    event_store_sql::migration!(10, "cache subjects", "010_cache_subjects.sql"),
 ];
 
 pub(crate) fn sqlite(what: &str, e: rusqlite::Error) -> Error {

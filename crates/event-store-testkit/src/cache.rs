@@ -25,10 +25,7 @@ pub async fn cache_moves_forward<S: Store, C: Cache + Clone>(_store: &S, cache: 
     let tag = suffix();
     let k = key(&tag, 1);
     assert_eq!(cache.get(&k).await.expect("get"), None);
-    let entry = |n: u64| CachedState {
-        state: json!({"n": n}),
-        checkpoint: Position::from_parts(n / 7, n),
-    };
+    let entry = |n: u64| CachedState::new(json!({"n": n}), Position::from_parts(n / 7, n));
     cache.put(&k, entry(5)).await.expect("put");
     assert_eq!(cache.get(&k).await.expect("get"), Some(entry(5)));
     cache.put(&k, entry(3)).await.expect("put");
@@ -80,6 +77,64 @@ pub async fn cache_moves_forward<S: Store, C: Cache + Clone>(_store: &S, cache: 
         Some(entry(40)),
         "racing puts leave the latest entry"
     );
+
+    // Entries name the subjects whose personal values they folded; forgetting one removes
+    // exactly the entries that name it, with every key and version.
+    let (ada, bob) = (format!("{tag}-ada"), format!("{tag}-bob"));
+    let personal = |n: u64, subjects: &[&String]| CachedState {
+        subjects: subjects.iter().map(|s| (*s).clone()).collect(),
+        ..entry(n)
+    };
+    let (both, only_bob, plain) = (
+        key(&format!("{tag}-both"), 1),
+        key(&format!("{tag}-bob"), 1),
+        key(&format!("{tag}-plain"), 1),
+    );
+    let both_v2 = key(&format!("{tag}-both"), 2);
+    cache
+        .put(&both, personal(4, &[&ada, &bob]))
+        .await
+        .expect("put");
+    cache
+        .put(&both_v2, personal(4, &[&ada]))
+        .await
+        .expect("put");
+    cache
+        .put(&only_bob, personal(4, &[&bob]))
+        .await
+        .expect("put");
+    cache.put(&plain, entry(4)).await.expect("put");
+    assert_eq!(
+        cache.get(&both).await.expect("get"),
+        Some(personal(4, &[&ada, &bob])),
+        "subjects round-trip"
+    );
+    assert_eq!(
+        cache
+            .forget_subject(&format!("{tag}-nobody"))
+            .await
+            .expect("forget"),
+        0
+    );
+    assert_eq!(cache.forget_subject(&ada).await.expect("forget"), 2);
+    assert_eq!(cache.get(&both).await.expect("get"), None);
+    assert_eq!(cache.get(&both_v2).await.expect("get"), None);
+    assert_eq!(
+        cache.get(&only_bob).await.expect("get"),
+        Some(personal(4, &[&bob])),
+        "another subject's entry stays"
+    );
+    assert_eq!(cache.get(&plain).await.expect("get"), Some(entry(4)));
+    // A subject id is matched whole, never as a part of another.
+    assert_eq!(
+        cache
+            .forget_subject(&format!("{tag}-bo"))
+            .await
+            .expect("forget"),
+        0
+    );
+    assert_eq!(cache.forget_subject(&bob).await.expect("forget"), 1);
+    assert_eq!(cache.get(&plain).await.expect("get"), Some(entry(4)));
 }
 
 /// After random interleavings of saves and aggregates (sequential and concurrent), every
@@ -220,10 +275,10 @@ pub async fn version_bump_invalidates<S: Store + Clone, C: Cache + Clone>(store:
     cache
         .put(
             &key,
-            CachedState {
-                state: json!("not a counter"),
-                checkpoint: Position::from_parts(u64::MAX / 2, 0),
-            },
+            CachedState::new(
+                json!("not a counter"),
+                Position::from_parts(u64::MAX / 2, 0),
+            ),
         )
         .await
         .expect("put");

@@ -113,10 +113,11 @@ async fn raw_text<S: Store>(store: &S, streams: &[String]) -> String {
 
 /// Crypto-shredding on `store`, its `cache` and its `keys`: personal values are stored sealed
 /// (no raw read — the log, a stream, a query, backward — shows the plaintext), open for folds
-/// and projections run by the facade, and are never cached. After `forget`: every read path
-/// shows them erased (`None`), for that subject only; aggregates recompute without them; a
+/// and projections run by the facade, and are cached only sealed, each entry naming its
+/// subjects. After `forget`: the subject's cached states are gone, every read path shows their
+/// values erased (`None`), for that subject only; aggregates recompute without them; a
 /// projection drops its copy on `SubjectForgotten`, and one built afterwards sees them erased;
-/// the cache holds nothing for the subject; the log is unchanged, byte for byte.
+/// the log is unchanged, byte for byte.
 pub async fn forgetting_erases_every_read_path<S, C, K>(store: &S, cache: &C, keys: &K)
 where
     S: ProjectionStore,
@@ -133,15 +134,20 @@ where
         vec![],
     ));
     let streams = [format!("user-{ada}"), format!("user-{bob}")];
+    let mut last = Position::START;
     for (user, mail) in [(&ada, &ada_mail), (&bob, &bob_mail)] {
-        es.append(
-            &format!("user-{user}"),
-            ExpectedVersion::NoStream,
-            vec![Registered::new_event(user, mail)],
-        )
-        .await
-        .expect("append");
+        let appended = es
+            .append(
+                &format!("user-{user}"),
+                ExpectedVersion::NoStream,
+                vec![Registered::new_event(user, mail)],
+            )
+            .await
+            .expect("append");
+        last = last.max(appended.events[0].position);
     }
+    // Final, so folds may cache what they read.
+    crate::support::wait_final(store, last).await;
     let before = raw_text(store, &streams).await;
     assert!(
         !before.contains(&ada_mail) && !before.contains(&bob_mail),
@@ -152,9 +158,14 @@ where
         "the sealed form is what raw reads return"
     );
 
-    // Open for folds and for a projection run by the facade; nothing cached.
-    let folded = es.aggregate::<KitAccountProfile>(&ada).await.expect("fold");
-    assert_eq!(folded.email.as_deref(), Some(ada_mail.as_str()));
+    // Open for folds and for a projection run by the facade; cached only sealed.
+    for user in [&ada, &bob] {
+        let folded = es.fold::<KitAccountProfile>(user).await.expect("fold");
+        assert!(!folded.from_cache);
+    }
+    let folded = es.fold::<KitAccountProfile>(&ada).await.expect("fold");
+    assert!(folded.from_cache, "a personal state is cached (sealed)");
+    assert_eq!(folded.state.email.as_deref(), Some(ada_mail.as_str()));
     let key = |user: &str| CacheKey {
         aggregate: <KitAccountProfile as event_store::Aggregate>::NAME.to_owned(),
         version: <KitAccountProfile as event_store::Aggregate>::VERSION,
@@ -165,11 +176,17 @@ where
             .expect("query")
             .canonical(),
     };
-    assert_eq!(
-        cache.get(&key(&ada)).await.expect("cache"),
-        None,
-        "never cached"
-    );
+    for (user, mail) in [(&ada, &ada_mail), (&bob, &bob_mail)] {
+        let entry = cache.get(&key(user)).await.expect("cache").expect("cached");
+        assert_eq!(
+            &entry.subjects,
+            std::slice::from_ref(user),
+            "the entry names its subject"
+        );
+        let text = entry.state.to_string();
+        assert!(!text.contains(mail.as_str()), "cached sealed: {text}");
+        assert!(!text.contains("pro"), "the whole state is sealed: {text}");
+    }
     let book = EmailBook::<false> {
         prefix: p.clone(),
         ..EmailBook::default()
@@ -186,8 +203,14 @@ where
     })
     .await;
 
-    // Forget ada.
+    // Forget ada: her cached state goes at once, bob's stays.
     es.forget(&ada, "kit").await.expect("forget");
+    assert_eq!(
+        cache.get(&key(&ada)).await.expect("cache"),
+        None,
+        "nothing cached for the subject"
+    );
+    assert!(cache.get(&key(&bob)).await.expect("cache").is_some());
     eventually("the projection drops its copy on SubjectForgotten", || {
         let b = book.book();
         (!b.contains_key(&ada)).then_some(b)
@@ -206,13 +229,11 @@ where
         (None, Some("pro")),
         "recomputed without it"
     );
-    let other = es.aggregate::<KitAccountProfile>(&bob).await.expect("fold");
-    assert_eq!(other.email.as_deref(), Some(bob_mail.as_str()));
-    assert_eq!(
-        cache.get(&key(&ada)).await.expect("cache"),
-        None,
-        "nothing cached for the subject"
-    );
+    let other = es.fold::<KitAccountProfile>(&bob).await.expect("fold");
+    assert!(other.from_cache);
+    assert_eq!(other.state.email.as_deref(), Some(bob_mail.as_str()));
+    // A state with her email erased is not cached either (it depends on who folds it).
+    assert_eq!(cache.get(&key(&ada)).await.expect("cache"), None);
     let mut raw = store
         .read_stream(
             &StreamId::new(streams[0].as_str()).expect("id"),

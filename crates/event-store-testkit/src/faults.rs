@@ -50,6 +50,8 @@ pub enum Method {
     ClosedStreams,
     /// [`Cache::get`].
     CacheGet,
+    /// [`Cache::forget_subject`].
+    CacheForgetSubject,
     /// [`Cache::put`].
     CachePut,
     /// [`Cache::invalidate`].
@@ -333,6 +335,14 @@ impl<C: Cache> Cache for FaultyCache<C> {
     async fn invalidate(&self, key: &CacheKey) -> Result<()> {
         self.faults
             .call(Method::CacheInvalidate, self.inner.invalidate(key))
+            .await
+    }
+    async fn forget_subject(&self, subject: &str) -> Result<u64> {
+        self.faults
+            .call(
+                Method::CacheForgetSubject,
+                self.inner.forget_subject(subject),
+            )
             .await
     }
 }

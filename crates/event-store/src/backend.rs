@@ -322,10 +322,26 @@ pub struct CacheKey {
 /// A cached aggregate state and the checkpoint of the last event folded into it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedState {
-    /// The state, as JSON.
+    /// The state, as JSON: sealed when `subjects` is not empty.
     pub state: Value,
     /// The position of the last event folded into `state`.
     pub checkpoint: Position,
+    /// The subjects whose personal values the state folded, in byte order (see
+    /// [`crate::erasure`]): the state is then stored sealed so that it opens only while every
+    /// one of them has a key, and [`Cache::forget_subject`] removes it when one is forgotten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+}
+
+impl CachedState {
+    /// A state with no personal values, folded up to `checkpoint`.
+    pub fn new(state: Value, checkpoint: Position) -> Self {
+        Self {
+            state,
+            checkpoint,
+            subjects: Vec::new(),
+        }
+    }
 }
 
 /// An aggregate cache: the cache adapter's trait.
@@ -333,7 +349,8 @@ pub struct CachedState {
 /// # Contract
 /// [`Cache::put`] never replaces an entry with one of a lower checkpoint, even when concurrent
 /// callers race: the entry only moves forward. [`Cache::invalidate`] removes an entry (the
-/// facade does when verification finds it wrong).
+/// facade does when verification finds it wrong). [`Cache::forget_subject`] removes every
+/// entry whose [`CachedState::subjects`] name the subject, and returns how many.
 pub trait Cache: Send + Sync + 'static {
     /// The entry for `key`, if any.
     fn get(&self, key: &CacheKey) -> impl Future<Output = Result<Option<CachedState>>> + Send;
@@ -343,6 +360,30 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Removes the entry for `key`, if any.
     fn invalidate(&self, key: &CacheKey) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes every entry that folded personal values of `subject`; returns how many
+    /// ([`EventStore::forget`](crate::EventStore::forget) calls it).
+    fn forget_subject(&self, subject: &str) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// What [`EventStore::forget`](crate::EventStore::forget) asks of the facade's cache: removing
+/// the states that folded a subject's personal values. Every [`Cache`] does; [`NoCache`] keeps
+/// nothing.
+pub trait ForgetSubject: Send + Sync + 'static {
+    /// Removes every kept state that folded personal values of `subject`; returns how many.
+    fn forget_subject_states(&self, subject: &str) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl ForgetSubject for NoCache {
+    async fn forget_subject_states(&self, _subject: &str) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+impl<C: Cache> ForgetSubject for C {
+    fn forget_subject_states(&self, subject: &str) -> impl Future<Output = Result<u64>> + Send {
+        self.forget_subject(subject)
+    }
 }
 
 /// No cache: every aggregate folds the whole query. Aggregates need not be serializable.
@@ -352,28 +393,31 @@ pub struct NoCache;
 /// How the facade keeps an aggregate's state between folds: every [`Cache`] keeps aggregates
 /// that serialize (`Serialize + DeserializeOwned`, as JSON); [`NoCache`] keeps none and takes
 /// every aggregate. A failing cache is logged and bypassed, never trusted (design.md §4.6).
+/// The facade seals states that folded personal values before keeping them, and opens them
+/// after loading.
 #[diagnostic::on_unimplemented(
     message = "the cache `{Self}` cannot keep the aggregate `{A}`",
     label = "an aggregate is cached as JSON",
     note = "derive `Serialize` and `Deserialize` for `{A}`, or use an event store without a cache (`NoCache`)"
 )]
-pub trait StateCache<A: Aggregate>: Send + Sync + 'static {
+pub trait StateCache<A: Aggregate>: ForgetSubject {
     /// Whether states are kept at all (when not, a fold skips the work of choosing what to keep).
     const KEEPS: bool;
 
-    /// The kept state for `key` and its checkpoint, if any usable one.
-    fn load(&self, key: &CacheKey) -> impl Future<Output = Option<(A, Position)>> + Send;
+    /// The kept entry for `key`, if any (a failing cache is logged and has none).
+    fn entry(&self, key: &CacheKey) -> impl Future<Output = Option<CachedState>> + Send;
 
-    /// Keeps `state`, folded up to `checkpoint`.
-    fn keep(
-        &self,
-        key: &CacheKey,
-        state: &A,
-        checkpoint: Position,
-    ) -> impl Future<Output = ()> + Send;
+    /// Keeps `entry` for `key` (a failing cache is logged).
+    fn keep(&self, key: &CacheKey, entry: CachedState) -> impl Future<Output = ()> + Send;
 
     /// Removes the entry for `key`.
     fn forget(&self, key: &CacheKey) -> impl Future<Output = ()> + Send;
+
+    /// `state` as JSON, if it encodes (a failure is logged).
+    fn encode(state: &A) -> Option<Value>;
+
+    /// A state from its JSON, if it decodes (a failure is logged).
+    fn decode(state: Value) -> Option<A>;
 
     /// Whether two states are the same (for the facade's cache verification).
     fn same(a: &A, b: &A) -> bool;
@@ -382,13 +426,21 @@ pub trait StateCache<A: Aggregate>: Send + Sync + 'static {
 impl<A: Aggregate> StateCache<A> for NoCache {
     const KEEPS: bool = false;
 
-    async fn load(&self, _key: &CacheKey) -> Option<(A, Position)> {
+    async fn entry(&self, _key: &CacheKey) -> Option<CachedState> {
         None
     }
 
-    async fn keep(&self, _key: &CacheKey, _state: &A, _checkpoint: Position) {}
+    async fn keep(&self, _key: &CacheKey, _entry: CachedState) {}
 
     async fn forget(&self, _key: &CacheKey) {}
+
+    fn encode(_state: &A) -> Option<Value> {
+        None
+    }
+
+    fn decode(_state: Value) -> Option<A> {
+        None
+    }
 
     fn same(_a: &A, _b: &A) -> bool {
         true
@@ -402,16 +454,9 @@ where
 {
     const KEEPS: bool = true;
 
-    async fn load(&self, key: &CacheKey) -> Option<(A, Position)> {
+    async fn entry(&self, key: &CacheKey) -> Option<CachedState> {
         match self.get(key).await {
-            Ok(Some(entry)) => match A::deserialize(&entry.state) {
-                Ok(state) => Some((state, entry.checkpoint)),
-                Err(e) => {
-                    tracing::warn!(aggregate = A::NAME, error = %e, "cached state does not decode; folding from the start");
-                    None
-                }
-            },
-            Ok(None) => None,
+            Ok(entry) => entry,
             Err(e) => {
                 tracing::warn!(aggregate = A::NAME, error = %e, "cache read failed; folding from the start");
                 None
@@ -419,14 +464,7 @@ where
         }
     }
 
-    async fn keep(&self, key: &CacheKey, state: &A, checkpoint: Position) {
-        let entry = match serde_json::to_value(state) {
-            Ok(state) => CachedState { state, checkpoint },
-            Err(e) => {
-                tracing::warn!(aggregate = A::NAME, error = %e, "state does not encode; not cached");
-                return;
-            }
-        };
+    async fn keep(&self, key: &CacheKey, entry: CachedState) {
         if let Err(e) = self.put(key, entry).await {
             tracing::warn!(aggregate = A::NAME, error = %e, "cache write failed");
         }
@@ -436,6 +474,18 @@ where
         if let Err(e) = self.invalidate(key).await {
             tracing::error!(aggregate = A::NAME, error = %e, "a wrong cache entry could not be removed");
         }
+    }
+
+    fn encode(state: &A) -> Option<Value> {
+        serde_json::to_value(state)
+            .map_err(|e| tracing::warn!(aggregate = A::NAME, error = %e, "state does not encode; not cached"))
+            .ok()
+    }
+
+    fn decode(state: Value) -> Option<A> {
+        A::deserialize(state)
+            .map_err(|e| tracing::warn!(aggregate = A::NAME, error = %e, "cached state does not decode; folding from the start"))
+            .ok()
     }
 
     fn same(a: &A, b: &A) -> bool {

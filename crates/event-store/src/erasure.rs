@@ -534,13 +534,21 @@ pub(crate) struct Opened {
     pub(crate) sealed: bool,
     /// The subjects whose values were opened (not erased), each once, in the order met.
     pub(crate) subjects: Vec<String>,
+    /// Whether a value was erased (its subject forgotten, or no keys): what was read then
+    /// depends on who reads it, and a state folded from it is not cached.
+    pub(crate) erased: bool,
 }
 
 impl Opened {
-    fn saw(&mut self, subject: &str, opened: bool) {
+    fn saw(&mut self, subject: Option<&str>, opened: bool) {
         self.sealed = true;
-        if opened && !self.subjects.iter().any(|s| s == subject) {
-            self.subjects.push(subject.to_owned());
+        match subject {
+            Some(subject) if opened => {
+                if !self.subjects.iter().any(|s| s == subject) {
+                    self.subjects.push(subject.to_owned());
+                }
+            }
+            _ => self.erased = true,
         }
     }
 }
@@ -620,9 +628,7 @@ pub(crate) async fn open_with(
             continue;
         }
         let (plain, was_opened) = open_value(erasure, &mut last, event, field, value).await?;
-        if let Some(subject) = sealed_subject(value) {
-            opened.saw(subject, was_opened);
-        }
+        opened.saw(sealed_subject(value), was_opened);
         values.push((field.clone(), plain));
     }
     if let Some(object) = event.data.as_object_mut() {
@@ -755,6 +761,128 @@ pub(crate) async fn seal_event(
         &key,
     );
     Ok(())
+}
+
+/// The most subjects a cached state may have folded: a fold of more people's personal values
+/// is not cached (opening it would ask for every one of their keys).
+pub const MAX_STATE_SUBJECTS: usize = 64;
+
+/// What a sealed cached state is bound to: its cache entry and checkpoint, so it opens for no
+/// other entry or checkpoint.
+fn state_binding(key: &crate::CacheKey, checkpoint: crate::Position) -> String {
+    format!(
+        "{}/{}/{checkpoint}/{}",
+        key.version, key.upcasters, key.query
+    )
+}
+
+/// `state`, a cached aggregate state that folded personal values of `subjects` (in byte order),
+/// sealed so that it opens only while every one of them has a key: the state is sealed with a
+/// fresh key that is the XOR of one random share per subject, each share sealed with its
+/// subject's key. `None` when a subject has no key (forgotten): such a state is not kept.
+pub(crate) async fn seal_state(
+    erasure: &dyn Erasure,
+    key: &crate::CacheKey,
+    checkpoint: crate::Position,
+    subjects: &[String],
+    state: &Value,
+) -> Result<Option<Value>> {
+    let binding = state_binding(key, checkpoint);
+    let mut combined = Zeroizing::new([0u8; KEY_LEN]);
+    let mut shares = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        let Some(subject_key) = erasure.key_for_reading(subject).await? else {
+            return Ok(None);
+        };
+        let share = DataKey::generate();
+        for (c, b) in combined.iter_mut().zip(share.inner.key.iter()) {
+            *c ^= b;
+        }
+        let at = At {
+            subject,
+            namespace: "$cache",
+            event_type: &key.aggregate,
+            field: &binding,
+            event: None,
+        };
+        let text = Zeroizing::new(BASE64.encode(&share.inner.key[..]));
+        shares.push(subject_key.seal_at(at, &Value::String(text.to_string())));
+    }
+    let at = At {
+        subject: "",
+        namespace: "$cache",
+        event_type: &key.aggregate,
+        field: &binding,
+        event: None,
+    };
+    let sealed = DataKey::of(combined).seal_at(at, state);
+    let mut inner = Map::new();
+    inner.insert("shares".to_owned(), Value::Array(shares));
+    inner.insert("state".to_owned(), sealed);
+    let mut outer = Map::new();
+    outer.insert("$sealed_state".to_owned(), Value::Object(inner));
+    Ok(Some(Value::Object(outer)))
+}
+
+/// The state [`seal_state`] sealed, if every subject still has a key (`None` otherwise: the
+/// entry is of no use any more). A share or a state that fails authentication, or one moved to
+/// another entry or checkpoint, is [`Error::Unauthentic`].
+pub(crate) async fn open_state(
+    erasure: &dyn Erasure,
+    key: &crate::CacheKey,
+    checkpoint: crate::Position,
+    subjects: &[String],
+    sealed: &Value,
+) -> Result<Option<Value>> {
+    let unauthentic = || Error::Unauthentic {
+        what: format!("the cached state of `{}` ({})", key.aggregate, key.query),
+    };
+    let inner = &sealed["$sealed_state"];
+    let (Some(shares), state) = (inner["shares"].as_array(), &inner["state"]) else {
+        return Err(unauthentic());
+    };
+    if shares.len() != subjects.len() {
+        return Err(unauthentic());
+    }
+    let binding = state_binding(key, checkpoint);
+    let mut combined = Zeroizing::new([0u8; KEY_LEN]);
+    for (subject, share) in subjects.iter().zip(shares) {
+        if sealed_subject(share) != Some(subject.as_str()) {
+            return Err(unauthentic());
+        }
+        let Some(subject_key) = erasure.key_for_reading(subject).await? else {
+            return Ok(None);
+        };
+        let at = At {
+            subject,
+            namespace: "$cache",
+            event_type: &key.aggregate,
+            field: &binding,
+            event: None,
+        };
+        let text = subject_key.open_at(at, share).map_err(|_| unauthentic())?;
+        let bytes = Zeroizing::new(
+            bytes_of("cached state share", text.as_str().ok_or_else(unauthentic)?)
+                .map_err(|_| unauthentic())?,
+        );
+        if bytes.len() != KEY_LEN {
+            return Err(unauthentic());
+        }
+        for (c, b) in combined.iter_mut().zip(bytes.iter()) {
+            *c ^= b;
+        }
+    }
+    let at = At {
+        subject: "",
+        namespace: "$cache",
+        event_type: &key.aggregate,
+        field: &binding,
+        event: None,
+    };
+    DataKey::of(combined)
+        .open_at(at, state)
+        .map(Some)
+        .map_err(|_| unauthentic())
 }
 
 /// The subject an event's data names under `subject_key` (`Event::SUBJECT`): a string, or a

@@ -26,9 +26,9 @@ mod version;
 
 pub use aggregate::Aggregate;
 pub use backend::{
-    Appended, Cache, CacheKey, CachedState, Checkpoints, ClosedStream, Emitter, Handler, NoCache,
-    NoEmitter, Publish, StateCache, Store, StoreStats, StreamInfo, Subscription, SubscriptionSpec,
-    TypeCount,
+    Appended, Cache, CacheKey, CachedState, Checkpoints, ClosedStream, Emitter, ForgetSubject,
+    Handler, NoCache, NoEmitter, Publish, StateCache, Store, StoreStats, StreamInfo, Subscription,
+    SubscriptionSpec, TypeCount,
 };
 pub use batch::{AppendBatch, MultiAppend, PendingEvent};
 pub use cursor::{LogCursor, PAGE_SIZE, head, lag, page_rows};

@@ -499,6 +499,13 @@ impl Cache for MemoryCache {
         }
         Ok(())
     }
+
+    async fn forget_subject(&self, subject: &str) -> Result<u64> {
+        let mut entries = lock(&self.entries);
+        let before = entries.len();
+        entries.retain(|_, e| !e.subjects.iter().any(|s| s == subject));
+        Ok((before - entries.len()) as u64)
+    }
 }
 
 /// An event that a group's handler kept failing on.

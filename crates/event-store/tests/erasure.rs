@@ -1,5 +1,5 @@
 //! Personal data through the facade: sealed on append, opened for folds and decisions, erased
-//! once the subject is forgotten, never in the cache, refused without keys.
+//! once the subject is forgotten, cached only sealed, refused without keys.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,8 +9,8 @@
 
 use event_store::erasure::{Keys, MasterKey, MemoryKeyStore};
 use event_store::{
-    AppendBatch, Error, EventStore, Events as _, ExpectedVersion, MemoryCache, MemoryStore,
-    NewEvent, NoEmitter, Store as _,
+    Aggregate, AppendBatch, Cache as _, CacheKey, CachedState, Error, EventStore, Events as _,
+    ExpectedVersion, MemoryCache, MemoryStore, NewEvent, NoEmitter, Query, Store as _,
 };
 use event_store_testkit::{KitAccountProfile, Registered};
 use serde_json::json;
@@ -19,6 +19,19 @@ type Account = KitAccountProfile;
 
 fn registered(user: &str, email: &str) -> NewEvent {
     Registered::new_event(user, email)
+}
+
+fn account_key(user: &str) -> CacheKey {
+    CacheKey {
+        aggregate: <Account as Aggregate>::NAME.to_owned(),
+        version: <Account as Aggregate>::VERSION,
+        upcasters: Registered::upcaster_fingerprint(),
+        query: Query::stream(format!("user-{user}"))
+            .of::<Registered>()
+            .check()
+            .unwrap()
+            .canonical(),
+    }
 }
 
 fn keys(store: &MemoryKeyStore) -> Keys<MemoryKeyStore> {
@@ -61,13 +74,13 @@ async fn personal_values_are_sealed_opened_and_forgotten() {
         "{text}"
     );
 
-    // Folds open them; the cache keeps no state that holds one.
+    // Folds open them; the cache keeps such a state only sealed, naming its subject.
     let ada = es.aggregate::<Account>("7").await.unwrap();
     assert_eq!(ada.email.as_deref(), Some("ada@example.com"));
-    assert!(
-        cache.is_empty(),
-        "a state with personal data is never cached"
-    );
+    assert_eq!(cache.len(), 1);
+    let entry = cache.get(&account_key("7")).await.unwrap().expect("cached");
+    assert_eq!(entry.subjects, ["7"]);
+    assert!(!entry.state.to_string().contains("ada@"), "{entry:?}");
 
     // A retry under the same id stores nothing new (the sealed bytes are reused).
     let id = event_store::Uuid::now_v7();
@@ -227,4 +240,106 @@ async fn a_tampered_value_is_an_error_naming_the_event() {
         matches!(e, Error::Unauthentic { .. }) && text.contains(&copy.events[0].id.to_string()),
         "{text}"
     );
+}
+
+/// Every user's email: a state that folds several people's personal values.
+#[derive(Default, Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Emails(std::collections::BTreeMap<String, Option<String>>);
+
+impl Aggregate for Emails {
+    const NAME: &'static str = "test-emails";
+    type Event = Registered;
+    type Args = ();
+    fn query((): &()) -> Query {
+        Query::events::<Registered>()
+    }
+    fn apply(&mut self, e: &Registered) {
+        self.0.insert(e.user_id.clone(), e.email.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_state_opens_only_while_every_subject_has_a_key() {
+    let (store, cache, key_store) = (
+        MemoryStore::new(),
+        MemoryCache::new(),
+        MemoryKeyStore::new(),
+    );
+    let es = EventStore::new(store.clone(), cache.clone(), NoEmitter).with_keys(keys(&key_store));
+    for (user, email) in [("7", "ada@example.com"), ("8", "bob@example.com")] {
+        es.append(
+            &format!("user-{user}"),
+            ExpectedVersion::Any,
+            vec![registered(user, email)],
+        )
+        .await
+        .unwrap();
+    }
+    let both = |a: Option<&str>, b: Option<&str>| {
+        Emails(
+            [("7", a), ("8", b)]
+                .into_iter()
+                .map(|(u, e)| (u.to_owned(), e.map(str::to_owned)))
+                .collect(),
+        )
+    };
+    let first = es.fold::<Emails>(&()).await.unwrap();
+    assert!(!first.from_cache);
+    assert_eq!(
+        first.state,
+        both(Some("ada@example.com"), Some("bob@example.com"))
+    );
+    let key = CacheKey {
+        aggregate: Emails::NAME.to_owned(),
+        version: Emails::VERSION,
+        upcasters: Registered::upcaster_fingerprint(),
+        query: Query::events::<Registered>().check().unwrap().canonical(),
+    };
+    let entry = cache.get(&key).await.unwrap().expect("cached");
+    assert_eq!(entry.subjects, ["7", "8"], "both people, in byte order");
+    let text = entry.state.to_string();
+    assert!(!text.contains("ada@") && !text.contains("bob@"), "{text}");
+    let again = es.fold::<Emails>(&()).await.unwrap();
+    assert!(again.from_cache);
+    assert_eq!(again.state, first.state);
+
+    // Moved to a later checkpoint (or any other entry), the sealed state does not open: the
+    // entry is removed and the fold starts from scratch, still right.
+    let moved = CachedState {
+        checkpoint: event_store::Position::from_parts(0, u64::from(u32::MAX)),
+        ..entry.clone()
+    };
+    cache.put(&key, moved).await.unwrap();
+    let refolded = es.fold::<Emails>(&()).await.unwrap();
+    assert!(!refolded.from_cache);
+    assert_eq!(refolded.state, first.state);
+
+    // Forgetting one of the two removes the entry; a copy put back (a cache that failed to
+    // remove it) no longer opens, and is removed when next loaded.
+    let kept = cache.get(&key).await.unwrap().expect("cached again");
+    es.forget("8", "ticket-1").await.unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), None);
+    cache.put(&key, kept).await.unwrap();
+    let after = es.fold::<Emails>(&()).await.unwrap();
+    assert!(
+        !after.from_cache,
+        "a state sealed for a forgotten person is of no use"
+    );
+    assert_eq!(after.state, both(Some("ada@example.com"), None));
+    // A state with an erased value is not cached: what it holds depends on who folded it.
+    assert_eq!(cache.get(&key).await.unwrap(), None);
+
+    // Without keys, a sealed entry is not used, nor replaced by the keyless fold (whose values
+    // are erased).
+    let ada = es.fold::<Account>("7").await.unwrap();
+    assert_eq!(ada.state.email.as_deref(), Some("ada@example.com"));
+    let sealed = cache.get(&account_key("7")).await.unwrap().expect("cached");
+    let keyless = EventStore::new(store.clone(), cache.clone(), NoEmitter);
+    let folded = keyless.fold::<Account>("7").await.unwrap();
+    assert!(!folded.from_cache);
+    assert_eq!(folded.state.email, None);
+    assert_eq!(cache.get(&account_key("7")).await.unwrap(), Some(sealed));
+    let ada = es.fold::<Account>("7").await.unwrap();
+    assert!(ada.from_cache);
+    assert_eq!(ada.state.email.as_deref(), Some("ada@example.com"));
 }

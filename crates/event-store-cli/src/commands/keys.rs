@@ -3,9 +3,9 @@
 
 use anyhow::{Context as _, Result};
 use event_store::erasure::{KeyState, KeyStore, Keys, MasterKey, WrappedKey};
-use event_store::{EventStore, Result as StoreResult};
-use event_store_postgres::PgKeyStore;
-use event_store_sqlite::SqliteKeyStore;
+use event_store::{CacheKey, CachedState, EventStore, Result as StoreResult};
+use event_store_postgres::{PgCache, PgKeyStore};
+use event_store_sqlite::{SqliteCache, SqliteKeyStore};
 
 use crate::backend::AnyStore;
 use crate::cli::{ForgetArgs, KeysCommand, MasterKeyArgs};
@@ -64,6 +64,50 @@ impl KeyStore for AnyKeyStore {
     }
 }
 
+/// The aggregate cache in the store behind `--url` (a forget removes the cached states that
+/// folded the subject's personal values).
+#[derive(Clone, Debug)]
+pub(crate) enum AnyCache {
+    Sqlite(SqliteCache),
+    Postgres(PgCache),
+}
+
+impl AnyCache {
+    fn of(store: &AnyStore) -> Self {
+        match store {
+            AnyStore::Sqlite(s) => Self::Sqlite(SqliteCache::new(s)),
+            AnyStore::Postgres(s) => Self::Postgres(PgCache::new(s)),
+        }
+    }
+}
+
+impl event_store::Cache for AnyCache {
+    async fn get(&self, key: &CacheKey) -> StoreResult<Option<CachedState>> {
+        match self {
+            Self::Sqlite(c) => c.get(key).await,
+            Self::Postgres(c) => c.get(key).await,
+        }
+    }
+    async fn put(&self, key: &CacheKey, entry: CachedState) -> StoreResult<()> {
+        match self {
+            Self::Sqlite(c) => c.put(key, entry).await,
+            Self::Postgres(c) => c.put(key, entry).await,
+        }
+    }
+    async fn invalidate(&self, key: &CacheKey) -> StoreResult<()> {
+        match self {
+            Self::Sqlite(c) => c.invalidate(key).await,
+            Self::Postgres(c) => c.invalidate(key).await,
+        }
+    }
+    async fn forget_subject(&self, subject: &str) -> StoreResult<u64> {
+        match self {
+            Self::Sqlite(c) => c.forget_subject(subject).await,
+            Self::Postgres(c) => c.forget_subject(subject).await,
+        }
+    }
+}
+
 fn read_key(text: &str, whence: &str) -> Result<MasterKey> {
     MasterKey::from_text(text).map_err(|e| usage(format!("the master key in {whence}: {e}")))
 }
@@ -112,7 +156,12 @@ async fn keys(
 pub(crate) async fn forget(es: EventStore<AnyStore>, args: ForgetArgs) -> Result<()> {
     let (master, previous) = master_keys(&args.keys)?;
     let keys = keys(es.store(), master, previous).await?;
-    let audit = es.with_keys(keys).forget(&args.subject, &args.by).await?;
+    let cache = AnyCache::of(es.store());
+    let audit = es
+        .with_cache(cache)
+        .with_keys(keys)
+        .forget(&args.subject, &args.by)
+        .await?;
     let mut out = std::io::stdout().lock();
     crate::out::print_json(&mut out, &audit)?;
     Ok(())

@@ -24,9 +24,12 @@ struct FoldPass<A> {
     skipped: u64,
     /// The highest version among the events read (a stream's, for one-stream queries).
     max_version: Option<u64>,
-    /// Whether a personal value was opened into the state (such a state is never cached, so the
-    /// cache holds no personal data and forgetting needs no invalidation).
-    personal: bool,
+    /// The subjects whose personal values were opened into the state (such a state is cached
+    /// only sealed, see [`crate::erasure`]), in byte order.
+    subjects: std::collections::BTreeSet<String>,
+    /// Whether a personal value was erased (forgotten, or no keys): such a state depends on who
+    /// folded it, and is never cached.
+    erased: bool,
 }
 
 impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
@@ -88,9 +91,10 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     where
         C: StateCache<A>,
     {
-        let cached = self.inner.cache.load(key).await;
+        let cached = self.cached::<A>(key).await;
         let from_cache = cached.is_some();
-        let (state, start) = cached.unwrap_or_else(|| (A::default(), Position::START));
+        let (state, start, mut subjects) =
+            cached.unwrap_or_else(|| (A::default(), Position::START, Vec::new()));
         // Only a state folded below the watermark (every earlier event final) may be cached.
         let watermark = if C::KEEPS {
             Some(self.inner.store.watermark().await?)
@@ -109,9 +113,14 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         if let Some((s, p)) = to_cache
             && p > start
             && read.skipped == 0
-            && !read.personal
+            && !read.erased
         {
-            self.inner.cache.keep(key, s, p).await;
+            // The cached state still holds what it folded; a state kept earlier (the safe one)
+            // is sealed for every subject read, at worst more than it folded.
+            subjects.extend(read.subjects.iter().cloned());
+            subjects.sort_unstable();
+            subjects.dedup();
+            self.keep::<A>(key, s, p, subjects).await;
         }
         let stream_version = match (read.max_version, version) {
             (Some(seen), Some(v)) if seen > v => Some(seen),
@@ -126,6 +135,85 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
             from_cache,
             skipped: read.skipped,
         })
+    }
+
+    /// The cached state of `key`, its checkpoint and the subjects it folded, opened with this
+    /// store's keys when it holds personal values. An entry that no longer opens (a subject was
+    /// forgotten, or this store has no keys) is of no use: it is removed (unless without keys),
+    /// and the fold starts from scratch.
+    async fn cached<A: Aggregate>(&self, key: &CacheKey) -> Option<(A, Position, Vec<String>)>
+    where
+        C: StateCache<A>,
+    {
+        let entry = self.inner.cache.entry(key).await?;
+        if entry.subjects.is_empty() {
+            return C::decode(entry.state).map(|s| (s, entry.checkpoint, Vec::new()));
+        }
+        let erasure = self.inner.erasure.as_deref()?;
+        let opened = crate::erasure::open_state(
+            erasure,
+            key,
+            entry.checkpoint,
+            &entry.subjects,
+            &entry.state,
+        )
+        .await;
+        match opened {
+            Ok(Some(state)) => C::decode(state).map(|s| (s, entry.checkpoint, entry.subjects)),
+            Ok(None) => {
+                self.inner.cache.forget(key).await;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(aggregate = A::NAME, error = %e, "a cached state does not open; it is removed");
+                self.inner.cache.forget(key).await;
+                None
+            }
+        }
+    }
+
+    /// Keeps `state`, folded up to `checkpoint`: sealed for `subjects` when it folded personal
+    /// values (not kept without keys, beyond [`MAX_STATE_SUBJECTS`](crate::erasure::MAX_STATE_SUBJECTS)
+    /// subjects, or once one of them is forgotten).
+    async fn keep<A: Aggregate>(
+        &self,
+        key: &CacheKey,
+        state: &A,
+        checkpoint: Position,
+        subjects: Vec<String>,
+    ) where
+        C: StateCache<A>,
+    {
+        let Some(value) = C::encode(state) else {
+            return;
+        };
+        if subjects.is_empty() {
+            return self
+                .inner
+                .cache
+                .keep(key, crate::CachedState::new(value, checkpoint))
+                .await;
+        }
+        let Some(erasure) = self.inner.erasure.as_deref() else {
+            return;
+        };
+        if subjects.len() > crate::erasure::MAX_STATE_SUBJECTS {
+            return;
+        }
+        match crate::erasure::seal_state(erasure, key, checkpoint, &subjects, &value).await {
+            Ok(Some(sealed)) => {
+                let entry = crate::CachedState {
+                    state: sealed,
+                    checkpoint,
+                    subjects,
+                };
+                self.inner.cache.keep(key, entry).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(aggregate = A::NAME, error = %e, "a personal state could not be sealed; not cached");
+            }
+        }
     }
 
     /// Whether this cache hit is one verification samples.
@@ -183,7 +271,8 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
         let mut after = start;
         let mut safe: Option<(A, Position)> = None;
         let (mut events_read, mut skipped, mut max_version) = (0u64, 0u64, None);
-        let mut personal = false;
+        let mut subjects = std::collections::BTreeSet::new();
+        let mut erased = false;
         // Read ahead: the next events are fetched and decoded while these are applied.
         let mut events = std::pin::pin!(self.committed(query.clone(), start));
         while let Some(event) = events.next().await {
@@ -199,7 +288,10 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
                 safe = Some((state.clone(), after));
             }
             if A::Event::handles(&event.namespace, &event.event_type) {
-                personal |= self.open(&mut event).await?;
+                let opened =
+                    crate::erasure::open_with(self.inner.erasure.as_deref(), &mut event).await?;
+                subjects.extend(opened.subjects);
+                erased |= opened.erased;
                 match event.decode::<A::Event>() {
                     Ok(e) => state.apply(&e),
                     Err(e) => skipped += self.undecodable(&event, e)?,
@@ -216,7 +308,8 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
             events_read,
             skipped,
             max_version,
-            personal,
+            subjects,
+            erased,
         })
     }
 

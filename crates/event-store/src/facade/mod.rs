@@ -322,10 +322,14 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
     /// [`SubjectForgotten`](crate::erasure::SubjectForgotten) to
     /// [`FORGOTTEN_STREAM`](crate::erasure::FORGOTTEN_STREAM) naming the subject and `by` (who
     /// asked), with no personal data: the audit, and the signal for projections and other
-    /// services to drop their copies. Returns that event. Forgetting again is harmless (it
+    /// services to drop their copies. Cached aggregate states that folded their personal values
+    /// are removed from the cache. Returns that event. Forgetting again is harmless (it
     /// records `had_key: false`), so a failed audit append can be retried. Without keys, an
     /// error.
-    pub async fn forget(&self, subject: &str, by: &str) -> crate::Result<crate::RecordedEvent> {
+    pub async fn forget(&self, subject: &str, by: &str) -> crate::Result<crate::RecordedEvent>
+    where
+        C: crate::ForgetSubject,
+    {
         let Some(erasure) = &self.inner.erasure else {
             return Err(crate::Error::invalid(
                 "keys",
@@ -336,6 +340,12 @@ impl<S: Store, C: Send + Sync + 'static, E: Publish> EventStore<S, C, E> {
             return Err(crate::Error::invalid("by", "must say who asked"));
         }
         let had_key = erasure.forget(subject).await?;
+        // The key first: from now on no state of theirs is sealed again, and a kept one no
+        // longer opens; then the kept ones go. A failure here leaves only states nobody can
+        // open (each is removed when next loaded), so the erasure is still recorded.
+        if let Err(e) = self.inner.cache.forget_subject_states(subject).await {
+            tracing::warn!(subject, error = %e, "cached states of a forgotten subject could not be removed now; they no longer open");
+        }
         let event = crate::erasure::SubjectForgotten {
             subject: subject.to_owned(),
             by: by.to_owned(),
