@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use event_store::erasure::{Keys, MasterKey};
 use event_store::{EventStore, ExpectedVersion};
-use event_store_sqlite::{SqliteKeyStore, SqliteStore};
+use event_store_sqlite::{SqliteCache, SqliteKeyStore, SqliteStore};
 use event_store_testkit::{KitAccountProfile, Registered};
 use serde_json::Value;
 
@@ -84,12 +84,32 @@ async fn state(
     (events, keys)
 }
 
+/// The user's email, folded by a service with keys and the store's cache (which then holds the
+/// state, sealed when it has the email).
 async fn email(db: &Path, master: MasterKey, user: &str) -> Option<String> {
     let store = SqliteStore::open(db).await.unwrap();
     let keys = Keys::new(SqliteKeyStore::new(&store), master, vec![]);
     keys.check().await.unwrap();
-    let es = EventStore::from_store(store).with_keys(keys);
+    let cache = SqliteCache::new(&store);
+    let es = EventStore::new(store, cache, event_store::NoEmitter).with_keys(keys);
     es.aggregate::<Account>(user).await.unwrap().email
+}
+
+/// The store's cached state of the user's account, if any.
+async fn cached(db: &Path, user: &str) -> Option<event_store::CachedState> {
+    use event_store::{Aggregate as _, Cache as _, Events as _};
+    let store = SqliteStore::open(db).await.unwrap();
+    let key = event_store::CacheKey {
+        aggregate: Account::NAME.to_owned(),
+        version: Account::VERSION,
+        upcasters: Registered::upcaster_fingerprint(),
+        query: event_store::Query::stream(format!("user-{user}"))
+            .of::<Registered>()
+            .check()
+            .unwrap()
+            .canonical(),
+    };
+    SqliteCache::new(&store).get(&key).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,11 +134,13 @@ async fn forget_and_rotate_from_the_cli() {
         }
     }
     let k1 = || MasterKey::from_text(&std::fs::read_to_string(&key1).unwrap()).unwrap();
-    assert_eq!(
-        email(&db, k1(), "7").await.as_deref(),
-        Some("ada@example.com")
-    );
-    // No plaintext of a personal field anywhere in the file, before or after.
+    for (user, mail) in [("7", "ada@example.com"), ("8", "bob@example.com")] {
+        assert_eq!(email(&db, k1(), user).await.as_deref(), Some(mail));
+        let entry = cached(&db, user).await.expect("the fold is cached");
+        assert_eq!(entry.subjects, [user], "sealed for its subject");
+    }
+    // No plaintext of a personal field anywhere in the file (events, keys, cache), before or
+    // after.
     for plain in ["ada@example.com", "bob@example.com"] {
         assert!(!contains(&bytes(&db), plain), "{plain} in the file");
     }
@@ -180,6 +202,12 @@ async fn forget_and_rotate_from_the_cli() {
             &Value::from(true)
         )
     );
+    assert_eq!(
+        cached(&db, "7").await,
+        None,
+        "its cached state went with it"
+    );
+    assert!(cached(&db, "8").await.is_some());
     assert_eq!(email(&db, k1(), "7").await, None);
     assert_eq!(
         email(&db, k1(), "8").await.as_deref(),
