@@ -129,7 +129,7 @@ async fn wal_files(admin: &tokio_postgres::Client, first: &str) -> Vec<PathBuf> 
         .get(0);
     let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(&dir).join("pg_wal"))
         .unwrap()
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.len() == 24 && n.as_str() >= first && n.as_str() <= last.as_str())
         .map(|n| Path::new(&dir).join("pg_wal").join(n))
@@ -203,7 +203,7 @@ async fn no_plaintext_in_the_tables_their_files_or_the_wal() {
             .await
             .unwrap()
             .expect("cached, sealed");
-        assert_eq!(&entry.subjects, &[user.clone()]);
+        assert_eq!(&entry.subjects, std::slice::from_ref(user));
     }
 
     // A plain value the scans must find: a checkpoint's name (so a scan that reads the wrong
