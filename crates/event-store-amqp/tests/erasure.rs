@@ -20,7 +20,7 @@ use event_store::{BoxError, EventStore, ExpectedVersion, MemoryStore, NoCache, R
 use event_store_amqp::AmqpEmitter;
 use event_store_testkit::Registered;
 use futures::StreamExt as _;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 
 /// A user and the email a typed subscriber decoded (`None`: erased).
@@ -62,24 +62,7 @@ async fn relayed_messages_hold_ciphertext_and_subscribers_see_a_forget() {
 
     // A raw queue (bound once the subscription declared the exchange) sees the messages as
     // published.
-    let ch = conn.create_channel().await.unwrap();
-    let raw = format!("{}.raw", names.exchange);
-    ch.queue_declare(
-        raw.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        raw.as_str().into(),
-        names.exchange.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    let (ch, raw) = common::raw_queue(&conn, &names).await;
 
     let tag = &uuid::Uuid::now_v7().simple().to_string()[20..];
     let (ada, bob) = (format!("ada-{tag}"), format!("bob-{tag}"));

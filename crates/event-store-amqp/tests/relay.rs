@@ -18,7 +18,7 @@ use common::{names, recorder, save_many, start_relay, store, wait_until};
 use event_store::{Checkpoints as _, Position};
 use event_store_amqp::Relay;
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,24 +30,7 @@ async fn a_relay_restarted_before_its_checkpoint_republishes_and_dedupe_holds() 
     let es = store(&names);
     let (got, sub) = recorder(es.emitter(), "dedupe", vec![]).await;
     // A raw queue sees every copy the relay publishes.
-    let ch = conn.create_channel().await.unwrap();
-    let raw = format!("{}.raw", names.exchange);
-    ch.queue_declare(
-        raw.as_str().into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        raw.as_str().into(),
-        names.exchange.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    let (ch, raw) = common::raw_queue(&conn, &names).await;
 
     save_many(&es, 5, 10, 50).await; // 500 events
     let (m1, relay) = start_relay(&es, &names);

@@ -97,18 +97,9 @@ async fn email(db: &Path, master: MasterKey, user: &str) -> Option<String> {
 
 /// The store's cached state of the user's account, if any.
 async fn cached(db: &Path, user: &str) -> Option<event_store::CachedState> {
-    use event_store::{Aggregate as _, Cache as _, Events as _};
+    use event_store::Cache as _;
     let store = SqliteStore::open(db).await.unwrap();
-    let key = event_store::CacheKey {
-        aggregate: Account::NAME.to_owned(),
-        version: Account::VERSION,
-        upcasters: Registered::upcaster_fingerprint(),
-        query: event_store::Query::stream(format!("user-{user}"))
-            .of::<Registered>()
-            .check()
-            .unwrap()
-            .canonical(),
-    };
+    let key = Account::cache_key(user);
     SqliteCache::new(&store).get(&key).await.unwrap()
 }
 

@@ -14,26 +14,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use event_store::erasure::{Keys, MasterKey};
-use event_store::{
-    Aggregate as _, Cache as _, CacheKey, EventStore, Events as _, ExpectedVersion, NoEmitter,
-    Query,
-};
+use event_store::{Cache as _, EventStore, ExpectedVersion, NoEmitter};
 use event_store_postgres::PgKeyStore;
 use event_store_testkit::{KitAccountProfile, Registered};
 
 type Account = KitAccountProfile;
 
-fn key(user: &str) -> CacheKey {
-    CacheKey {
-        aggregate: Account::NAME.to_owned(),
-        version: Account::VERSION,
-        upcasters: Registered::upcaster_fingerprint(),
-        query: Query::stream(format!("user-{user}"))
-            .of::<Registered>()
-            .check()
-            .unwrap()
-            .canonical(),
-    }
+fn key(user: &str) -> event_store::CacheKey {
+    Account::cache_key(user)
 }
 
 /// Every row of every table in `schema`, as text.

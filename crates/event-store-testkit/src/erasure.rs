@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use event_store::erasure::{FORGOTTEN_STREAM, KeyStore, Keys, MasterKey, SubjectForgotten};
 use event_store::projection::{AtLeastOnce, Handle, Projection, ProjectionStore, Scope};
 use event_store::{
-    BoxError, Cache, CacheKey, Direction, EventStore, Events as _, ExpectedVersion, NoEmitter,
-    Position, Query, RecordedEvent, Store, StreamId,
+    BoxError, Cache, Direction, EventStore, ExpectedVersion, NoEmitter, Position, Query,
+    RecordedEvent, Store, StreamId,
 };
 
 use crate::keys::{KitAccountProfile, Registered};
@@ -166,16 +166,7 @@ where
     let folded = es.fold::<KitAccountProfile>(&ada).await.expect("fold");
     assert!(folded.from_cache, "a personal state is cached (sealed)");
     assert_eq!(folded.state.email.as_deref(), Some(ada_mail.as_str()));
-    let key = |user: &str| CacheKey {
-        aggregate: <KitAccountProfile as event_store::Aggregate>::NAME.to_owned(),
-        version: <KitAccountProfile as event_store::Aggregate>::VERSION,
-        upcasters: Registered::upcaster_fingerprint(),
-        query: Query::stream(format!("user-{user}"))
-            .of::<Registered>()
-            .check()
-            .expect("query")
-            .canonical(),
-    };
+    let key = KitAccountProfile::cache_key;
     for (user, mail) in [(&ada, &ada_mail), (&bob, &bob_mail)] {
         let entry = cache.get(&key(user)).await.expect("cache").expect("cached");
         assert_eq!(

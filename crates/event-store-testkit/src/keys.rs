@@ -150,6 +150,23 @@ pub struct KitAccountProfile {
     pub plan: Option<String>,
 }
 
+impl KitAccountProfile {
+    /// The cache key of `user`'s account (to look at what a cache keeps for them).
+    pub fn cache_key(user: &str) -> event_store::CacheKey {
+        use event_store::{Aggregate as _, Events as _};
+        event_store::CacheKey {
+            aggregate: Self::NAME.to_owned(),
+            version: Self::VERSION,
+            upcasters: Registered::upcaster_fingerprint(),
+            query: event_store::Query::stream(format!("user-{user}"))
+                .of::<Registered>()
+                .check()
+                .expect("a valid query")
+                .canonical(),
+        }
+    }
+}
+
 impl event_store::Aggregate for KitAccountProfile {
     const NAME: &'static str = "kit-account-profile";
     type Event = Registered;

@@ -767,8 +767,19 @@ pub(crate) async fn seal_event(
 /// is not cached (opening it would ask for every one of their keys).
 pub const MAX_STATE_SUBJECTS: usize = 64;
 
-/// What a sealed cached state is bound to: its cache entry and checkpoint, so it opens for no
-/// other entry or checkpoint.
+/// Where a cached state's pieces are bound: its cache entry and checkpoint (so it opens for no
+/// other entry or checkpoint), and `subject` (a share's; empty for the state itself).
+fn state_at<'a>(key: &'a crate::CacheKey, binding: &'a str, subject: &'a str) -> At<'a> {
+    At {
+        subject,
+        namespace: "$cache",
+        event_type: &key.aggregate,
+        field: binding,
+        event: None,
+    }
+}
+
+/// The text a cached state of `key` at `checkpoint` is bound to (see [`state_at`]).
 fn state_binding(key: &crate::CacheKey, checkpoint: crate::Position) -> String {
     format!(
         "{}/{}/{checkpoint}/{}",
@@ -798,23 +809,11 @@ pub(crate) async fn seal_state(
         for (c, b) in combined.iter_mut().zip(share.inner.key.iter()) {
             *c ^= b;
         }
-        let at = At {
-            subject,
-            namespace: "$cache",
-            event_type: &key.aggregate,
-            field: &binding,
-            event: None,
-        };
+        let at = state_at(key, &binding, subject);
         let text = Zeroizing::new(BASE64.encode(&share.inner.key[..]));
         shares.push(subject_key.seal_at(at, &Value::String(text.to_string())));
     }
-    let at = At {
-        subject: "",
-        namespace: "$cache",
-        event_type: &key.aggregate,
-        field: &binding,
-        event: None,
-    };
+    let at = state_at(key, &binding, "");
     let sealed = DataKey::of(combined).seal_at(at, state);
     let mut inner = Map::new();
     inner.insert("shares".to_owned(), Value::Array(shares));
@@ -853,13 +852,7 @@ pub(crate) async fn open_state(
         let Some(subject_key) = erasure.key_for_reading(subject).await? else {
             return Ok(None);
         };
-        let at = At {
-            subject,
-            namespace: "$cache",
-            event_type: &key.aggregate,
-            field: &binding,
-            event: None,
-        };
+        let at = state_at(key, &binding, subject);
         let text = subject_key.open_at(at, share).map_err(|_| unauthentic())?;
         let bytes = Zeroizing::new(
             bytes_of("cached state share", text.as_str().ok_or_else(unauthentic)?)
@@ -872,13 +865,7 @@ pub(crate) async fn open_state(
             *c ^= b;
         }
     }
-    let at = At {
-        subject: "",
-        namespace: "$cache",
-        event_type: &key.aggregate,
-        field: &binding,
-        event: None,
-    };
+    let at = state_at(key, &binding, "");
     DataKey::of(combined)
         .open_at(at, state)
         .map(Some)

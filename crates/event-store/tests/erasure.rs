@@ -22,16 +22,7 @@ fn registered(user: &str, email: &str) -> NewEvent {
 }
 
 fn account_key(user: &str) -> CacheKey {
-    CacheKey {
-        aggregate: <Account as Aggregate>::NAME.to_owned(),
-        version: <Account as Aggregate>::VERSION,
-        upcasters: Registered::upcaster_fingerprint(),
-        query: Query::stream(format!("user-{user}"))
-            .of::<Registered>()
-            .check()
-            .unwrap()
-            .canonical(),
-    }
+    Account::cache_key(user)
 }
 
 fn keys(store: &MemoryKeyStore) -> Keys<MemoryKeyStore> {

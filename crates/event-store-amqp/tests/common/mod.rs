@@ -170,6 +170,32 @@ pub async fn recorder(
     (got, tokio::spawn(sub.into_future()))
 }
 
+/// A channel on `conn` with the queue `{exchange}.raw` (deleted with `names`) bound to every
+/// message of the test's exchange, which must exist: it sees the messages as published.
+pub async fn raw_queue(conn: &Connection, names: &Names) -> (lapin::Channel, String) {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let ch = conn.create_channel().await.unwrap();
+    let raw = format!("{}.raw", names.exchange);
+    ch.queue_declare(
+        raw.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        raw.as_str().into(),
+        names.exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    (ch, raw)
+}
+
 pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !done() {
