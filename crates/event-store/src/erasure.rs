@@ -636,33 +636,42 @@ async fn open_value(
     Ok((value, true))
 }
 
+/// Every sealed value at the top of `event`'s data, in key order, opened with `erasure` (or
+/// erased, `null`, once its subject is forgotten or without keys), with what opening found.
+async fn opened_values<'e>(
+    erasure: Option<&dyn Erasure>,
+    event: &'e crate::RecordedEvent,
+) -> Result<(Vec<(&'e str, Value)>, Opened)> {
+    let mut opened = Opened::default();
+    let mut values = Vec::new();
+    let Some(object) = event.data.as_object() else {
+        return Ok((values, opened));
+    };
+    let mut last = LastKey::default();
+    for (field, value) in object.iter().filter(|(_, v)| is_sealed(v)) {
+        let (plain, was_opened) = open_value(erasure, &mut last, event, field, value).await?;
+        opened.saw(sealed_subject(value), was_opened);
+        values.push((field.as_str(), plain));
+    }
+    Ok((values, opened))
+}
+
 /// Opens `event`'s sealed values with `erasure`, or erases them (`null`) once their subject is
 /// forgotten or without keys. What every typed read path of the facade does before decoding.
 pub(crate) async fn open_with(
     erasure: Option<&dyn Erasure>,
     event: &mut crate::RecordedEvent,
 ) -> Result<Opened> {
-    let mut opened = Opened::default();
     if !has_sealed(&event.data) {
-        return Ok(opened);
+        return Ok(Opened::default());
     }
-    let Some(object) = event.data.as_object() else {
-        return Ok(opened);
-    };
-    let mut values = Vec::new();
-    let mut last = LastKey::default();
-    for (field, value) in object {
-        if !is_sealed(value) {
-            continue;
-        }
-        let (plain, was_opened) = open_value(erasure, &mut last, event, field, value).await?;
-        opened.saw(sealed_subject(value), was_opened);
-        values.push((field.clone(), plain));
-    }
+    let (values, opened) = opened_values(erasure, event).await?;
+    let values: Vec<(String, Value)> = values
+        .into_iter()
+        .map(|(field, plain)| (field.to_owned(), plain))
+        .collect();
     if let Some(object) = event.data.as_object_mut() {
-        for (field, plain) in values {
-            object.insert(field, plain);
-        }
+        object.extend(values);
     }
     Ok(opened)
 }
@@ -677,18 +686,26 @@ pub(crate) async fn decode_opened<Ev: crate::Events>(
     let Some(object) = event.data.as_object().filter(|_| has_sealed(&event.data)) else {
         return event.decode::<Ev>();
     };
-    let mut fields = Vec::with_capacity(object.len());
-    let mut last = LastKey::default();
-    for (field, value) in object {
-        let value = if is_sealed(value) {
-            open_value(erasure, &mut last, event, field, value).await?.0
-        } else {
-            value.clone()
-        };
-        fields.push((field.clone(), value));
-    }
-    // In key order already: the map is built in one pass.
-    event.decode_data::<Ev>(&Value::Object(fields.into_iter().collect()))
+    let (values, _) = opened_values(erasure, event).await?;
+    let mut opened = values.into_iter();
+    // In key order, as the map is: built in one pass.
+    let data: Map<String, Value> = object
+        .iter()
+        .map(|(field, value)| {
+            // The opened values come in the same key order as the sealed ones.
+            let plain = if is_sealed(value) {
+                opened.next()
+            } else {
+                None
+            };
+            let value = match plain {
+                Some((_, plain)) => plain,
+                None => value.clone(),
+            };
+            (field.clone(), value)
+        })
+        .collect();
+    event.decode_data::<Ev>(&Value::Object(data))
 }
 
 /// The keys the [`EventStore`](crate::EventStore) seals and opens personal values with (see
@@ -838,8 +855,9 @@ pub(crate) async fn seal_state(
             *c ^= b;
         }
         let at = state_at(key, &binding, subject);
-        let text = Zeroizing::new(BASE64.encode(&share.inner.key[..]));
-        shares.push(subject_key.seal_at(at, &Value::String(text.to_string())));
+        let mut text = Value::String(BASE64.encode(&share.inner.key[..]));
+        shares.push(subject_key.seal_at(at, &text));
+        zeroize_text(&mut text);
     }
     let at = state_at(key, &binding, "");
     let sealed = DataKey::of(combined).seal_at(at, state);
@@ -849,6 +867,13 @@ pub(crate) async fn seal_state(
     let mut outer = Map::new();
     outer.insert("$sealed_state".to_owned(), Value::Object(inner));
     Ok(Some(Value::Object(outer)))
+}
+
+/// Zeroes a share's text (a JSON string) before it is dropped.
+fn zeroize_text(value: &mut Value) {
+    if let Value::String(text) = value {
+        zeroize::Zeroize::zeroize(text);
+    }
 }
 
 /// The state [`seal_state`] sealed, if every subject still has a key (`None` otherwise: the
@@ -881,11 +906,12 @@ pub(crate) async fn open_state(
             return Ok(None);
         };
         let at = state_at(key, &binding, subject);
-        let text = subject_key.open_at(at, share).map_err(|_| unauthentic())?;
-        let bytes = Zeroizing::new(
-            bytes_of("cached state share", text.as_str().ok_or_else(unauthentic)?)
-                .map_err(|_| unauthentic())?,
-        );
+        let mut text = subject_key.open_at(at, share).map_err(|_| unauthentic())?;
+        let bytes = text
+            .as_str()
+            .map(|t| bytes_of("cached state share", t).map(Zeroizing::new));
+        zeroize_text(&mut text);
+        let bytes = bytes.ok_or_else(unauthentic)?.map_err(|_| unauthentic())?;
         if bytes.len() != KEY_LEN {
             return Err(unauthentic());
         }

@@ -334,3 +334,94 @@ async fn a_cached_state_opens_only_while_every_subject_has_a_key() {
     assert!(ada.from_cache);
     assert_eq!(ada.state.email.as_deref(), Some("ada@example.com"));
 }
+
+/// The emails a projection saw, in log order.
+#[derive(Clone, Default)]
+struct Seen(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+
+impl event_store::projection::Projection for Seen {
+    const NAME: &'static str = "test-seen-emails";
+    fn query(&self) -> Query {
+        Query::events::<Registered>()
+    }
+}
+
+impl event_store::projection::Handle for Seen {
+    async fn handle(
+        &self,
+        _: event_store::projection::Scope<'_>,
+        event: &event_store::RecordedEvent,
+    ) -> Result<(), event_store::BoxError> {
+        let r: Registered = event.decode()?;
+        self.0.lock().unwrap().push((r.user_id, r.email));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_parks_on_a_value_that_never_opens() {
+    let (store, key_store) = (MemoryStore::new(), MemoryKeyStore::new());
+    let es =
+        EventStore::new(store.clone(), event_store::NoCache, NoEmitter).with_keys(keys(&key_store));
+    let ada = es
+        .append(
+            "user-7",
+            ExpectedVersion::Any,
+            vec![registered("7", "ada@example.com")],
+        )
+        .await
+        .unwrap();
+    // Ada's sealed value copied into another event: bound to its own event, it never opens.
+    let mut data = ada.events[0].data.clone();
+    data["user_id"] = json!("8");
+    let mut moved = NewEvent::new("accounts", "Registered", data);
+    moved.id = Some(event_store::Uuid::now_v7());
+    let bad = store
+        .append(AppendBatch::new("user-8", ExpectedVersion::Any, vec![moved]).unwrap())
+        .await
+        .unwrap();
+    es.append(
+        "user-9",
+        ExpectedVersion::Any,
+        vec![registered("9", "eve@example.com")],
+    )
+    .await
+    .unwrap();
+
+    let seen = Seen::default();
+    let runner = es
+        .runner(event_store::projection::AtLeastOnce(seen.clone()))
+        .with_options(event_store_testkit::kit_options(1))
+        .spawn();
+    let projections = es.projections();
+    let deadline = tokio::time::Instant::now() + event_store_testkit::PATIENCE;
+    let parked = loop {
+        let status = projections
+            .status(<Seen as event_store::projection::Projection>::NAME)
+            .await
+            .unwrap();
+        if let Some(p) = status
+            .and_then(|s| s.active)
+            .and_then(|a| a.partitions.into_iter().find_map(|p| p.parked))
+        {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the partition parks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    runner.stop().await.unwrap();
+    assert_eq!(parked.event_id, bad.events[0].id, "parked on the copy");
+    assert!(
+        parked.error.contains(&bad.events[0].id.to_string()),
+        "{}",
+        parked.error
+    );
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [("7".to_owned(), Some("ada@example.com".to_owned()))],
+        "what came before was applied, opened; nothing after"
+    );
+}

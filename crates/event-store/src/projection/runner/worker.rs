@@ -51,29 +51,31 @@ pub(super) fn store_backoff(failures: u32) -> Duration {
 }
 
 impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
-    /// Opens (or erases) the sealed personal values of `events` when the runner does; a failure
-    /// (the key store unreachable, a value that does not authenticate) is retried with the
-    /// store's backoff, never passed on as garbage. `false`: stopped meanwhile.
-    async fn open(&mut self, events: &mut [RecordedEvent]) -> bool {
+    /// Opens (or erases) the sealed personal values of `events` when the runner does. A failure
+    /// of the key store is retried with the store's backoff; a value that can never open (it
+    /// does not authenticate, or is not a sealed value) is [`Opening::Refused`], so the
+    /// partition parks on its event. Nothing is passed on as garbage.
+    async fn open(&mut self, events: &mut [RecordedEvent]) -> Opening {
         let super::Opening::Open(erasure) = self.opening.clone() else {
-            return true;
+            return Opening::Ready;
         };
         let mut failures = 0;
-        for event in events.iter_mut() {
+        for (i, event) in events.iter_mut().enumerate() {
             loop {
                 match crate::erasure::open_with(erasure.as_deref(), event).await {
                     Ok(_) => break,
-                    Err(e) => {
+                    Err(e @ Error::Backend { .. }) => {
                         failures += 1;
                         self.store_failed(&e);
                         if self.pause(store_backoff(failures)).await {
-                            return false;
+                            return Opening::Stop;
                         }
                     }
+                    Err(e) => return Opening::Refused(i, e),
                 }
             }
         }
-        true
+        Opening::Ready
     }
 
     pub(super) fn stopping(&self) -> bool {
@@ -231,8 +233,22 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                     && (passed >= size.saturating_mul(8)
                         || (at_end && saved_at.elapsed() >= self.options.lease_interval)));
             if flush {
-                if !self.open(&mut pending).await {
-                    return Flow::Stop;
+                match self.open(&mut pending).await {
+                    Opening::Ready => {}
+                    Opening::Stop => return Flow::Stop,
+                    Opening::Refused(i, e) => {
+                        // What comes before it is applied; the partition parks on it.
+                        let failing = pending[i].clone();
+                        pending.truncate(i);
+                        if let Some(before) = pending.last().map(|e| e.position) {
+                            let events: Arc<[RecordedEvent]> = std::mem::take(&mut pending).into();
+                            match self.apply(state, before, false, &events).await {
+                                Flow::Continue => {}
+                                other => return other,
+                            }
+                        }
+                        return self.park(state, &failing, &e, 1).await;
+                    }
                 }
                 let first_catch_up = at_end && !state.caught_up;
                 let events: Arc<[RecordedEvent]> = std::mem::take(&mut pending).into();
@@ -460,6 +476,16 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
             }
         }
     }
+}
+
+/// What opening a batch's personal values came to.
+enum Opening {
+    /// Every value opened or erased.
+    Ready,
+    /// The runner stopped while the key store was failing.
+    Stop,
+    /// The `usize`-th event holds a value that can never open.
+    Refused(usize, Error),
 }
 
 /// `state` after `chunk`: its checkpoint is the last event's when more of the batch follows,
