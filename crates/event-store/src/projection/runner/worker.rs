@@ -78,6 +78,31 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
         Opening::Ready
     }
 
+    /// Opens the personal values of the batch `pending` (see [`Worker::open`]); `None` when it
+    /// is ready to apply. When an event's value can never open, the events before it are
+    /// applied and the partition parks on it.
+    async fn open_batch(
+        &mut self,
+        state: &mut PartitionState,
+        pending: &mut Vec<RecordedEvent>,
+    ) -> Option<Flow> {
+        let (i, error) = match self.open(pending).await {
+            Opening::Ready => return None,
+            Opening::Stop => return Some(Flow::Stop),
+            Opening::Refused(i, error) => (i, error),
+        };
+        let failing = pending[i].clone();
+        pending.truncate(i);
+        if let Some(before) = pending.last().map(|e| e.position) {
+            let events: Arc<[RecordedEvent]> = std::mem::take(pending).into();
+            match self.apply(state, before, false, &events).await {
+                Flow::Continue => {}
+                other => return Some(other),
+            }
+        }
+        Some(self.park(state, &failing, &error, 1).await)
+    }
+
     pub(super) fn stopping(&self) -> bool {
         *self.stop.borrow() || !self.lease.is_held()
     }
@@ -233,22 +258,8 @@ impl<S: ProjectionStore, T: Target<S>> Worker<S, T> {
                     && (passed >= size.saturating_mul(8)
                         || (at_end && saved_at.elapsed() >= self.options.lease_interval)));
             if flush {
-                match self.open(&mut pending).await {
-                    Opening::Ready => {}
-                    Opening::Stop => return Flow::Stop,
-                    Opening::Refused(i, e) => {
-                        // What comes before it is applied; the partition parks on it.
-                        let failing = pending[i].clone();
-                        pending.truncate(i);
-                        if let Some(before) = pending.last().map(|e| e.position) {
-                            let events: Arc<[RecordedEvent]> = std::mem::take(&mut pending).into();
-                            match self.apply(state, before, false, &events).await {
-                                Flow::Continue => {}
-                                other => return other,
-                            }
-                        }
-                        return self.park(state, &failing, &e, 1).await;
-                    }
+                if let Some(flow) = self.open_batch(state, &mut pending).await {
+                    return flow;
                 }
                 let first_catch_up = at_end && !state.caught_up;
                 let events: Arc<[RecordedEvent]> = std::mem::take(&mut pending).into();
