@@ -335,9 +335,12 @@ async fn a_cached_state_opens_only_while_every_subject_has_a_key() {
     assert_eq!(ada.state.email.as_deref(), Some("ada@example.com"));
 }
 
+/// A user and the email an event carried (`None`: erased).
+type Email = (String, Option<String>);
+
 /// The emails a projection saw, in log order.
 #[derive(Clone, Default)]
-struct Seen(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+struct Seen(std::sync::Arc<std::sync::Mutex<Vec<Email>>>);
 
 impl event_store::projection::Projection for Seen {
     const NAME: &'static str = "test-seen-emails";
