@@ -3,16 +3,21 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use event_store::erasure::{KeyState, KeyStore, WrappedKey};
 use event_store::projection::{
     Generation, Lease, LeaseKey, PartitionState, ProjectionName, ProjectionRecord, ProjectionStore,
     Revision,
 };
 use event_store::{
-    AppendBatch, Appended, CheckedQuery, CheckpointName, Checkpoints, Direction, EventStore,
-    Position, RecordedEvent, Store, StoreStats, StreamId,
+    AppendBatch, Appended, Cache, CacheKey, CachedState, CheckedQuery, CheckpointName, Checkpoints,
+    Direction, EventStore, Position, RecordedEvent, Store, StoreStats, StreamId,
 };
-use event_store_postgres::{Indexes, MigrationStatus, PgConfig, PgLease, PgStore};
-use event_store_sqlite::{OpenMode, SqliteConfig, SqliteLease, SqliteStore};
+use event_store_postgres::{
+    Indexes, MigrationStatus, PgCache, PgConfig, PgKeyStore, PgLease, PgStore,
+};
+use event_store_sqlite::{
+    OpenMode, SqliteCache, SqliteConfig, SqliteKeyStore, SqliteLease, SqliteStore,
+};
 
 use crate::usage::usage;
 use futures::Stream;
@@ -280,11 +285,15 @@ impl AnyStore {
     }
 }
 
+/// `$e` on whichever backend `$self` (an `AnyStore`, or another enum of the two) holds.
 macro_rules! each {
     ($self:ident, $s:ident => $e:expr) => {
+        each!(AnyStore, $self, $s => $e)
+    };
+    ($any:ident, $self:ident, $s:ident => $e:expr) => {
         match $self {
-            AnyStore::Sqlite($s) => $e,
-            AnyStore::Postgres($s) => $e,
+            $any::Sqlite($s) => $e,
+            $any::Postgres($s) => $e,
         }
     };
 }
@@ -423,6 +432,81 @@ impl Store for AnyStore {
         limit: usize,
     ) -> event_store::Result<Vec<event_store::ClosedStream>> {
         each!(self, s => s.closed_streams(prefix, after, limit).await)
+    }
+}
+
+/// The key store in the store behind `--url` (crypto-shredding's wrapped data keys).
+#[derive(Clone, Debug)]
+pub(crate) enum AnyKeyStore {
+    Sqlite(SqliteKeyStore),
+    Postgres(PgKeyStore),
+}
+
+impl AnyKeyStore {
+    pub(crate) fn of(store: &AnyStore) -> Self {
+        match store {
+            AnyStore::Sqlite(s) => Self::Sqlite(SqliteKeyStore::new(s)),
+            AnyStore::Postgres(s) => Self::Postgres(PgKeyStore::new(s)),
+        }
+    }
+}
+
+impl KeyStore for AnyKeyStore {
+    async fn load(&self, subject: &str) -> event_store::Result<Option<KeyState>> {
+        each!(AnyKeyStore, self, k => k.load(subject).await)
+    }
+    async fn create(&self, subject: &str, key: WrappedKey) -> event_store::Result<KeyState> {
+        each!(AnyKeyStore, self, k => k.create(subject, key).await)
+    }
+    async fn forget(&self, subject: &str) -> event_store::Result<bool> {
+        each!(AnyKeyStore, self, k => k.forget(subject).await)
+    }
+    async fn replace(
+        &self,
+        subject: &str,
+        old: &WrappedKey,
+        new: WrappedKey,
+    ) -> event_store::Result<bool> {
+        each!(AnyKeyStore, self, k => k.replace(subject, old, new).await)
+    }
+    async fn active(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> event_store::Result<Vec<(String, WrappedKey)>> {
+        each!(AnyKeyStore, self, k => k.active(after, limit).await)
+    }
+}
+
+/// The aggregate cache in the store behind `--url` (a forget removes the cached states that
+/// folded the subject's personal values).
+#[derive(Clone, Debug)]
+pub(crate) enum AnyCache {
+    Sqlite(SqliteCache),
+    Postgres(PgCache),
+}
+
+impl AnyCache {
+    pub(crate) fn of(store: &AnyStore) -> Self {
+        match store {
+            AnyStore::Sqlite(s) => Self::Sqlite(SqliteCache::new(s)),
+            AnyStore::Postgres(s) => Self::Postgres(PgCache::new(s)),
+        }
+    }
+}
+
+impl Cache for AnyCache {
+    async fn get(&self, key: &CacheKey) -> event_store::Result<Option<CachedState>> {
+        each!(AnyCache, self, c => c.get(key).await)
+    }
+    async fn put(&self, key: &CacheKey, entry: CachedState) -> event_store::Result<()> {
+        each!(AnyCache, self, c => c.put(key, entry).await)
+    }
+    async fn invalidate(&self, key: &CacheKey) -> event_store::Result<()> {
+        each!(AnyCache, self, c => c.invalidate(key).await)
+    }
+    async fn forget_subject(&self, subject: &str) -> event_store::Result<u64> {
+        each!(AnyCache, self, c => c.forget_subject(subject).await)
     }
 }
 

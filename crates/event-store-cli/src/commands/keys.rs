@@ -2,111 +2,12 @@
 //! `event_store::erasure`).
 
 use anyhow::{Context as _, Result};
-use event_store::erasure::{KeyState, KeyStore, Keys, MasterKey, WrappedKey};
-use event_store::{CacheKey, CachedState, EventStore, Result as StoreResult};
-use event_store_postgres::{PgCache, PgKeyStore};
-use event_store_sqlite::{SqliteCache, SqliteKeyStore};
+use event_store::EventStore;
+use event_store::erasure::{Keys, MasterKey};
 
-use crate::backend::AnyStore;
+use crate::backend::{AnyCache, AnyKeyStore, AnyStore};
 use crate::cli::{ForgetArgs, KeysCommand, MasterKeyArgs};
 use crate::usage::usage;
-
-/// The key store of the store behind `--url`.
-#[derive(Clone, Debug)]
-pub(crate) enum AnyKeyStore {
-    Sqlite(SqliteKeyStore),
-    Postgres(PgKeyStore),
-}
-
-impl AnyKeyStore {
-    fn of(store: &AnyStore) -> Self {
-        match store {
-            AnyStore::Sqlite(s) => Self::Sqlite(SqliteKeyStore::new(s)),
-            AnyStore::Postgres(s) => Self::Postgres(PgKeyStore::new(s)),
-        }
-    }
-}
-
-impl KeyStore for AnyKeyStore {
-    async fn load(&self, subject: &str) -> StoreResult<Option<KeyState>> {
-        match self {
-            Self::Sqlite(k) => k.load(subject).await,
-            Self::Postgres(k) => k.load(subject).await,
-        }
-    }
-    async fn create(&self, subject: &str, key: WrappedKey) -> StoreResult<KeyState> {
-        match self {
-            Self::Sqlite(k) => k.create(subject, key).await,
-            Self::Postgres(k) => k.create(subject, key).await,
-        }
-    }
-    async fn forget(&self, subject: &str) -> StoreResult<bool> {
-        match self {
-            Self::Sqlite(k) => k.forget(subject).await,
-            Self::Postgres(k) => k.forget(subject).await,
-        }
-    }
-    async fn replace(&self, subject: &str, old: &WrappedKey, new: WrappedKey) -> StoreResult<bool> {
-        match self {
-            Self::Sqlite(k) => k.replace(subject, old, new).await,
-            Self::Postgres(k) => k.replace(subject, old, new).await,
-        }
-    }
-    async fn active(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, WrappedKey)>> {
-        match self {
-            Self::Sqlite(k) => k.active(after, limit).await,
-            Self::Postgres(k) => k.active(after, limit).await,
-        }
-    }
-}
-
-/// The aggregate cache in the store behind `--url` (a forget removes the cached states that
-/// folded the subject's personal values).
-#[derive(Clone, Debug)]
-pub(crate) enum AnyCache {
-    Sqlite(SqliteCache),
-    Postgres(PgCache),
-}
-
-impl AnyCache {
-    fn of(store: &AnyStore) -> Self {
-        match store {
-            AnyStore::Sqlite(s) => Self::Sqlite(SqliteCache::new(s)),
-            AnyStore::Postgres(s) => Self::Postgres(PgCache::new(s)),
-        }
-    }
-}
-
-impl event_store::Cache for AnyCache {
-    async fn get(&self, key: &CacheKey) -> StoreResult<Option<CachedState>> {
-        match self {
-            Self::Sqlite(c) => c.get(key).await,
-            Self::Postgres(c) => c.get(key).await,
-        }
-    }
-    async fn put(&self, key: &CacheKey, entry: CachedState) -> StoreResult<()> {
-        match self {
-            Self::Sqlite(c) => c.put(key, entry).await,
-            Self::Postgres(c) => c.put(key, entry).await,
-        }
-    }
-    async fn invalidate(&self, key: &CacheKey) -> StoreResult<()> {
-        match self {
-            Self::Sqlite(c) => c.invalidate(key).await,
-            Self::Postgres(c) => c.invalidate(key).await,
-        }
-    }
-    async fn forget_subject(&self, subject: &str) -> StoreResult<u64> {
-        match self {
-            Self::Sqlite(c) => c.forget_subject(subject).await,
-            Self::Postgres(c) => c.forget_subject(subject).await,
-        }
-    }
-}
 
 fn read_key(text: &str, whence: &str) -> Result<MasterKey> {
     MasterKey::from_text(text).map_err(|e| usage(format!("the master key in {whence}: {e}")))
