@@ -34,36 +34,92 @@ pub(crate) async fn close(es: &EventStore<AnyStore>, args: CloseArgs, closed: bo
 }
 
 pub(crate) async fn run(store: &AnyStore, args: StreamsArgs) -> Result<()> {
-    let mut after = match &args.after {
+    let after = match &args.after {
         Some(a) => Some(StreamId::new(a.clone()).map_err(|e| usage(format!("--after: {e}")))?),
         None => None,
     };
     let format = format_or(args.format, Format::Ndjson);
+    let (prefix, limit) = (args.prefix.as_str(), args.limit);
     if args.closed {
-        return closed(store, &args, after, format).await;
+        let header = format!("{:<40} CLOSED AT", "STREAM");
+        let row = |c: &ClosedStream| {
+            format!(
+                "{:<40} {}",
+                clip(&c.stream, 40),
+                c.closed_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            )
+        };
+        let fetch = |after: Option<StreamId>, want| async move {
+            store.closed_streams(prefix, after.as_ref(), want).await
+        };
+        return list(format, limit, after, &header, row, |c| &c.stream, fetch).await;
     }
-    let mut left = args.limit.unwrap_or(usize::MAX);
+    let header = format!(
+        "{:<40} {:>9} {:>12}  {:<14} LAST TIME",
+        "STREAM", "EVENTS", "LAST VERSION", "LAST POSITION"
+    );
+    let row = |info: &StreamInfo| {
+        format!(
+            "{:<40} {:>9} {:>12}  {:<14} {}",
+            clip(&info.stream, 40),
+            info.events,
+            info.last_version,
+            info.last_position.to_string(),
+            info.last_time.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        )
+    };
+    let fetch = |after: Option<StreamId>, want| async move {
+        store.streams(prefix, after.as_ref(), want).await
+    };
+    list(format, limit, after, &header, row, |i| &i.stream, fetch).await
+}
+
+/// Prints every item `fetch` pages through (after `after`, by stream id, at most `limit`) in
+/// `format`: NDJSON, one JSON array, or a table of `row`s under `header`.
+async fn list<T, Fut>(
+    format: Format,
+    limit: Option<usize>,
+    mut after: Option<StreamId>,
+    header: &str,
+    row: impl Fn(&T) -> String,
+    id: impl Fn(&T) -> &String,
+    fetch: impl Fn(Option<StreamId>, usize) -> Fut,
+) -> Result<()>
+where
+    T: serde::Serialize,
+    Fut: std::future::Future<Output = event_store::Result<Vec<T>>>,
+{
+    let mut left = limit.unwrap_or(usize::MAX);
     let mut out = stdout();
     let mut first = true;
     match format {
         Format::Json => write!(out, "[")?,
-        Format::Table => writeln!(
-            out,
-            "{:<40} {:>9} {:>12}  {:<14} LAST TIME",
-            "STREAM", "EVENTS", "LAST VERSION", "LAST POSITION"
-        )?,
+        Format::Table => writeln!(out, "{header}")?,
         Format::Ndjson => {}
     }
     while left > 0 {
         let want = PAGE.min(left);
-        let page = store.streams(&args.prefix, after.as_ref(), want).await?;
-        for info in &page {
-            print(&mut out, format, info, first)?;
+        let page = fetch(after.clone(), want).await?;
+        for item in &page {
+            match format {
+                Format::Ndjson => {
+                    serde_json::to_writer(&mut out, item)?;
+                    writeln!(out)?;
+                }
+                Format::Json => {
+                    if !first {
+                        write!(out, ",")?;
+                    }
+                    writeln!(out)?;
+                    serde_json::to_writer(&mut out, item)?;
+                }
+                Format::Table => writeln!(out, "{}", row(item))?,
+            }
             first = false;
         }
         left -= page.len();
         match page.last() {
-            Some(last) if page.len() == want => after = Some(StreamId::new(last.stream.clone())?),
+            Some(last) if page.len() == want => after = Some(StreamId::new(id(last).clone())?),
             _ => break,
         }
     }
@@ -74,83 +130,5 @@ pub(crate) async fn run(store: &AnyStore, args: StreamsArgs) -> Result<()> {
         writeln!(out, "]")?;
     }
     out.flush()?;
-    Ok(())
-}
-
-/// `streams --closed`: the closed streams and when each was closed.
-async fn closed(
-    store: &AnyStore,
-    args: &StreamsArgs,
-    mut after: Option<StreamId>,
-    format: Format,
-) -> Result<()> {
-    let mut left = args.limit.unwrap_or(usize::MAX);
-    let mut all: Vec<ClosedStream> = Vec::new();
-    let mut out = stdout();
-    if format == Format::Table {
-        writeln!(out, "{:<40} CLOSED AT", "STREAM")?;
-    }
-    while left > 0 {
-        let want = PAGE.min(left);
-        let page = store
-            .closed_streams(&args.prefix, after.as_ref(), want)
-            .await?;
-        for c in &page {
-            match format {
-                Format::Ndjson => {
-                    serde_json::to_writer(&mut out, c)?;
-                    writeln!(out)?;
-                }
-                Format::Table => writeln!(
-                    out,
-                    "{:<40} {}",
-                    clip(&c.stream, 40),
-                    c.closed_at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                )?,
-                Format::Json => all.push(c.clone()),
-            }
-        }
-        left -= page.len();
-        match page.last() {
-            Some(last) if page.len() == want => after = Some(StreamId::new(last.stream.clone())?),
-            _ => break,
-        }
-    }
-    if format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, &all)?;
-        writeln!(out)?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn print(
-    out: &mut impl std::io::Write,
-    format: Format,
-    info: &StreamInfo,
-    first: bool,
-) -> Result<()> {
-    match format {
-        Format::Ndjson => {
-            serde_json::to_writer(&mut *out, info)?;
-            writeln!(out)?;
-        }
-        Format::Json => {
-            if !first {
-                write!(out, ",")?;
-            }
-            writeln!(out)?;
-            serde_json::to_writer(&mut *out, info)?;
-        }
-        Format::Table => writeln!(
-            out,
-            "{:<40} {:>9} {:>12}  {:<14} {}",
-            clip(&info.stream, 40),
-            info.events,
-            info.last_version,
-            info.last_position.to_string(),
-            info.last_time.format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        )?,
-    }
     Ok(())
 }
