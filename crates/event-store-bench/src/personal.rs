@@ -42,32 +42,39 @@ struct SignedPlain {
     note: String,
 }
 
-fn fields(customer: String) -> (String, Option<String>, Option<String>, String, String) {
-    let name = Some(format!("Customer {customer}"));
-    let email = Some(format!("{customer}@example.com"));
-    (customer, name, email, "pro".to_owned(), "n".repeat(60))
+impl Signed {
+    fn of(customer: String) -> Self {
+        Self {
+            name: Some(format!("Customer {customer}")),
+            email: Some(format!("{customer}@example.com")),
+            customer,
+            plan: "pro".to_owned(),
+            note: "n".repeat(60),
+        }
+    }
 }
 
 fn signed(customer: String) -> Result<NewEvent> {
-    let (customer, name, email, plan, note) = fields(customer);
-    Ok(NewEvent::from_event(&Signed {
-        customer,
-        name,
-        email,
-        plan,
-        note,
-    })?)
+    Ok(NewEvent::from_event(&Signed::of(customer))?)
 }
 
+/// The same fields as [`signed`], as an event with nothing personal.
 fn signed_plain(customer: String) -> Result<NewEvent> {
-    let (customer, name, email, plan, note) = fields(customer);
-    Ok(NewEvent::from_event(&SignedPlain {
+    let Signed {
         customer,
         name,
         email,
         plan,
         note,
-    })?)
+    } = Signed::of(customer);
+    let plain = SignedPlain {
+        customer,
+        name,
+        email,
+        plan,
+        note,
+    };
+    Ok(NewEvent::from_event(&plain)?)
 }
 
 /// `n` appends of one event each over 100 streams, each event about one of 100 people new to

@@ -14,9 +14,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use event_store::erasure::{Keys, MasterKey};
-use event_store::{Cache as _, EventStore, ExpectedVersion, NoEmitter};
+use event_store::{Cache as _, EventStore, NoEmitter};
 use event_store_postgres::PgKeyStore;
-use event_store_testkit::{KitAccountProfile, Registered};
+use event_store_testkit::KitAccountProfile;
 
 type Account = KitAccountProfile;
 
@@ -170,19 +170,7 @@ async fn no_plaintext_in_the_tables_their_files_or_the_wal() {
     let keys = Keys::new(PgKeyStore::new(&t.store), master, vec![]);
     keys.check().await.unwrap();
     let es = EventStore::new(t.clone(), cache.clone(), NoEmitter).with_keys(keys);
-    let mut last = event_store::Position::START;
-    for (user, mail) in [(&ada, &ada_mail), (&bob, &bob_mail)] {
-        let appended = es
-            .append(
-                &format!("user-{user}"),
-                ExpectedVersion::NoStream,
-                vec![Registered::new_event(user, mail)],
-            )
-            .await
-            .unwrap();
-        last = last.max(appended.events[0].position);
-    }
-    event_store_testkit::wait_final(&t, last).await;
+    let last = event_store_testkit::register(&es, &[(&ada, &ada_mail), (&bob, &bob_mail)]).await;
     for (user, mail) in [(&ada, &ada_mail), (&bob, &bob_mail)] {
         let folded = es.aggregate::<Account>(user).await.unwrap();
         assert_eq!(folded.email.as_deref(), Some(mail.as_str()));

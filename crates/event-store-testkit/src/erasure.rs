@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use event_store::erasure::{FORGOTTEN_STREAM, KeyStore, Keys, MasterKey, SubjectForgotten};
 use event_store::projection::{AtLeastOnce, Handle, Projection, ProjectionStore, Scope};
 use event_store::{
-    BoxError, Cache, Direction, EventStore, ExpectedVersion, NoEmitter, Position, Query,
-    RecordedEvent, Store, StreamId,
+    BoxError, Cache, Direction, EventStore, NoEmitter, Position, Query, RecordedEvent, Store,
+    StreamId,
 };
 
 use crate::keys::{KitAccountProfile, Registered};
@@ -134,20 +134,7 @@ where
         vec![],
     ));
     let streams = [format!("user-{ada}"), format!("user-{bob}")];
-    let mut last = Position::START;
-    for (user, mail) in [(&ada, &ada_mail), (&bob, &bob_mail)] {
-        let appended = es
-            .append(
-                &format!("user-{user}"),
-                ExpectedVersion::NoStream,
-                vec![Registered::new_event(user, mail)],
-            )
-            .await
-            .expect("append");
-        last = last.max(appended.events[0].position);
-    }
-    // Final, so folds may cache what they read.
-    crate::support::wait_final(store, last).await;
+    crate::keys::register(&es, &[(&ada, &ada_mail), (&bob, &bob_mail)]).await;
     let before = raw_text(store, &streams).await;
     assert!(
         !before.contains(&ada_mail) && !before.contains(&bob_mail),

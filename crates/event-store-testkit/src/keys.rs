@@ -141,6 +141,34 @@ impl Registered {
     }
 }
 
+/// Appends one [`Registered`] per `(user, email)` through `es` (which seals the email), each to
+/// a new stream `user-{user}`, and waits until they are final, so folds may cache what they
+/// read. Returns the last one's position.
+pub async fn register<S, C, E>(
+    es: &event_store::EventStore<S, C, E>,
+    users: &[(&str, &str)],
+) -> event_store::Position
+where
+    S: event_store::Store,
+    C: Send + Sync + 'static,
+    E: event_store::Publish,
+{
+    let mut last = event_store::Position::START;
+    for (user, email) in users {
+        let appended = es
+            .append(
+                &format!("user-{user}"),
+                event_store::ExpectedVersion::NoStream,
+                vec![Registered::new_event(user, email)],
+            )
+            .await
+            .expect("append");
+        last = last.max(appended.events[0].position);
+    }
+    crate::support::wait_final(es.store(), last).await;
+    last
+}
+
 /// The account of one user (stream `user-{id}`), folded from [`Registered`].
 #[derive(Default, Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct KitAccountProfile {
@@ -151,7 +179,8 @@ pub struct KitAccountProfile {
 }
 
 impl KitAccountProfile {
-    /// The cache key of `user`'s account (to look at what a cache keeps for them).
+    /// The cache key of `user`'s account (to look at what a cache keeps for them). Panics, as
+    /// a test's assertion, when `user` makes no valid stream id.
     pub fn cache_key(user: &str) -> event_store::CacheKey {
         use event_store::{Aggregate as _, Events as _};
         event_store::CacheKey {

@@ -45,7 +45,7 @@ pub use faults::{
     FaultyCache, FaultyStore, Method, fold_survives_cache_faults, fold_survives_store_faults,
     tail_survives_failed_reads,
 };
-pub use keys::{KitAccountProfile, Registered, key_store_contract};
+pub use keys::{KitAccountProfile, Registered, key_store_contract, register};
 pub use multi::{multi_stream_appends, multi_stream_appends_do_not_deadlock};
 pub use projections::{
     KitProjection, Recorder, Seen, kit_options, projection_catches_up_and_follows,
