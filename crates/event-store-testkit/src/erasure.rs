@@ -80,19 +80,29 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Every event of the store, raw, as text (to look for plaintext in).
+/// Every event of the store, raw, as text (to look for plaintext in): the log forward and by
+/// query, the last page backward, and `streams` by stream.
 async fn raw_text<S: Store>(store: &S, streams: &[String]) -> String {
     let mut all = Vec::new();
     let mut after = Position::START;
     loop {
-        let page = store
-            .read_committed(&Query::all().check().expect("query"), after, 1000)
-            .await
-            .expect("read");
+        let page = store.read_all(after, 1000).await.expect("read_all");
         let Some(last) = page.last() else { break };
         after = last.position;
         all.extend(page);
     }
+    all.extend(
+        store
+            .read_committed(&Query::all().check().expect("query"), Position::START, 1000)
+            .await
+            .expect("read_committed"),
+    );
+    all.extend(
+        store
+            .read_all_backward(None, 1000)
+            .await
+            .expect("read_all_backward"),
+    );
     for s in streams {
         let id = StreamId::new(s.as_str()).expect("stream");
         all.extend(
@@ -100,12 +110,6 @@ async fn raw_text<S: Store>(store: &S, streams: &[String]) -> String {
                 .read_stream(&id, 0, Direction::Forward, 1000)
                 .await
                 .expect("read_stream"),
-        );
-        all.extend(
-            store
-                .read_all_backward(None, 1000)
-                .await
-                .expect("read_all_backward"),
         );
     }
     serde_json::to_string(&all).expect("json")
