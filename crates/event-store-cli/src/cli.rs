@@ -22,7 +22,7 @@ URLs: sqlite://PATH, sqlite:PATH (sqlite:///abs/path for an absolute path), with
 write), ?mode=rw (the file must exist) or ?mode=rwc; postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
 
 Exit codes: 0 done (also when a reader such as `head` closed the output early), 1 failed,
-2 malformed command line, 3 version conflict, 130 interrupted.
+2 malformed command line, 3 version conflict, 4 stream closed, 130 interrupted.
 
 Examples:
   event-store init && event-store append order-1 shop.OrderPlaced '{\"total\": 42}'
@@ -385,7 +385,7 @@ NDJSON lines (--ndjson, and `import`): one JSON object per line with the fields
 Any other field is an error that names its line. Lines `export` writes are valid input.
 
 Exit codes: 0 done, 1 failed, 2 malformed command line, 3 version conflict (re-read, retry),
-130 interrupted (what was committed is said).
+4 the stream is closed, 130 interrupted (what was committed is said).
 
 Examples:
   event-store append order-1 shop.OrderPlaced '{\"total\": 42}'
