@@ -28,6 +28,8 @@ pub struct PgConfig {
     /// The optional secondary indexes [`PgStore::migrate`](crate::PgStore::migrate) creates
     /// (default: none).
     pub indexes: Indexes,
+    /// Streaming replicas to read from (default: none; every read on the primary).
+    pub replicas: crate::Replicas,
 }
 
 /// The secondary indexes only optional queries use. Each makes its queries walk an index
@@ -64,6 +66,7 @@ impl Default for PgConfig {
             connect_timeout: Duration::from_secs(10),
             tls: crate::PgTls::default(),
             indexes: Indexes::default(),
+            replicas: crate::Replicas::default(),
         }
     }
 }

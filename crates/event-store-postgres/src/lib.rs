@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 mod cache;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod config;
 mod error;
 mod keys;
@@ -11,6 +13,7 @@ mod listen;
 mod migrate;
 mod projection;
 mod query;
+mod replicas;
 mod store;
 mod tls;
 
@@ -21,5 +24,6 @@ pub use keys::PgKeyStore;
 pub use lease::PgLease;
 pub use migrate::MIGRATIONS;
 pub use projection::{PgProjection, Transactional};
+pub use replicas::{Consistency, ReplicaStatus, Replicas};
 pub use store::PgStore;
 pub use tls::PgTls;

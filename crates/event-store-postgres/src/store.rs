@@ -21,6 +21,7 @@ use tokio_postgres::{NoTls, Row, RowStream};
 use crate::config::PgConfig;
 use crate::error::{self, BACKEND, pg, pool_error};
 use crate::query::as_sql;
+use crate::replicas::Consistency;
 use crate::tls::Connector;
 
 const APPEND: &str = include_str!("../sql/queries/append.sql");
@@ -34,6 +35,7 @@ struct Inner {
     listener: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>,
     pub(crate) sessions: crate::lease::Sessions,
+    replicas: Option<Arc<crate::replicas::Set>>,
 }
 
 impl Drop for Inner {
@@ -53,6 +55,8 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// This handle's consistency of reads (`None`: the configured default).
+    consistency: Option<Consistency>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -60,6 +64,7 @@ impl std::fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("schema", &self.inner.config.schema)
             .field("pool", &self.inner.pool.status())
+            .field("consistency", &self.consistency())
             .finish_non_exhaustive()
     }
 }
@@ -70,37 +75,7 @@ impl PgStore {
     /// Must be called inside a Tokio runtime.
     pub async fn connect(url: &str, config: PgConfig) -> Result<Self> {
         config.validate()?;
-        let mut pg_config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            // The driver's parse errors never echo the URL (which may hold a password).
-            Error::invalid("url", format!("not a PostgreSQL connection string: {e}"))
-        })?;
-        pg_config
-            .application_name(&config.application_name)
-            .connect_timeout(config.connect_timeout)
-            // The schema first and temporary tables never (they cannot shadow the store's), and
-            // the isolation the append needs (its stream lock must be taken before its snapshot),
-            // whatever the database's or the role's defaults.
-            .options(format!(
-                "-c search_path={},pg_temp -c default_transaction_isolation=read\\ committed",
-                config.quoted_schema()
-            ));
-        let connector = crate::tls::connector(&config.tls, &mut pg_config)?;
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = match &connector {
-            Connector::Plain => Manager::from_config(pg_config.clone(), NoTls, manager_config),
-            Connector::Tls(tls) => {
-                Manager::from_config(pg_config.clone(), tls.clone(), manager_config)
-            }
-        };
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(config.connect_timeout))
-            .create_timeout(Some(config.connect_timeout))
-            .build()
-            .map_err(|e| Error::backend_with(BACKEND, format!("building the pool: {e}"), e))?;
+        let (pg_config, connector, pool) = pool_for(url, &config)?;
         // Fail early on an unreachable server or bad credentials.
         drop(pool.get().await.map_err(|e| pool_error("connect", e))?);
         let changes = Arc::new(watch::Sender::new(0u64));
@@ -126,6 +101,16 @@ impl PgStore {
             ));
             (wake, task)
         });
+        let replicas = crate::replicas::Set::start(
+            &config.replicas,
+            &pool,
+            |url| {
+                let name = crate::replicas::display_name(url)?;
+                let (_, _, pool) = pool_for(url, &config)?;
+                Ok((name, pool))
+            },
+            &changes,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -134,14 +119,62 @@ impl PgStore {
                 listener,
                 notifier,
                 sessions,
+                replicas,
             }),
+            consistency: None,
         })
+    }
+
+    /// This store for reads of `consistency`: a handle sharing the pools, whose reads of the log
+    /// go where `consistency` allows ([`Consistency`]). Without replicas every read goes to the
+    /// primary whatever the consistency. Writes always go to the primary.
+    #[must_use]
+    pub fn reading(&self, consistency: Consistency) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            consistency: Some(consistency),
+        }
+    }
+
+    /// The consistency of this handle's reads.
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+            .unwrap_or(self.inner.config.replicas.consistency)
+    }
+
+    /// The replicas and their health now (empty without replicas).
+    pub fn replicas(&self) -> Vec<crate::ReplicaStatus> {
+        self.inner
+            .replicas
+            .as_ref()
+            .map(|set| set.status())
+            .unwrap_or_default()
+    }
+
+    /// Reads of the log that went to the primary because no replica could serve them (0
+    /// without replicas).
+    pub fn reads_on_primary(&self) -> u64 {
+        self.inner.replicas.as_ref().map_or(0, |set| {
+            set.primary_reads.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// The replicas, when this handle's read may go to one.
+    fn routed(&self, s: &Statement) -> Option<&crate::replicas::Set> {
+        match (&self.inner.replicas, s.routing, self.consistency()) {
+            (_, event_store_sql::Routing::Primary, _)
+            | (_, _, Consistency::Primary)
+            | (None, _, _) => None,
+            (Some(set), _, _) => Some(set),
+        }
     }
 
     /// Creates the schema and applies missing migrations (idempotent; concurrent callers wait
     /// for each other). Returns the versions it applied.
     pub async fn migrate(&self) -> Result<Vec<i64>> {
-        crate::migrate::migrate(&self.inner.pool, &self.inner.config).await
+        let applied = crate::migrate::migrate(&self.inner.pool, &self.inner.config).await?;
+        self.wrote_other();
+        Ok(applied)
     }
 
     /// The latest migration applied to the schema (`None`: the schema holds no event store yet;
@@ -228,6 +261,9 @@ impl PgStore {
         &self,
         s: &Statement,
     ) -> Result<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
+        if let Some(set) = self.routed(s) {
+            return self.routed_open(set, s).await;
+        }
         let client = self.client(s.what).await?;
         let stmt = client
             .prepare_cached(&s.sql)
@@ -250,6 +286,40 @@ impl PgStore {
         let stmt = client.prepare_cached(sql).await.map_err(|e| pg(what, e))?;
         client.query(&stmt, params).await.map_err(|e| pg(what, e))
     }
+}
+
+/// The driver's settings and a pool for `url` with the store's settings.
+fn pool_for(url: &str, config: &PgConfig) -> Result<(tokio_postgres::Config, Connector, Pool)> {
+    let mut pg_config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        // The driver's parse errors never echo the URL (which may hold a password).
+        Error::invalid("url", format!("not a PostgreSQL connection string: {e}"))
+    })?;
+    pg_config
+        .application_name(&config.application_name)
+        .connect_timeout(config.connect_timeout)
+        // The schema first and temporary tables never (they cannot shadow the store's), and
+        // the isolation the append needs (its stream lock must be taken before its snapshot),
+        // whatever the database's or the role's defaults.
+        .options(format!(
+            "-c search_path={},pg_temp -c default_transaction_isolation=read\\ committed",
+            config.quoted_schema()
+        ));
+    let connector = crate::tls::connector(&config.tls, &mut pg_config)?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &connector {
+        Connector::Plain => Manager::from_config(pg_config.clone(), NoTls, manager_config),
+        Connector::Tls(tls) => Manager::from_config(pg_config.clone(), tls.clone(), manager_config),
+    };
+    let pool = Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.connect_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .build()
+        .map_err(|e| Error::backend_with(BACKEND, format!("building the pool: {e}"), e))?;
+    Ok((pg_config, connector, pool))
 }
 
 /// How many times an append that raced (a serialization failure, a deadlock, a version taken
@@ -367,6 +437,7 @@ impl PgStore {
     async fn append_many_batches(&self, batches: MultiAppend) -> Result<Vec<Appended>> {
         if let Some(out) = self.append_many_fast(&batches).await? {
             self.stored();
+            self.wrote(&out);
             return Ok(out);
         }
         let batches = batches.into_batches();
@@ -431,6 +502,7 @@ impl PgStore {
         if any {
             self.stored();
         }
+        self.wrote(&out);
         Ok(out)
     }
 
@@ -555,6 +627,7 @@ impl PgStore {
         if appended.stored {
             self.stored();
         }
+        self.wrote(std::slice::from_ref(&appended));
         Ok(appended)
     }
 
@@ -579,6 +652,24 @@ impl PgStore {
             error::AppendError::Clash(e) => {
                 let ids: Vec<uuid::Uuid> = batch.events().iter().map(|e| e.id).collect();
                 self.clash(&ids, e).await
+            }
+        }
+    }
+
+    /// Records a write other than an append for [`Consistency::Session`] reads.
+    fn wrote_other(&self) {
+        if let Some(set) = &self.inner.replicas {
+            set.wrote_other();
+        }
+    }
+
+    /// Records appends for [`Consistency::Session`] reads.
+    fn wrote(&self, appended: &[Appended]) {
+        if let Some(set) = &self.inner.replicas {
+            for a in appended {
+                if let Some(p) = a.last_position() {
+                    set.wrote(p);
+                }
             }
         }
     }
@@ -640,8 +731,13 @@ impl Driver for PgStore {
     type Dialect = Postgres;
 
     async fn query<T: Send + 'static>(&self, s: Statement, decode: Decode<T>) -> Result<Vec<T>> {
-        let refs: Vec<_> = s.params.iter().map(as_sql).collect();
-        let rows = self.rows(s.what, &s.sql, &refs).await?;
+        let rows = match self.routed(&s) {
+            Some(set) => self.routed_rows(set, &s).await?,
+            None => {
+                let refs: Vec<_> = s.params.iter().map(as_sql).collect();
+                self.rows(s.what, &s.sql, &refs).await?
+            }
+        };
         rows.iter().map(|r| decode(&PgRow(r))).collect()
     }
 
@@ -686,10 +782,12 @@ impl Driver for PgStore {
             .await
             .map_err(|e| pg(s.what, e))?;
         let refs: Vec<_> = s.params.iter().map(as_sql).collect();
-        client
+        let n = client
             .execute(&stmt, &refs)
             .await
-            .map_err(|e| pg(s.what, e))
+            .map_err(|e| pg(s.what, e))?;
+        self.wrote_other();
+        Ok(n)
     }
 
     async fn transaction(&self, statements: Vec<Statement>) -> Result<bool> {
@@ -703,6 +801,7 @@ impl Driver for PgStore {
             }
         }
         tx.commit().await.map_err(|e| pg(what, e))?;
+        self.wrote_other();
         Ok(true)
     }
 

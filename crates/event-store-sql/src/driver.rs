@@ -47,6 +47,24 @@ pub struct Statement {
     /// In a [`Driver::transaction`]: a statement that must touch a row, or the transaction is
     /// rolled back.
     pub guard: bool,
+    /// Where the statement may run when the backend also reads from replicas.
+    pub routing: Routing,
+}
+
+/// Where a statement may run on a backend that reads from replicas (PostgreSQL's streaming
+/// standbys): on the primary only (the default: writes, checkpoints, keys, projections' own
+/// state), or on a replica (reads of the log). A driver without replicas runs every statement
+/// on its one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// Only on the primary.
+    #[default]
+    Primary,
+    /// A read of the log: on a replica when the caller's consistency allows it.
+    Replica,
+    /// The watermark: on a replica too, but the reads after it must see at least what that
+    /// replica had (they go to it, to the primary, or to a replica as far along).
+    Watermark,
 }
 
 impl Statement {
@@ -57,7 +75,15 @@ impl Statement {
             sql: sql.into(),
             params,
             guard: false,
+            routing: Routing::Primary,
         }
+    }
+
+    /// The same statement as a read of the log, which may run on a replica.
+    #[must_use]
+    pub fn on_replica(mut self) -> Self {
+        self.routing = Routing::Replica;
+        self
     }
 
     /// The same statement as a guard of its transaction (see [`Statement::guard`]).

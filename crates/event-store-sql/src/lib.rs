@@ -12,7 +12,7 @@ mod row;
 pub mod store;
 
 pub use compile::{Compiled, Dialect, Finality, Param, compile, subject_object};
-pub use driver::{Decode, Driver, Queries, SqlRow, Statement};
+pub use driver::{Decode, Driver, Queries, Routing, SqlRow, Statement};
 pub use migrate::{AppliedMigration, Migration, MigrationStatus, pending};
 pub use row::EventRow;
 

@@ -136,13 +136,13 @@ fn stream_page<D: Driver>(
         Param::Int(limit(n)),
         Param::Int(bound),
     ];
-    Statement::new("read stream", sql, params)
+    Statement::new("read stream", sql, params).on_replica()
 }
 
 /// [`Store::read_all`](event_store::Store::read_all).
 pub async fn read_all<D: Driver>(d: &D, after: Position, n: usize) -> Result<Vec<RecordedEvent>> {
     let params = with_limit(D::Dialect::position_params(after), n);
-    let statement = Statement::new("read all", D::QUERIES.read_all, params);
+    let statement = Statement::new("read all", D::QUERIES.read_all, params).on_replica();
     d.query(statement, event::<D>).await
 }
 
@@ -154,7 +154,7 @@ pub fn read_all_rows<D: Driver>(
 ) -> impl futures::Stream<Item = Result<RecordedEvent>> + Send + '_ {
     let params = with_limit(D::Dialect::position_params(after), n);
     d.query_stream(
-        Statement::new("read all", D::QUERIES.read_all, params),
+        Statement::new("read all", D::QUERIES.read_all, params).on_replica(),
         event::<D>,
     )
 }
@@ -167,7 +167,8 @@ pub async fn read_all_backward<D: Driver>(
 ) -> Result<Vec<RecordedEvent>> {
     let before = before.unwrap_or(Position::from_parts(u64::MAX, u64::MAX));
     let params = with_limit(D::Dialect::position_params(before), n);
-    let statement = Statement::new("read all backward", D::QUERIES.read_all_backward, params);
+    let statement =
+        Statement::new("read all backward", D::QUERIES.read_all_backward, params).on_replica();
     d.query(statement, event::<D>).await
 }
 
@@ -176,7 +177,7 @@ pub async fn stats<D: Driver>(d: &D) -> Result<StoreStats> {
     let b = D::BACKEND;
     let counts = d
         .query(
-            Statement::new("stats", D::QUERIES.stats_counts, Vec::new()),
+            Statement::new("stats", D::QUERIES.stats_counts, Vec::new()).on_replica(),
             |r| {
                 let count = |i: usize, name: &str| -> Result<u64> {
                     unsigned(
@@ -195,7 +196,7 @@ pub async fn stats<D: Driver>(d: &D) -> Result<StoreStats> {
         .ok_or_else(|| event_store::Error::backend(b, "the stats query returned no row"))?;
     let types = d
         .query(
-            Statement::new("stats", D::QUERIES.stats_types, Vec::new()),
+            Statement::new("stats", D::QUERIES.stats_types, Vec::new()).on_replica(),
             |r| {
                 let b = D::BACKEND;
                 Ok(TypeCount {
@@ -255,7 +256,7 @@ pub fn read_committed_rows<'a, D: Driver>(
             .flat_map(event_store::page_rows)
             .right_stream()
     } else {
-        let statement = Statement::new("read query", compiled.sql, compiled.params);
+        let statement = Statement::new("read query", compiled.sql, compiled.params).on_replica();
         d.query_stream(statement, event::<D>).left_stream()
     }
 }
@@ -275,7 +276,7 @@ async fn read_matching<D: Driver>(
         let probe = compile::<D::Dialect>(query, cursor, n, finality);
         let chunk = if probe.filter_rows { n.max(256) } else { n };
         let compiled = compile::<D::Dialect>(query, cursor, chunk, finality);
-        let statement = Statement::new("read query", compiled.sql, compiled.params);
+        let statement = Statement::new("read query", compiled.sql, compiled.params).on_replica();
         let rows = d.query(statement, event::<D>).await?;
         let exhausted = rows.len() < chunk;
         if let Some(last) = rows.last() {
@@ -296,7 +297,8 @@ async fn read_matching<D: Driver>(
 /// A closed stream is [`Error::StreamClosed`].
 pub async fn stream_version<D: Driver>(d: &D, stream: &StreamId) -> Result<Option<u64>> {
     let params = vec![Param::Text(stream.as_str().to_owned())];
-    let statement = Statement::new("stream version", D::QUERIES.stream_version, params);
+    let statement =
+        Statement::new("stream version", D::QUERIES.stream_version, params).on_replica();
     let rows = d
         .query(statement, |r| {
             Ok((r.int(0, "version")?, r.int(1, "closed")?))
@@ -337,7 +339,8 @@ pub async fn closed_streams<D: Driver>(
         Param::Text(prefix.to_owned()),
         Param::Int(limit(n)),
     ];
-    let statement = Statement::new("closed streams", D::QUERIES.closed_streams, params);
+    let statement =
+        Statement::new("closed streams", D::QUERIES.closed_streams, params).on_replica();
     d.query(statement, |r| {
         let stream = required(D::BACKEND, "stream", r.text(0, "stream")?)?;
         let at = required(D::BACKEND, "closed_at", r.text(1, "closed_at")?)?;
@@ -354,7 +357,7 @@ pub async fn read_event<D: Driver>(d: &D, id: uuid::Uuid) -> Result<Option<Recor
     let params = vec![Param::Text(id.to_string())];
     let rows = d
         .query(
-            Statement::new("event by id", D::QUERIES.event_by_id, params),
+            Statement::new("event by id", D::QUERIES.event_by_id, params).on_replica(),
             event::<D>,
         )
         .await?;
@@ -377,7 +380,7 @@ pub async fn streams<D: Driver>(
     ];
     let last = d
         .query(
-            Statement::new("streams", D::QUERIES.streams, params),
+            Statement::new("streams", D::QUERIES.streams, params).on_replica(),
             event::<D>,
         )
         .await?;
@@ -388,7 +391,10 @@ pub async fn streams<D: Driver>(
 pub async fn watermark<D: Driver>(d: &D) -> Result<Position> {
     let rows = d
         .query(
-            Statement::new("watermark", D::QUERIES.watermark, Vec::new()),
+            Statement {
+                routing: crate::Routing::Watermark,
+                ..Statement::new("watermark", D::QUERIES.watermark, Vec::new())
+            },
             |r| required(D::BACKEND, "watermark", r.int(0, "watermark")?),
         )
         .await?;

@@ -127,6 +127,15 @@ macro_rules! __kit_each {
     (run_pair $pair:expr; $($check:ident),* $(,)?) => {
         $( $crate::$check($pair.0, $pair.1).await; )*
     };
+    (fresh $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            {
+                let store = ($make)().await;
+                $crate::$check(&store).await;
+                ::std::println!("kit check {}: ok", ::std::stringify!($check));
+            }
+        )*
+    };
     (tests $make:expr; $($check:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +155,24 @@ macro_rules! __kit_each {
                 }
             }
         )*
+    };
+}
+
+/// Runs every store check one after the other, each on the store the async `make` returns,
+/// printing each as it passes: for a test binary with a harness of its own (one that starts
+/// servers once for every check, say).
+#[macro_export]
+macro_rules! store_conformance_in_sequence {
+    ($make:expr) => {
+        $crate::__kit_store_checks!(fresh $make);
+    };
+}
+
+/// [`store_conformance_in_sequence!`] for the projection checks.
+#[macro_export]
+macro_rules! projection_conformance_in_sequence {
+    ($make:expr) => {
+        $crate::__kit_projection_checks!(fresh $make);
     };
 }
 

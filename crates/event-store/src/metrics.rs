@@ -28,6 +28,9 @@
 //! | `event_store_subscriber_duplicates_total` | counter | `group` | messages dropped as already processed |
 //! | `event_store_subscriber_retries_total` | counter | `group` | handler failures that were retried |
 //! | `event_store_subscriber_dead_letters_total` | counter | `group` | messages sent to the dead letters |
+//! | `event_store_replica_lag_seconds` | gauge | `replica` | how far a PostgreSQL replica is behind its primary, at its last check |
+//! | `event_store_replica_healthy` | gauge | `replica` | 1 while reads go to the replica, 0 while it is skipped (down, lagging, or promoted) |
+//! | `event_store_replica_fallbacks_total` | counter | `reason`: `failed`, `wait` | reads that a replica could not serve: it failed, or none had an `After` position in time |
 //!
 //! The lags are ages of events (`now − context.time`) when they were applied or published: an
 //! import of old events shows as lag while it is worked through, as it should for a consumer.
@@ -140,4 +143,22 @@ impl Drop for PartitionGauge {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// A replica's health at its last check (`lag`: `None` when it could not be measured).
+pub fn replica(name: &str, lag: Option<std::time::Duration>, healthy: bool) {
+    if let Some(lag) = lag {
+        metrics::gauge!("event_store_replica_lag_seconds", "replica" => name.to_owned())
+            .set(lag.as_secs_f64());
+    }
+    metrics::gauge!("event_store_replica_healthy", "replica" => name.to_owned()).set(if healthy {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// A read a replica could not serve (`reason`: `failed` or `wait`).
+pub fn replica_fallback(reason: &'static str) {
+    metrics::counter!("event_store_replica_fallbacks_total", "reason" => reason).increment(1);
 }
