@@ -13,7 +13,8 @@ use event_store::{
     Direction, EventStore, Position, RecordedEvent, Store, StoreStats, StreamId,
 };
 use event_store_postgres::{
-    Indexes, MigrationStatus, PgCache, PgConfig, PgKeyStore, PgLease, PgStore,
+    Consistency, Indexes, MigrationStatus, PgCache, PgConfig, PgKeyStore, PgLease, PgStore,
+    Replicas,
 };
 use event_store_sqlite::{
     OpenMode, SqliteCache, SqliteConfig, SqliteKeyStore, SqliteLease, SqliteStore,
@@ -139,31 +140,51 @@ pub(crate) struct StoreUrl {
     pub(crate) url: String,
     pub(crate) schema: String,
     pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// The PostgreSQL replicas to read from (`--replica`).
+    pub(crate) replicas: Replicas,
+}
+
+/// The replicas of `--replica`, `--consistency` and `--max-replica-lag`.
+pub(crate) fn replicas(
+    urls: &[String],
+    consistency: crate::cli::ConsistencyArg,
+    max_lag: f64,
+) -> Result<Replicas> {
+    use crate::cli::ConsistencyArg as C;
+    let max_lag = Duration::try_from_secs_f64(max_lag)
+        .map_err(|_| usage("--max-replica-lag must be a number of seconds, 0 or more"))?;
+    let mut out = Replicas {
+        max_lag,
+        consistency: match consistency {
+            C::Eventual => Consistency::Eventual,
+            C::Session => Consistency::Session,
+            C::Primary => Consistency::Primary,
+        },
+        ..Replicas::default()
+    };
+    for url in urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+        match parse_url(url) {
+            Ok(Target::Postgres(url)) => out.urls.push(url),
+            Ok(Target::Sqlite(..)) => {
+                return Err(usage(
+                    "--replica takes PostgreSQL URLs (postgres://USER@HOST/DB): SQLite has no replicas",
+                ));
+            }
+            Err(e) => return Err(usage(format!("--replica: {e}"))),
+        }
+    }
+    Ok(out)
 }
 
 impl StoreUrl {
     /// Opens the store for what a command does to it.
     pub(crate) async fn open(&self, access: Access) -> Result<AnyStore> {
-        AnyStore::open(
-            &self.url,
-            &self.schema,
-            self.ca_file.clone(),
-            access,
-            Indexes::default(),
-        )
-        .await
+        AnyStore::open(self, access, Indexes::default()).await
     }
 
     /// Opens the store, creating or migrating it with the optional `indexes` (PostgreSQL only).
     pub(crate) async fn init(&self, indexes: Indexes) -> Result<AnyStore> {
-        AnyStore::open(
-            &self.url,
-            &self.schema,
-            self.ca_file.clone(),
-            Access::Init,
-            indexes,
-        )
-        .await
+        AnyStore::open(self, Access::Init, indexes).await
     }
 
     /// The applied and pending migrations of the store, read without changing it, whatever
@@ -199,14 +220,12 @@ impl StoreUrl {
 impl AnyStore {
     /// Opens the store for `access` (see [`Access`]): only `init` creates a PostgreSQL schema
     /// or migrates one.
-    pub(crate) async fn open(
-        url: &str,
-        schema: &str,
-        ca_file: Option<std::path::PathBuf>,
-        access: Access,
-        indexes: Indexes,
-    ) -> Result<Self> {
-        match parse_url(url)? {
+    pub(crate) async fn open(at: &StoreUrl, access: Access, indexes: Indexes) -> Result<Self> {
+        let schema = at.schema.as_str();
+        match parse_url(&at.url)? {
+            Target::Sqlite(..) if !at.replicas.urls.is_empty() => Err(usage(
+                "--replica is a PostgreSQL setting: a SQLite store has no replicas",
+            )),
             Target::Sqlite(..) if indexes != Indexes::default() => Err(usage(
                 "--index is a PostgreSQL setting: SQLite filters subjects and time ranges while walking the log",
             )),
@@ -226,7 +245,8 @@ impl AnyStore {
                 "event-store-cli".clone_into(&mut config.application_name);
                 config.connect_timeout = Duration::from_secs(5);
                 config.indexes = indexes;
-                if let Some(ca_file) = ca_file {
+                config.replicas = at.replicas.clone();
+                if let Some(ca_file) = at.ca_file.clone() {
                     config.tls = event_store_postgres::PgTls::Verified {
                         ca_file: Some(ca_file),
                     };

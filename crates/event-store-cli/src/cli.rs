@@ -60,6 +60,39 @@ pub(crate) struct Cli {
     )]
     pub(crate) pg_ca_file: Option<PathBuf>,
 
+    /// A PostgreSQL streaming replica (a hot standby of --url) to read from; repeat for more, or
+    /// list them comma-separated in EVENT_STORE_REPLICAS. Reads of the log, tails and folds go
+    /// to a healthy replica; writes, checkpoints and the cache stay on --url.
+    #[arg(
+        long = "replica",
+        global = true,
+        env = "EVENT_STORE_REPLICAS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub(crate) replicas: Vec<String>,
+
+    /// What reads through --replica must see: `eventual` (any healthy replica), `session` (every
+    /// write this process made), or `primary` (reads on --url only).
+    #[arg(
+        long,
+        global = true,
+        env = "EVENT_STORE_CONSISTENCY",
+        value_enum,
+        default_value_t = ConsistencyArg::Eventual
+    )]
+    pub(crate) consistency: ConsistencyArg,
+
+    /// Skip a replica further than this behind --url (seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "EVENT_STORE_MAX_REPLICA_LAG",
+        value_name = "SECONDS",
+        default_value_t = 5.0
+    )]
+    pub(crate) max_replica_lag: f64,
+
     /// Print only the results: no progress bars, summaries or notes on stderr (errors are
     /// still printed).
     #[arg(long, short, global = true)]
@@ -67,6 +100,17 @@ pub(crate) struct Cli {
 
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// `--consistency`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsistencyArg {
+    /// Any healthy replica, else the primary.
+    Eventual,
+    /// A replica that has every write this process made, else the primary.
+    Session,
+    /// The primary only.
+    Primary,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +128,9 @@ pub(crate) enum Command {
     Streams(StreamsArgs),
     /// Events, streams, counts per namespace and type, size on disk, head checkpoint.
     Stats(StatsArgs),
+    /// The PostgreSQL replicas given with --replica: whether reads go to each, and its lag.
+    /// Exits 1 when one is not serving reads (for health checks).
+    Replicas(ReplicasArgs),
     /// The event types in the log per namespace, type and schema version, with counts and the
     /// positions of the first and last: which old versions are still there (and need an
     /// upcaster). Reads the whole log.
@@ -601,6 +648,18 @@ pub(crate) fn seconds(text: &str) -> Result<std::time::Duration, String> {
         ));
     }
     std::time::Duration::try_from_secs_f64(s).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  event-store --url postgres://app@primary/app --replica postgres://app@standby1/app replicas
+  EVENT_STORE_REPLICAS=postgres://app@s1/app,postgres://app@s2/app event-store replicas --format json")]
+pub(crate) struct ReplicasArgs {
+    /// Output format (default: a table on a terminal, JSON otherwise): one object per replica,
+    /// {"replica", "healthy", "reachable", "lag_seconds"} (null while unknown).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
 }
 
 #[derive(Args, Debug)]

@@ -136,6 +136,15 @@ macro_rules! __kit_each {
             }
         )*
     };
+    (fresh_pair $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            {
+                let (store, cache) = ($make)().await;
+                $crate::$check(&store, &cache).await;
+                ::std::println!("kit check {}: ok", ::std::stringify!($check));
+            }
+        )*
+    };
     (tests $make:expr; $($check:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +174,14 @@ macro_rules! __kit_each {
 macro_rules! store_conformance_in_sequence {
     ($make:expr) => {
         $crate::__kit_store_checks!(fresh $make);
+    };
+}
+
+/// [`store_conformance_in_sequence!`] for the cache checks: `make` returns a store and a cache.
+#[macro_export]
+macro_rules! cache_conformance_in_sequence {
+    ($make:expr) => {
+        $crate::__kit_cache_checks!(fresh_pair $make);
     };
 }
 

@@ -14,6 +14,7 @@ mod migrate;
 mod projections;
 mod publish;
 mod read;
+mod replicas;
 mod schema;
 mod serve;
 mod stats;
@@ -34,6 +35,7 @@ pub(crate) async fn run(cli: Cli, url_given: bool) -> Result<()> {
         url: cli.url,
         schema: cli.schema,
         ca_file: cli.pg_ca_file,
+        replicas: crate::backend::replicas(&cli.replicas, cli.consistency, cli.max_replica_lag)?,
     };
     let quiet = cli.quiet;
     match cli.command {
@@ -43,6 +45,7 @@ pub(crate) async fn run(cli: Cli, url_given: bool) -> Result<()> {
         Command::Tail(args) => tail::run(&url.facade(Access::Read).await?, args).await,
         Command::Streams(args) => streams::run(&url.open(Access::Read).await?, args).await,
         Command::Stats(args) => stats::run(&url.open(Access::Read).await?, &args).await,
+        Command::Replicas(args) => replicas::run(&url, &args).await,
         Command::Schema(args) => schema::run(&url.open(Access::Read).await?, &args, quiet).await,
         Command::Export(args) => export::run(&url.facade(Access::Read).await?, args, quiet).await,
         Command::Import(args) => import::run(&url, args, quiet).await,
