@@ -58,6 +58,24 @@ pub struct AmqpConfig {
     /// Speak the original event store's wire format (`LEGACY.md`), for a migration where
     /// services still running the old library exchange events with new ones (default `None`).
     pub legacy: Option<LegacyWire>,
+    /// The type of the subscriber groups' queues (their queue, ordered partitions, per-type
+    /// queues of the original wire format, and dead letters): classic (the default) or quorum,
+    /// replicated across a broker cluster's nodes (Raft). A queue keeps the type it was
+    /// declared with: every instance of a group must use the same one.
+    pub queue_type: QueueType,
+}
+
+/// The type of a group's queues ([`AmqpConfig::queue_type`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueueType {
+    /// RabbitMQ's classic queues: on one node.
+    #[default]
+    Classic,
+    /// Quorum queues: replicated on a majority of a cluster's nodes, surviving the loss of a
+    /// minority. Single active consumer (ordered groups) and dead letters work as with
+    /// classic queues; the broker also dead-letters a message it stops redelivering (its
+    /// delivery limit) into the group's dead-letter queue. Needs RabbitMQ 3.10 or later.
+    Quorum,
 }
 
 /// The original event store's wire format: the relay publishes each event as `{"id", "data",
@@ -94,6 +112,7 @@ impl std::fmt::Debug for AmqpConfig {
             .field("max_attempts", &self.max_attempts)
             .field("partitions", &self.partitions)
             .field("legacy", &self.legacy)
+            .field("queue_type", &self.queue_type)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +133,7 @@ impl AmqpConfig {
             adopt_legacy_checkpoint: false,
             partitions: 0,
             legacy: None,
+            queue_type: QueueType::Classic,
         }
     }
 

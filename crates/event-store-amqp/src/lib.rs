@@ -8,7 +8,7 @@ mod relay;
 mod subscriber;
 mod topology;
 
-pub use config::{AmqpConfig, LegacyWire};
+pub use config::{AmqpConfig, LegacyWire, QueueType};
 pub use message::{
     HEADER_DEAD_LETTER_GROUP, HEADER_DEAD_LETTER_REASON, HEADER_POSITION, HEADER_REPLAY,
     HEADER_STREAM, HEADER_VERSION, ReplayRequested, header_text,

@@ -428,7 +428,13 @@ impl<S: Store + Checkpoints + Clone> Relay<S> {
             .await
             .map_err(|e| amqp("opening a channel", e))?;
         declare_queue(&ch, queue).await?;
-        declare_dead_letters(&ch, &self.config.exchange, REFUSED_REPLAY_REQUESTS).await?;
+        declare_dead_letters(
+            &ch,
+            &self.config.exchange,
+            REFUSED_REPLAY_REQUESTS,
+            crate::QueueType::Classic,
+        )
+        .await?;
         ch.queue_bind(
             short("queue", queue)?,
             short("exchange", &self.config.exchange)?,

@@ -22,8 +22,8 @@ use crate::message::{ReplayRequested, dead_letter_props, decode, decode_legacy};
 use crate::metrics::{SubscriberMetrics, bump, count};
 use crate::topology::{
     amqp, binding_keys, close, connect, dead_letter_exchange, declare_dead_letters,
-    declare_exchange, declare_group, declare_ordered_group, declare_queue, group_queue, is_refusal,
-    legacy_queue, short,
+    declare_exchange, declare_group, declare_ordered_group, declare_queue_with, group_args,
+    group_queue, is_refusal, legacy_queue, short,
 };
 
 /// The AMQP emitter: subscriptions consume a group's queue on RabbitMQ. Publishing is the
@@ -247,12 +247,17 @@ async fn declare(
 ) -> Result<Vec<String>> {
     if let Some(legacy) = &config.legacy {
         declare_exchange(ch, &config.exchange).await?;
-        declare_dead_letters(ch, &config.exchange, group).await?;
+        declare_dead_letters(ch, &config.exchange, group, config.queue_type).await?;
         let mut queues = Vec::new();
         for t in types {
             let Some(ty) = &t.event_type else { continue };
             let queue = legacy_queue(&legacy.store_namespace, &t.namespace, ty);
-            declare_queue(ch, &queue).await?;
+            declare_queue_with(
+                ch,
+                &queue,
+                group_args(&config.exchange, group, config.queue_type),
+            )
+            .await?;
             ch.queue_bind(
                 short("queue", &queue)?,
                 short("exchange", &config.exchange)?,
@@ -268,10 +273,19 @@ async fn declare(
     }
     if config.partitions == 0 {
         Ok(vec![
-            declare_group(ch, &config.exchange, group, keys).await?,
+            declare_group(ch, &config.exchange, group, keys, config.queue_type).await?,
         ])
     } else {
-        declare_ordered_group(conn, ch, &config.exchange, group, keys, config.partitions).await
+        declare_ordered_group(
+            conn,
+            ch,
+            &config.exchange,
+            group,
+            keys,
+            config.partitions,
+            config.queue_type,
+        )
+        .await
     }
 }
 

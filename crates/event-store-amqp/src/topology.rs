@@ -10,7 +10,7 @@ use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::config::AmqpConfig;
+use crate::config::{AmqpConfig, QueueType};
 
 pub(crate) const BACKEND: &str = "amqp";
 
@@ -194,11 +194,12 @@ pub(crate) async fn declare_group(
     exchange: &str,
     group: &str,
     keys: &[String],
+    kind: QueueType,
 ) -> Result<String> {
     declare_exchange(ch, exchange).await?;
     let queue = group_queue(exchange, group);
-    declare_dead_letters(ch, exchange, group).await?;
-    declare_queue(ch, &queue).await?;
+    declare_dead_letters(ch, exchange, group, kind).await?;
+    declare_queue_with(ch, &queue, group_args(exchange, group, kind)).await?;
     for key in keys {
         ch.queue_bind(
             short("queue", &queue)?,
@@ -224,6 +225,7 @@ pub(crate) async fn declare_ordered_group(
     group: &str,
     keys: &[String],
     partitions: u16,
+    kind: QueueType,
 ) -> Result<Vec<String>> {
     declare_exchange(ch, exchange).await?;
     let unordered = group_queue(exchange, group);
@@ -236,7 +238,7 @@ pub(crate) async fn declare_ordered_group(
             ),
         ));
     }
-    declare_dead_letters(ch, exchange, group).await?;
+    declare_dead_letters(ch, exchange, group, kind).await?;
     let by_stream = ordered_exchange(exchange, group);
     let mut args = FieldTable::default();
     args.insert(
@@ -275,18 +277,9 @@ pub(crate) async fn declare_ordered_group(
     }
     let queues = group_queues(exchange, group, partitions);
     for queue in &queues {
-        let mut args = FieldTable::default();
+        let mut args = group_args(exchange, group, kind);
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-        ch.queue_declare(
-            short("queue", queue)?,
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            args,
-        )
-        .await
-        .map_err(|e| amqp("declaring a partition queue", e))?;
+        declare_queue_with(ch, queue, args).await?;
         // The consistent-hash exchange reads a binding's key as the partition's weight.
         ch.queue_bind(
             short("queue", queue)?,
@@ -330,28 +323,93 @@ pub(crate) async fn queue_exists(conn: &Connection, queue: &str) -> Result<bool>
     }
 }
 
-/// Declares a durable queue.
+/// Declares a durable classic queue.
 pub(crate) async fn declare_queue(ch: &Channel, queue: &str) -> Result<()> {
+    declare_queue_with(ch, queue, FieldTable::default()).await
+}
+
+/// The arguments of a group's queues of `kind`. A quorum queue also names the group's dead
+/// letters as its dead-letter exchange (at least once): a message the broker stops redelivering
+/// (RabbitMQ 4 limits a quorum queue's redeliveries to 20 by default) lands there, not nowhere.
+pub(crate) fn group_args(exchange: &str, group: &str, kind: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    if kind == QueueType::Quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dead_letter_exchange(exchange).into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(group.into()),
+        );
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        // At-least-once dead-lettering needs publishers refused rather than messages dropped
+        // at a length limit (none is set here).
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+    }
+    args
+}
+
+/// Declares a durable queue with `args`. A queue that exists with other arguments (another
+/// type) is refused by the broker: the error says what to do.
+pub(crate) async fn declare_queue_with(ch: &Channel, queue: &str, args: FieldTable) -> Result<()> {
+    let quorum = args.inner().contains_key("x-queue-type");
     ch.queue_declare(
         short("queue", queue)?,
         QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
         },
-        FieldTable::default(),
+        args,
     )
     .await
     .map(drop)
-    .map_err(|e| amqp("declaring a queue", e))
+    .map_err(|e| {
+        if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))) {
+            let (asked, other) = if quorum { ("quorum", "classic") } else { ("classic", "quorum") };
+            Error::backend_with(
+                BACKEND,
+                format!(
+                    "the queue `{queue}` exists with other settings (a {other} queue?) and cannot \
+                     become a {asked} queue: drain and delete it, or keep its queue type"
+                ),
+                e,
+            )
+        } else {
+            amqp("declaring a queue", e)
+        }
+    })
 }
 
 /// Declares the dead-letter exchange and the queue `{exchange}.{name}.dead-letter`, bound to it
 /// with the routing key `name` (a group, or `replay-requests` for the relay's refusals).
-pub(crate) async fn declare_dead_letters(ch: &Channel, exchange: &str, name: &str) -> Result<()> {
+pub(crate) async fn declare_dead_letters(
+    ch: &Channel,
+    exchange: &str,
+    name: &str,
+    kind: QueueType,
+) -> Result<()> {
     let dlx = dead_letter_exchange(exchange);
     declare_exchange(ch, &dlx).await?;
     let dlq = dead_letter_queue(exchange, name);
-    declare_queue(ch, &dlq).await?;
+    let mut args = FieldTable::default();
+    if kind == QueueType::Quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    declare_queue_with(ch, &dlq, args).await?;
     ch.queue_bind(
         short("queue", &dlq)?,
         short("exchange", &dlx)?,

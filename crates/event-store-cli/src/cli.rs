@@ -858,6 +858,7 @@ pub(crate) struct PublishArgs {
 #[command(after_help = "\
 Examples:
   event-store subscribe --group billing --bind shop.OrderPlaced
+  event-store subscribe --group billing --quorum --bind shop.OrderPlaced
   event-store subscribe --group audit --bind 'shop.*' --limit 10 --idle-exit 5")]
 pub(crate) struct SubscribeArgs {
     #[command(flatten)]
@@ -865,6 +866,10 @@ pub(crate) struct SubscribeArgs {
     /// The subscriber group (a service name): instances of a group share its events.
     #[arg(long)]
     pub(crate) group: String,
+    /// Declare the group's queues as RabbitMQ quorum queues (replicated across a broker
+    /// cluster); every instance of a group must agree, and an existing queue keeps its type.
+    #[arg(long)]
+    pub(crate) quorum: bool,
     /// Serve the subscriber's metrics (delivered, redeliveries, dead letters, …) in the
     /// Prometheus text format at http://ADDRESS:PORT/metrics.
     #[arg(long, value_name = "ADDRESS:PORT")]

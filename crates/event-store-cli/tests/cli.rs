@@ -783,6 +783,105 @@ fn publish_and_subscribe_through_rabbitmq() {
     ));
 }
 
+/// `subscribe --quorum` declares the group's queues as quorum queues and receives as before.
+#[test]
+fn subscribe_on_quorum_queues() {
+    let Some((amqp, rt, conn)) = rabbit() else {
+        return;
+    };
+    let exchange = format!(
+        "es_cli_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Target::sqlite(tmp.path());
+    let broker = ["--amqp", amqp.as_str(), "--exchange", exchange.as_str()];
+    t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
+    t.ok(&["append", "o-2", "shop.Placed", r#"{"n": 2}"#]);
+    let quorum = [&broker[..], &["--quorum"]].concat();
+    let mut sub_args = vec![
+        "subscribe",
+        "--group",
+        "printer",
+        "--limit",
+        "2",
+        "--idle-exit",
+        "30",
+    ];
+    sub_args.extend(&quorum);
+    let subscriber = t
+        .cmd(&sub_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let queue = format!("{exchange}.printer");
+    // The group's queue is a quorum queue: declaring it as a plain classic one is refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let ch = rt.block_on(conn.create_channel()).unwrap();
+        let declared = rt.block_on(ch.queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..lapin::options::QueueDeclareOptions::default()
+            },
+            lapin::types::FieldTable::default(),
+        ));
+        if declared.is_ok() {
+            let ch = rt.block_on(conn.create_channel()).unwrap();
+            break rt
+                .block_on(ch.queue_declare(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeclareOptions {
+                        durable: true,
+                        ..lapin::options::QueueDeclareOptions::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                ))
+                .is_err();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group's queue was declared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(refused, "the group's queue is not a plain classic queue");
+    let mut pub_args = vec!["publish"];
+    pub_args.extend(broker);
+    let mut relay = t
+        .cmd(&pub_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = subscriber.wait_with_output().unwrap();
+    relay.kill().unwrap();
+    let _ = relay.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        got.iter()
+            .map(|e| e["data"]["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    rt.block_on(remove_broker_names(
+        &conn,
+        &exchange,
+        &[
+            queue.clone(),
+            format!("{exchange}.printer.dead-letter"),
+            format!("{exchange}.replay-requests"),
+        ],
+    ));
+}
+
 /// `GET path` on `address` (HTTP/1.1, closed after): the body.
 fn http_get(address: &str, path: &str) -> String {
     use std::io::{Read as _, Write as _};

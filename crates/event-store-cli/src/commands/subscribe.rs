@@ -37,7 +37,11 @@ pub(crate) async fn run(args: SubscribeArgs) -> Result<()> {
     let types = bindings(&args.bind)?;
     let idle = args.idle_exit;
     let limit = args.limit.unwrap_or(usize::MAX);
-    let emitter = AmqpEmitter::new(args.broker.config())?;
+    let mut config = args.broker.config();
+    if args.quorum {
+        config.queue_type = event_store_amqp::QueueType::Quorum;
+    }
+    let emitter = AmqpEmitter::new(config)?;
     if let Some(address) = crate::prometheus::serve(args.metrics).await? {
         eprintln!("metrics on http://{address}/metrics");
     }
