@@ -15,6 +15,7 @@ mod message_db;
 mod personal;
 mod postgres;
 mod projection;
+mod replicas;
 mod report;
 mod sqlite;
 mod workload;
@@ -38,7 +39,8 @@ pub struct Options {
     pub pg: String,
     /// The RabbitMQ to measure (a scratch exchange and queue are created and deleted).
     pub amqp: String,
-    /// Only these backends (`memory`, `sqlite`, `postgres`, `amqp`; `message-db` with
+    /// Only these backends (`memory`, `sqlite`, `postgres`, `replicas` (a private primary with
+    /// 2 standbys), `amqp`; `message-db` with
     /// `postgres` adds the Message DB comparison, which a run of everything includes); empty:
     /// all reachable.
     pub only: Vec<String>,
@@ -111,6 +113,9 @@ pub async fn run(options: Options) -> Result<()> {
                 }
             }
         }
+    }
+    if wants("replicas") {
+        replicas::run(&mut report, sizes).await?;
     }
     if wants("amqp") {
         match amqp::run(&mut report, &options.amqp, sizes).await {

@@ -912,7 +912,9 @@ pub(crate) struct BenchArgs {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub(crate) amqp: String,
-    /// Only these backends (memory, sqlite, postgres, amqp); default: all that are reachable.
+    /// Only these backends (memory, sqlite, postgres, replicas, amqp; replicas starts a private
+    /// primary and 2 standbys from the PostgreSQL server binaries); default: all that are
+    /// reachable.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
 }

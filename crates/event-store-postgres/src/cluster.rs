@@ -142,6 +142,33 @@ impl LocalCluster {
         self.wait_ready(&self.standbys[i])
     }
 
+    /// The CPU time each server has used so far, the primary first, then the standbys in
+    /// order: its postmaster, the processes it started that have exited, and those still
+    /// running (Linux: read from `/proc`).
+    pub fn cpu_times(&self) -> Result<Vec<Duration>> {
+        let tick = clock_tick();
+        let procs = processes()?;
+        [&self.primary]
+            .into_iter()
+            .chain(&self.standbys)
+            .map(|server| {
+                let pid_file = std::fs::read_to_string(server.data.join("postmaster.pid"))
+                    .map_err(|e| failed("reading postmaster.pid", e))?;
+                let pid: u32 = pid_file
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse().ok())
+                    .ok_or_else(|| failed("reading postmaster.pid", "no process id"))?;
+                let ticks: u64 = procs
+                    .iter()
+                    .filter(|p| p.pid == pid || p.ppid == pid)
+                    .map(|p| p.ticks + if p.pid == pid { p.children_ticks } else { 0 })
+                    .sum();
+                Ok(Duration::from_secs_f64(ticks as f64 / tick))
+            })
+            .collect()
+    }
+
     fn own(&self, path: &Path) -> Result<()> {
         if let Some(user) = &self.run_as {
             Self::run(Command::new("chown").arg("-R").arg(user).arg(path))?;
@@ -288,4 +315,59 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// One process of `/proc`: its parent, and its CPU ticks (own, and of its waited-for children).
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    ticks: u64,
+    children_ticks: u64,
+}
+
+fn processes() -> Result<Vec<Proc>> {
+    let dir = std::fs::read_dir("/proc").map_err(|e| failed("reading /proc", e))?;
+    Ok(dir
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // The command name may hold spaces and parentheses: fields start after the last `)`.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // After the name: state (0), ppid (1), …, utime (11), stime (12), cutime (13), cstime (14).
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            Some(Proc {
+                pid,
+                ppid: f.get(1)?.parse().ok()?,
+                ticks: n(11)? + n(12)?,
+                children_ticks: n(13)? + n(14)?,
+            })
+        })
+        .collect())
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 when it cannot say).
+fn clock_tick() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The CPU time this process has used so far (Linux: `/proc/self/stat`).
+pub fn own_cpu_time() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .map_err(|e| failed("reading /proc/self/stat", e))?;
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| failed("reading /proc/self/stat", "no command name"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Ok(Duration::from_secs_f64(
+        (n(11) + n(12)) as f64 / clock_tick(),
+    ))
 }
