@@ -58,23 +58,34 @@ async fn measure(report: &mut Report, cluster: &LocalCluster, sizes: Sizes) -> R
     let events = sizes.stream;
     seed(&store, events).await?;
     wait_healthy(&store).await?;
+    read_rows(report, cluster, &store, events).await?;
+    append_rows(report, cluster, &store, events, sizes).await
+}
+
+/// The readers on the primary alone, then on the replicas, twice: rates and CPU per event.
+async fn read_rows(
+    report: &mut Report,
+    cluster: &LocalCluster,
+    store: &PgStore,
+    events: usize,
+) -> Result<()> {
     let on_primary = store.reading(Consistency::Primary);
     let (mut primary, mut replicas) = (0f64, 0f64);
-    let (mut primary_cpu, mut replica_cpu, mut client_cpu) =
-        (Cpu::default(), Cpu::default(), Cpu::default());
+    let (mut primary_cpu, mut replica_cpu) = (Cpu::default(), Cpu::default());
+    // What the primary spends while the replicas serve the readers, and the readers themselves.
+    let (mut primary_idle_cpu, mut client_cpu) = (Cpu::default(), Cpu::default());
+    let n = READERS * events;
     for _ in 0..2 {
         let before = cpu(cluster)?;
         primary = primary.max(readers(&on_primary, events).await?);
         let between = cpu(cluster)?;
-        replicas = replicas.max(readers(&store, events).await?);
+        replicas = replicas.max(readers(store, events).await?);
         let after = cpu(cluster)?;
-        primary_cpu.add(between.servers[0] - before.servers[0], READERS * events);
-        replica_cpu.add(
-            after.servers[1..].iter().sum::<Duration>()
-                - between.servers[1..].iter().sum::<Duration>(),
-            READERS * events,
-        );
-        client_cpu.add(after.client - between.client, READERS * events);
+        primary_cpu.add(since(between.servers[0], before.servers[0]), n);
+        let standbys = |c: &CpuNow| c.servers[1..].iter().sum::<Duration>();
+        replica_cpu.add(since(standbys(&after), standbys(&between)), n);
+        client_cpu.add(since(after.client, between.client), n);
+        primary_idle_cpu.add(since(after.servers[0], between.servers[0]), n);
     }
     let served: u64 = store.replicas().iter().map(|r| r.reads).sum();
     ensure(served > 0, "the standbys served no read")?;
@@ -88,37 +99,62 @@ async fn measure(report: &mut Report, cluster: &LocalCluster, sizes: Sizes) -> R
         true,
         Goal::Ratio(1.6),
     );
+    // A share rather than a ratio: the primary may spend nothing measurable at all.
     report.add(
-        "replica_read_server_cpu",
-        "server CPU per event read: the 2 replicas (vs the primary alone)",
+        "replica_read_primary_share",
+        "primary CPU for the reads the replicas serve, as a share of serving them itself",
         "postgres",
-        replica_cpu.micros_per_event(),
-        "µs/ev",
-        Some(primary_cpu.micros_per_event()),
-        false,
-        Goal::None,
-    );
-    report.add(
-        "replica_read_client_cpu",
-        "client CPU per event read (decoding; 4 readers in one process)",
-        "postgres",
-        client_cpu.micros_per_event(),
-        "µs/ev",
+        100.0 * primary_idle_cpu.micros_per_event()
+            / primary_cpu.micros_per_event().max(f64::MIN_POSITIVE),
+        "%",
         None,
         false,
         Goal::None,
     );
+    let mut row = |key, workload: &str, value: &Cpu, baseline: Option<&Cpu>| {
+        report.add(
+            key,
+            workload,
+            "postgres",
+            value.micros_per_event(),
+            "µs/ev",
+            baseline.map(Cpu::micros_per_event),
+            false,
+            Goal::None,
+        );
+    };
+    row(
+        "replica_read_server_cpu",
+        "server CPU per event read: the 2 replicas (vs the primary alone)",
+        &replica_cpu,
+        Some(&primary_cpu),
+    );
+    row(
+        "replica_read_client_cpu",
+        "client CPU per event read (decoding; 4 readers in one process)",
+        &client_cpu,
+        None,
+    );
+    Ok(())
+}
 
+/// The writers alone, then while the readers keep reading the log from the replicas, twice:
+/// rates and the primary's CPU per append.
+async fn append_rows(
+    report: &mut Report,
+    cluster: &LocalCluster,
+    store: &PgStore,
+    events: usize,
+    sizes: Sizes,
+) -> Result<()> {
     let per_writer = (sizes.concurrent / WRITERS).max(10);
+    let n = WRITERS * per_writer;
     let (mut alone, mut loaded) = (0f64, 0f64);
     let (mut alone_cpu, mut loaded_cpu) = (Cpu::default(), Cpu::default());
     for _ in 0..2 {
         let before = cpu(cluster)?;
-        alone = alone.max(writers(&store, per_writer, "alone").await?);
-        alone_cpu.add(
-            cpu(cluster)?.servers[0] - before.servers[0],
-            WRITERS * per_writer,
-        );
+        alone = alone.max(writers(store, per_writer, "alone").await?);
+        alone_cpu.add(since(cpu(cluster)?.servers[0], before.servers[0]), n);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let load: Vec<_> = (0..READERS)
             .map(|_| {
@@ -132,11 +168,8 @@ async fn measure(report: &mut Report, cluster: &LocalCluster, sizes: Sizes) -> R
             })
             .collect();
         let before = cpu(cluster)?;
-        let rate = writers(&store, per_writer, "loaded").await;
-        loaded_cpu.add(
-            cpu(cluster)?.servers[0] - before.servers[0],
-            WRITERS * per_writer,
-        );
+        let rate = writers(store, per_writer, "loaded").await;
+        loaded_cpu.add(since(cpu(cluster)?.servers[0], before.servers[0]), n);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for l in load {
             l.await.context("a reader")??;
@@ -168,37 +201,10 @@ async fn measure(report: &mut Report, cluster: &LocalCluster, sizes: Sizes) -> R
     Ok(())
 }
 
-/// CPU time so far: each server of the cluster (primary first) and this process.
-struct CpuNow {
-    servers: Vec<Duration>,
-    client: Duration,
-}
-
-fn cpu(cluster: &LocalCluster) -> Result<CpuNow> {
-    Ok(CpuNow {
-        servers: cluster
-            .cpu_times()
-            .context("reading the servers' CPU time")?,
-        client: event_store_postgres::cluster::own_cpu_time().context("reading our CPU time")?,
-    })
-}
-
-/// CPU time spent over events, summed over runs.
-#[derive(Default)]
-struct Cpu {
-    time: Duration,
-    events: usize,
-}
-
-impl Cpu {
-    fn add(&mut self, time: Duration, events: usize) {
-        self.time += time;
-        self.events += events;
-    }
-
-    fn micros_per_event(&self) -> f64 {
-        self.time.as_secs_f64() * 1e6 / self.events.max(1) as f64
-    }
+/// CPU time between two readings (a process that exited between them and was not yet reaped
+/// can make the second one smaller: then none).
+fn since(after: Duration, before: Duration) -> Duration {
+    after.saturating_sub(before)
 }
 
 /// `n` events over 100 streams, appended in multi-stream batches of 1 000.
@@ -311,4 +317,37 @@ async fn writers(store: &PgStore, per_writer: usize, tag: &'static str) -> Resul
         t.await.context("a writer")??;
     }
     Ok(rate(WRITERS * per_writer, started.elapsed()))
+}
+
+/// CPU time so far: each server of the cluster (primary first) and this process.
+struct CpuNow {
+    servers: Vec<Duration>,
+    client: Duration,
+}
+
+fn cpu(cluster: &LocalCluster) -> Result<CpuNow> {
+    Ok(CpuNow {
+        servers: cluster
+            .cpu_times()
+            .context("reading the servers' CPU time")?,
+        client: event_store_postgres::cluster::own_cpu_time().context("reading our CPU time")?,
+    })
+}
+
+/// CPU time spent over events, summed over runs.
+#[derive(Default)]
+struct Cpu {
+    time: Duration,
+    events: usize,
+}
+
+impl Cpu {
+    fn add(&mut self, time: Duration, events: usize) {
+        self.time += time;
+        self.events += events;
+    }
+
+    fn micros_per_event(&self) -> f64 {
+        self.time.as_secs_f64() * 1e6 / self.events.max(1) as f64
+    }
 }
