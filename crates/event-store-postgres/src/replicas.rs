@@ -270,13 +270,22 @@ impl Set {
             .collect()
     }
 
+    /// [`Set::candidates`], counting a read none of them can serve.
+    fn available(&self) -> Vec<Arc<Node>> {
+        let candidates = self.candidates();
+        if candidates.is_empty() {
+            event_store::metrics::replica_fallback("none");
+        }
+        candidates
+    }
+
     /// The replicas that may serve a read of `consistency`, in the order to try them, waiting
     /// (up to [`Replicas::wait`]) for one to have an `After` position; empty: the primary.
     async fn plan(&self, consistency: Consistency, primary: &Pool) -> Vec<Arc<Node>> {
         match consistency {
             Consistency::Primary => Vec::new(),
-            Consistency::Eventual => self.candidates(),
-            Consistency::After(p) if p.is_start() => self.candidates(),
+            Consistency::Eventual => self.available(),
+            Consistency::After(p) if p.is_start() => self.available(),
             Consistency::After(p) => {
                 let Ok(tx) = i64::try_from(p.parts().0) else {
                     return Vec::new();
@@ -332,7 +341,12 @@ impl Set {
         let deadline = tokio::time::Instant::now() + self.options.wait;
         let mut pause = Duration::from_millis(1);
         loop {
-            for node in self.candidates() {
+            let candidates = self.available();
+            // No replica can serve now: the primary does, without waiting.
+            if candidates.is_empty() {
+                return candidates;
+            }
+            for node in candidates {
                 if reaches(&node, txs, floor).await {
                     return vec![node];
                 }
