@@ -697,21 +697,16 @@ fn import_resumes_after_a_kill() {
 /// shows the relay's checkpoint and lag.
 #[test]
 fn publish_and_subscribe_through_rabbitmq() {
-    let Some((amqp, rt, conn)) = rabbit() else {
+    let Some(b) = BrokerTest::new() else {
         return;
     };
-    let exchange = format!(
-        "es_cli_{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let t = Target::sqlite(tmp.path());
-    let broker = ["--amqp", amqp.as_str(), "--exchange", exchange.as_str()];
+    let (t, exchange) = (&b.target, b.exchange.as_str());
+    let broker = ["--amqp", b.amqp.as_str(), "--exchange", exchange];
     t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
     t.ok(&["append", "o-1", "shop.Cancelled", r#"{"n": 2}"#]);
     // Both serve their metrics on a port of their own.
     let with_metrics = [&broker[..], &["--metrics", "127.0.0.1:0"]].concat();
-    let (subscriber, mut relay) = printer_and_relay(&t, &with_metrics);
+    let (subscriber, mut relay) = printer_and_relay(t, &with_metrics);
     let mut relay_err = std::io::BufReader::new(relay.stderr.take().unwrap());
     let metrics_at = loop {
         let mut line = String::new();
@@ -772,30 +767,16 @@ fn publish_and_subscribe_through_rabbitmq() {
     bad.extend(broker);
     let e = one_error(&t.run(&bad));
     assert!(e.contains("--bind"), "{e}");
-    rt.block_on(remove_broker_names(
-        &conn,
-        &exchange,
-        &[
-            format!("{exchange}.printer"),
-            format!("{exchange}.printer.dead-letter"),
-            format!("{exchange}.replay-requests"),
-        ],
-    ));
 }
 
 /// `subscribe --quorum` declares the group's queues as quorum queues and receives as before.
 #[test]
 fn subscribe_on_quorum_queues() {
-    let Some((amqp, rt, conn)) = rabbit() else {
+    let Some(b) = BrokerTest::new() else {
         return;
     };
-    let exchange = format!(
-        "es_cli_{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    );
-    let tmp = tempfile::tempdir().unwrap();
-    let t = Target::sqlite(tmp.path());
-    let broker = ["--amqp", amqp.as_str(), "--exchange", exchange.as_str()];
+    let (t, exchange, rt, conn) = (&b.target, b.exchange.as_str(), &b.rt, &b.conn);
+    let broker = ["--amqp", b.amqp.as_str(), "--exchange", exchange];
     t.ok(&["append", "o-1", "shop.Placed", r#"{"n": 1}"#]);
     t.ok(&["append", "o-2", "shop.Placed", r#"{"n": 2}"#]);
     let quorum = [&broker[..], &["--quorum"]].concat();
@@ -871,15 +852,6 @@ fn subscribe_on_quorum_queues() {
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
-    rt.block_on(remove_broker_names(
-        &conn,
-        &exchange,
-        &[
-            queue.clone(),
-            format!("{exchange}.printer.dead-letter"),
-            format!("{exchange}.replay-requests"),
-        ],
-    ));
 }
 
 /// `GET path` on `address` (HTTP/1.1, closed after): the body.
@@ -943,6 +915,48 @@ fn printer_and_relay(t: &Target, broker: &[&str]) -> (std::process::Child, std::
         .spawn()
         .unwrap();
     (subscriber, relay)
+}
+
+/// A SQLite store and an exchange of its own on the test broker; the group `printer`'s queues,
+/// the relay's and the exchanges are deleted on drop.
+struct BrokerTest {
+    amqp: String,
+    rt: tokio::runtime::Runtime,
+    conn: lapin::Connection,
+    exchange: String,
+    target: Target,
+    _dir: tempfile::TempDir,
+}
+
+impl BrokerTest {
+    fn new() -> Option<Self> {
+        let (amqp, rt, conn) = rabbit()?;
+        let dir = tempfile::tempdir().unwrap();
+        Some(Self {
+            amqp,
+            rt,
+            conn,
+            exchange: format!(
+                "es_cli_{}",
+                &uuid::Uuid::now_v7().simple().to_string()[20..]
+            ),
+            target: Target::sqlite(dir.path()),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for BrokerTest {
+    fn drop(&mut self) {
+        let x = &self.exchange;
+        let queues = [
+            format!("{x}.printer"),
+            format!("{x}.printer.dead-letter"),
+            format!("{x}.replay-requests"),
+        ];
+        self.rt
+            .block_on(remove_broker_names(&self.conn, x, &queues));
+    }
 }
 
 /// Deletes a test's queues, then its exchange and dead-letter exchange.

@@ -500,57 +500,53 @@ fn unreachable_behind<T>(s: &Statement) -> Result<T> {
     ))
 }
 
-async fn rows_on(
-    pool: &Pool,
-    s: &Statement,
-    replica: bool,
-) -> Tried<(deadpool_postgres::Object, Vec<Row>)> {
-    let client = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => return Tried::Next(pool_error(s.what, e).to_string()),
-    };
-    let refs: Vec<_> = s.params.iter().map(as_sql).collect();
-    let result = match client.prepare_cached(&s.sql).await {
-        Ok(stmt) => client.query(&stmt, &refs).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(rows) => Tried::Done((client, rows)),
-        Err(e) => failure(e, s, replica),
-    }
+/// What a statement gave on a node: its rows, or its rows as a stream, with their connection.
+enum Answer {
+    Rows(deadpool_postgres::Object, Vec<Row>),
+    Stream(deadpool_postgres::Object, Pin<Box<RowStream>>),
 }
 
-async fn open_on(
-    pool: &Pool,
-    s: &Statement,
-    replica: bool,
-) -> Tried<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
+/// Runs `s` on `pool` (`replica`: a replica's, whose failures send the read elsewhere), all at
+/// once or as a stream.
+async fn run_on(pool: &Pool, s: &Statement, replica: bool, stream: bool) -> Tried<Answer> {
     let client = match pool.get().await {
         Ok(c) => c,
-        Err(e) => return Tried::Next(pool_error(s.what, e).to_string()),
+        Err(e) if replica => return Tried::Next(pool_error(s.what, e).to_string()),
+        Err(e) => return Tried::Failed(pool_error(s.what, e)),
     };
-    let result = match client.prepare_cached(&s.sql).await {
-        Ok(stmt) => client.query_raw(&stmt, s.params.iter().map(as_sql)).await,
-        Err(e) => Err(e),
+    let stmt = match client.prepare_cached(&s.sql).await {
+        Ok(stmt) => stmt,
+        Err(e) => return failure(e, s, replica),
     };
-    match result {
-        Ok(rows) => Tried::Done((client, Box::pin(rows))),
-        Err(e) => failure(e, s, replica),
+    let params = s.params.iter().map(as_sql);
+    if stream {
+        match client.query_raw(&stmt, params).await {
+            Ok(rows) => Tried::Done(Answer::Stream(client, Box::pin(rows))),
+            Err(e) => failure(e, s, replica),
+        }
+    } else {
+        let refs: Vec<_> = params.collect();
+        match client.query(&stmt, &refs).await {
+            Ok(rows) => Tried::Done(Answer::Rows(client, rows)),
+            Err(e) => failure(e, s, replica),
+        }
     }
 }
 
 impl crate::PgStore {
-    /// A routed statement's rows: on the first replica of the plan that answers, else on the
-    /// primary.
-    pub(crate) async fn routed_rows(&self, set: &Set, s: &Statement) -> Result<Vec<Row>> {
+    /// A routed statement's answer: from the first replica of the plan that answers, else
+    /// from the primary; with the replica that gave it (`None`: the primary).
+    async fn routed_answer(
+        &self,
+        set: &Set,
+        s: &Statement,
+        stream: bool,
+    ) -> Result<(Answer, Option<Arc<Node>>)> {
         for node in set.plan(self.consistency(), self.pool()).await {
-            match rows_on(&node.pool, s, true).await {
-                Tried::Done((client, rows)) => {
+            match run_on(&node.pool, s, true, stream).await {
+                Tried::Done(answer) => {
                     node.reads.fetch_add(1, Ordering::Relaxed);
-                    if s.routing == Routing::Watermark {
-                        set.raise_fence(&client, Some(&node)).await?;
-                    }
-                    return Ok(rows);
+                    return Ok((answer, Some(node)));
                 }
                 Tried::Next(why) => {
                     node.down(&why);
@@ -561,50 +557,38 @@ impl crate::PgStore {
             }
         }
         set.primary_reads.fetch_add(1, Ordering::Relaxed);
-        let client = self.client(s.what).await?;
-        let stmt = client
-            .prepare_cached(&s.sql)
-            .await
-            .map_err(|e| pg(s.what, e))?;
-        let refs: Vec<_> = s.params.iter().map(as_sql).collect();
-        let rows = client
-            .query(&stmt, &refs)
-            .await
-            .map_err(|e| pg(s.what, e))?;
-        if s.routing == Routing::Watermark {
-            set.raise_fence(&client, None).await?;
+        match run_on(self.pool(), s, false, stream).await {
+            Tried::Done(answer) => Ok((answer, None)),
+            Tried::Next(why) => Err(Error::backend(BACKEND, format!("{}: {why}", s.what))),
+            Tried::Behind => unreachable_behind(s),
+            Tried::Failed(e) => Err(e),
         }
-        Ok(rows)
     }
 
-    /// A routed statement's rows as a stream, opened on the first replica of the plan that
-    /// answers, else on the primary. (A node failing after the first rows ends the stream with
-    /// its error, as any read's failure does; the caller reads on from where it was.)
+    /// A routed statement's rows (a watermark raises the fence for the reads after it).
+    pub(crate) async fn routed_rows(&self, set: &Set, s: &Statement) -> Result<Vec<Row>> {
+        match self.routed_answer(set, s, false).await? {
+            (Answer::Rows(client, rows), node) => {
+                if s.routing == Routing::Watermark {
+                    set.raise_fence(&client, node.as_deref()).await?;
+                }
+                Ok(rows)
+            }
+            (Answer::Stream(..), _) => Err(Error::backend(BACKEND, "rows came as a stream")),
+        }
+    }
+
+    /// A routed statement's rows as a stream. (A node failing after the first rows ends the
+    /// stream with its error, as any read's failure does; the caller reads on from where it
+    /// was.)
     pub(crate) async fn routed_open(
         &self,
         set: &Set,
         s: &Statement,
     ) -> Result<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
-        for node in set.plan(self.consistency(), self.pool()).await {
-            match open_on(&node.pool, s, true).await {
-                Tried::Done(open) => {
-                    node.reads.fetch_add(1, Ordering::Relaxed);
-                    return Ok(open);
-                }
-                Tried::Next(why) => {
-                    node.down(&why);
-                    event_store::metrics::replica_fallback("failed");
-                }
-                Tried::Behind => {}
-                Tried::Failed(e) => return Err(e),
-            }
-        }
-        set.primary_reads.fetch_add(1, Ordering::Relaxed);
-        match open_on(self.pool(), s, false).await {
-            Tried::Done(open) => Ok(open),
-            Tried::Next(why) => Err(Error::backend(BACKEND, format!("{}: {why}", s.what))),
-            Tried::Behind => unreachable_behind(s),
-            Tried::Failed(e) => Err(e),
+        match self.routed_answer(set, s, true).await? {
+            (Answer::Stream(client, rows), _) => Ok((client, rows)),
+            (Answer::Rows(..), _) => Err(Error::backend(BACKEND, "a stream came as rows")),
         }
     }
 }
