@@ -6,6 +6,8 @@
 //! A harness of its own: the cluster is started once for every check below.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -59,6 +61,11 @@ fn main() {
         check(
             "a cached fold holds what one node had",
             cached_folds_see_one_node(c),
+        )
+        .await;
+        check(
+            "a projection catching up from the replicas applies each event once",
+            projection_from_replicas(c),
         )
         .await;
     });
@@ -507,4 +514,57 @@ async fn cached_folds_see_one_node(cluster: &LocalCluster) {
         let cached = es.fold::<KitCounter>("fence").await.expect("cached fold");
         assert_eq!(cached.state, whole, "the cached fold has both events");
     }
+}
+
+/// A transactional projection (the kit's ledger) reading the log from the replicas, its state
+/// and checkpoints written on the primary: caught up over events written before it started and
+/// while it ran, stopped halfway and started again, it holds each event exactly once.
+async fn projection_from_replicas(cluster: &LocalCluster) {
+    use event_store_postgres::Transactional;
+    use event_store_testkit::ledger::{self, FailOn, ledger_options};
+    let store = store(cluster, Consistency::Eventual).await;
+    ledger::write_deposits(&store, 4, 150, 8, 7).await;
+    let served_before = served(&store);
+    let run = || {
+        EventStore::from_store(store.clone())
+            .runner(Transactional::new(common::ledger::Ledger::<1> {
+                fail_on: FailOn::default(),
+            }))
+            .with_options(ledger_options(2))
+            .spawn()
+    };
+    let first = run();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while common::ledger::read_ledger(&store).await.0.len() < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projection started applying"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.stop().await.expect("stop the first runner");
+    let second = run();
+    ledger::write_deposits(&store, 4, 50, 8, 11).await;
+    let log = log_on_primary(&store, Position::START).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (rows, _) = common::ledger::read_ledger(&store).await;
+        if rows.len() >= log.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projection caught up: {} of {}",
+            rows.len(),
+            log.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.stop().await.expect("stop the second runner");
+    let (rows, totals) = common::ledger::read_ledger(&store).await;
+    ledger::check_ledger(&store.reading(Consistency::Primary), &rows, &totals, 1).await;
+    assert!(
+        served(&store) > served_before,
+        "the replicas served the projection's reads"
+    );
 }

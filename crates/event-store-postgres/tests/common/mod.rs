@@ -8,6 +8,8 @@
     clippy::manual_assert
 )]
 
+pub mod ledger;
+
 use event_store_postgres::{PgCache, PgConfig, PgStore};
 use event_store_testkit::Guarded;
 
