@@ -121,6 +121,8 @@ impl Node {
             tracing::warn!(replica = %self.name, error = %why, "replica failed; reads go elsewhere until it is healthy");
         }
         self.reachable.store(false, Ordering::Release);
+        // What it had replayed is no longer known: a restarted standby may open further back.
+        self.replay.store(0, Ordering::Release);
         event_store::metrics::replica(&self.name, None, false);
     }
 }
@@ -280,17 +282,28 @@ impl Set {
     }
 
     /// The replicas that may serve a read of `consistency`, in the order to try them, waiting
-    /// (up to [`Replicas::wait`]) for one to have an `After` position; empty: the primary.
-    async fn plan(&self, consistency: Consistency, primary: &Pool) -> Vec<Arc<Node>> {
+    /// (up to [`Replicas::wait`]) for one to have an `After` position or a session's writes
+    /// (empty: the primary), and the replay LSN the replica that serves it must have reached
+    /// (checked on its connection before the read: the probe's view of a replica that restarted
+    /// since may be ahead of what it shows now).
+    async fn plan(&self, consistency: Consistency, primary: &Pool) -> (Vec<Arc<Node>>, u64) {
+        // Read before choosing: a fence raised meanwhile is for the reads after it.
+        let fence = self.fence.load(Ordering::Acquire);
+        let (nodes, floor) = self.choose(consistency, primary).await;
+        (nodes, fence.max(floor))
+    }
+
+    /// [`Set::plan`]'s nodes, and the session floor they must have reached (0: none).
+    async fn choose(&self, consistency: Consistency, primary: &Pool) -> (Vec<Arc<Node>>, u64) {
         match consistency {
-            Consistency::Primary => Vec::new(),
-            Consistency::Eventual => self.available(),
-            Consistency::After(p) if p.is_start() => self.available(),
+            Consistency::Primary => (Vec::new(), 0),
+            Consistency::Eventual => (self.available(), 0),
+            Consistency::After(p) if p.is_start() => (self.available(), 0),
             Consistency::After(p) => {
                 let Ok(tx) = i64::try_from(p.parts().0) else {
-                    return Vec::new();
+                    return (Vec::new(), 0);
                 };
-                self.wait_for(&[tx], 0).await
+                (self.wait_for(&[tx], 0).await, 0)
             }
             Consistency::Session => {
                 // A snapshot: what was written before this read. Only what it confirms is
@@ -298,11 +311,11 @@ impl Set {
                 let Ok(Pending { txs, dirty, clean }) =
                     self.session.pending.lock().map(|p| p.clone())
                 else {
-                    return Vec::new();
+                    return (Vec::new(), 0);
                 };
                 if dirty > clean {
                     let Some(lsn) = primary_lsn(primary).await else {
-                        return Vec::new();
+                        return (Vec::new(), 0);
                     };
                     self.session.floor.fetch_max(lsn, Ordering::AcqRel);
                     if let Ok(mut p) = self.session.pending.lock() {
@@ -317,7 +330,7 @@ impl Set {
                         .filter(|n| n.replay.load(Ordering::Acquire) >= floor)
                         .collect();
                     if !ready.is_empty() {
-                        return ready;
+                        return (ready, floor);
                     }
                 }
                 let plan = self.wait_for(&txs, floor).await;
@@ -330,7 +343,7 @@ impl Set {
                         p.txs.retain(|tx| !txs.contains(tx));
                     }
                 }
-                plan
+                (plan, floor)
             }
         }
     }
@@ -474,6 +487,8 @@ enum Tried<T> {
     Next(String),
     /// The node has not replayed the schema the statement needs; try the next one.
     Behind,
+    /// The node's replay LSN (given) is short of what the read needs; try the next one.
+    Short(u64),
     /// The statement failed: the caller's error.
     Failed(Error),
 }
@@ -492,7 +507,7 @@ fn failure<T>(e: tokio_postgres::Error, s: &Statement, replica: bool) -> Tried<T
     }
 }
 
-/// The primary never answers [`Tried::Behind`]; should it, its error is reported as such.
+/// The primary never answers [`Tried::Behind`] or [`Tried::Short`] (neither is checked there).
 fn unreachable_behind<T>(s: &Statement) -> Result<T> {
     Err(Error::backend(
         BACKEND,
@@ -506,9 +521,11 @@ enum Answer {
     Stream(deadpool_postgres::Object, Pin<Box<RowStream>>),
 }
 
-/// Runs `s` on `pool` (`replica`: a replica's, whose failures send the read elsewhere), all at
-/// once or as a stream.
-async fn run_on(pool: &Pool, s: &Statement, replica: bool, stream: bool) -> Tried<Answer> {
+/// Runs `s` on `pool`, all at once or as a stream. On a replica's pool (`at_least`: the replay
+/// LSN the read needs, 0 for none), its failures send the read elsewhere, and the replica's
+/// replay LSN is checked first on the same connection (the statement's snapshot comes after).
+async fn run_on(pool: &Pool, s: &Statement, at_least: Option<u64>, stream: bool) -> Tried<Answer> {
+    let replica = at_least.is_some();
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) if replica => return Tried::Next(pool_error(s.what, e).to_string()),
@@ -518,6 +535,16 @@ async fn run_on(pool: &Pool, s: &Statement, replica: bool, stream: bool) -> Trie
         Ok(stmt) => stmt,
         Err(e) => return failure(e, s, replica),
     };
+    if let Some(lsn) = at_least.filter(|l| *l > 0) {
+        match client.query_one(REPLAY_SQL, &[]).await {
+            Ok(row) => match self::lsn(&row, 0) {
+                Ok(at) if at >= lsn => {}
+                Ok(at) => return Tried::Short(at),
+                Err(e) => return Tried::Failed(e),
+            },
+            Err(e) => return failure(e, s, replica),
+        }
+    }
     let params = s.params.iter().map(as_sql);
     if stream {
         match client.query_raw(&stmt, params).await {
@@ -542,8 +569,9 @@ impl crate::PgStore {
         s: &Statement,
         stream: bool,
     ) -> Result<(Answer, Option<Arc<Node>>)> {
-        for node in set.plan(self.consistency(), self.pool()).await {
-            match run_on(&node.pool, s, true, stream).await {
+        let (nodes, at_least) = set.plan(self.consistency(), self.pool()).await;
+        for node in nodes {
+            match run_on(&node.pool, s, Some(at_least), stream).await {
                 Tried::Done(answer) => {
                     node.reads.fetch_add(1, Ordering::Relaxed);
                     return Ok((answer, Some(node)));
@@ -553,14 +581,18 @@ impl crate::PgStore {
                     event_store::metrics::replica_fallback("failed");
                 }
                 Tried::Behind => {}
+                Tried::Short(at) => {
+                    node.replay.store(at, Ordering::Release);
+                    event_store::metrics::replica_fallback("behind");
+                }
                 Tried::Failed(e) => return Err(e),
             }
         }
         set.primary_reads.fetch_add(1, Ordering::Relaxed);
-        match run_on(self.pool(), s, false, stream).await {
+        match run_on(self.pool(), s, None, stream).await {
             Tried::Done(answer) => Ok((answer, None)),
             Tried::Next(why) => Err(Error::backend(BACKEND, format!("{}: {why}", s.what))),
-            Tried::Behind => unreachable_behind(s),
+            Tried::Behind | Tried::Short(_) => unreachable_behind(s),
             Tried::Failed(e) => Err(e),
         }
     }

@@ -30,7 +30,7 @@
 //! | `event_store_subscriber_dead_letters_total` | counter | `group` | messages sent to the dead letters |
 //! | `event_store_replica_lag_seconds` | gauge | `replica` | how far a PostgreSQL replica is behind its primary, at its last check |
 //! | `event_store_replica_healthy` | gauge | `replica` | 1 while reads go to the replica, 0 while it is skipped (down, lagging, or promoted) |
-//! | `event_store_replica_fallbacks_total` | counter | `reason`: `none`, `failed`, `wait` | reads of the log the primary served instead of a replica: none was healthy (and past the watermark fence), the one tried failed, or none had what an `After` or `Session` read must see in time |
+//! | `event_store_replica_fallbacks_total` | counter | `reason`: `none`, `failed`, `behind`, `wait` | replicas passed over for a read of the log: none was healthy (and past the watermark fence), the one tried failed, the one tried was found short of the fence on its connection (restarted since its last check), or none had what an `After` or `Session` read must see in time |
 //!
 //! The lags are ages of events (`now − context.time`) when they were applied or published: an
 //! import of old events shows as lag while it is worked through, as it should for a consumer.
@@ -158,7 +158,7 @@ pub fn replica(name: &str, lag: Option<std::time::Duration>, healthy: bool) {
     });
 }
 
-/// A read a replica could not serve (`reason`: `none`, `failed` or `wait`).
+/// A read a replica could not serve (`reason`: `none`, `failed`, `behind` or `wait`).
 pub fn replica_fallback(reason: &'static str) {
     metrics::counter!("event_store_replica_fallbacks_total", "reason" => reason).increment(1);
 }
