@@ -259,18 +259,7 @@ fn exercise(t: &Target, tmp: &Path) {
     t.ok(&["append", "live", "shop.Live", r#"{"n": 1}"#]);
     t.ok(&["append", "live", "shop.Live", r#"{"n": 2}"#]);
     let out = live.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen = lines(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(
-        seen.iter()
-            .map(|e| e["data"]["n"].as_i64().unwrap())
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(printed_ns(&out), vec![1, 2]);
 
     // stats
     let stats: Value = serde_json::from_str(&t.ok(&["stats", "--format", "json"])).unwrap();
@@ -737,20 +726,12 @@ fn publish_and_subscribe_through_rabbitmq() {
     relay.kill().unwrap();
     let _ = relay.wait();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
         String::from_utf8_lossy(&out.stderr).contains("metrics on http://127.0.0.1:"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got = lines(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(
-        got.iter()
-            .map(|e| e["data"]["n"].as_i64().unwrap())
-            .collect::<Vec<_>>(),
+        printed_ns(&out),
         vec![1, 3],
         "only the bound type, in order"
     );
@@ -840,18 +821,7 @@ fn subscribe_on_quorum_queues() {
     let out = subscriber.wait_with_output().unwrap();
     relay.kill().unwrap();
     let _ = relay.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = lines(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(
-        got.iter()
-            .map(|e| e["data"]["n"].as_i64().unwrap())
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(printed_ns(&out), vec![1, 2]);
 }
 
 /// `GET path` on `address` (HTTP/1.1, closed after): the body.
@@ -915,6 +885,19 @@ fn printer_and_relay(t: &Target, broker: &[&str]) -> (std::process::Child, std::
         .spawn()
         .unwrap();
     (subscriber, relay)
+}
+
+/// The `data.n` of each NDJSON event a command that succeeded printed.
+fn printed_ns(out: &Output) -> Vec<i64> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .map(|e| e["data"]["n"].as_i64().unwrap())
+        .collect()
 }
 
 /// A SQLite store and an exchange of its own on the test broker; the group `printer`'s queues,
