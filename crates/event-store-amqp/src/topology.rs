@@ -332,12 +332,8 @@ pub(crate) async fn declare_queue(ch: &Channel, queue: &str) -> Result<()> {
 /// letters as its dead-letter exchange (at least once): a message the broker stops redelivering
 /// (RabbitMQ 4 limits a quorum queue's redeliveries to 20 by default) lands there, not nowhere.
 pub(crate) fn group_args(exchange: &str, group: &str, kind: QueueType) -> FieldTable {
-    let mut args = FieldTable::default();
+    let mut args = type_args(kind);
     if kind == QueueType::Quorum {
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(dead_letter_exchange(exchange).into()),
@@ -355,6 +351,18 @@ pub(crate) fn group_args(exchange: &str, group: &str, kind: QueueType) -> FieldT
         args.insert(
             "x-overflow".into(),
             AMQPValue::LongString("reject-publish".into()),
+        );
+    }
+    args
+}
+
+/// The arguments that make a queue of `kind` (none for a classic queue).
+fn type_args(kind: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    if kind == QueueType::Quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
         );
     }
     args
@@ -402,14 +410,7 @@ pub(crate) async fn declare_dead_letters(
     let dlx = dead_letter_exchange(exchange);
     declare_exchange(ch, &dlx).await?;
     let dlq = dead_letter_queue(exchange, name);
-    let mut args = FieldTable::default();
-    if kind == QueueType::Quorum {
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-    }
-    declare_queue_with(ch, &dlq, args).await?;
+    declare_queue_with(ch, &dlq, type_args(kind)).await?;
     ch.queue_bind(
         short("queue", &dlq)?,
         short("exchange", &dlx)?,

@@ -148,11 +148,9 @@ pub(crate) struct StoreUrl {
 pub(crate) fn replicas(
     urls: &[String],
     consistency: crate::cli::ConsistencyArg,
-    max_lag: f64,
+    max_lag: Duration,
 ) -> Result<Replicas> {
     use crate::cli::ConsistencyArg as C;
-    let max_lag = Duration::try_from_secs_f64(max_lag)
-        .map_err(|_| usage("--max-replica-lag must be a number of seconds, 0 or more"))?;
     let mut out = Replicas {
         max_lag,
         consistency: match consistency {

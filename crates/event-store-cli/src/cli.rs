@@ -73,7 +73,7 @@ pub(crate) struct Cli {
     pub(crate) replicas: Vec<String>,
 
     /// What reads through --replica must see: `eventual` (any healthy replica), `session` (every
-    /// write this process made), or `primary` (reads on --url only).
+    /// append and close this process made), or `primary` (reads on --url only).
     #[arg(
         long,
         global = true,
@@ -83,15 +83,17 @@ pub(crate) struct Cli {
     )]
     pub(crate) consistency: ConsistencyArg,
 
-    /// Skip a replica further than this behind --url (seconds).
+    /// Skip a replica further than this behind --url (seconds, 0 to 1000000000).
     #[arg(
         long,
         global = true,
         env = "EVENT_STORE_MAX_REPLICA_LAG",
         value_name = "SECONDS",
-        default_value_t = 5.0
+        default_value = "5",
+        allow_negative_numbers = true,
+        value_parser = seconds
     )]
-    pub(crate) max_replica_lag: f64,
+    pub(crate) max_replica_lag: std::time::Duration,
 
     /// Print only the results: no progress bars, summaries or notes on stderr (errors are
     /// still printed).
@@ -107,7 +109,7 @@ pub(crate) struct Cli {
 pub(crate) enum ConsistencyArg {
     /// Any healthy replica, else the primary.
     Eventual,
-    /// A replica that has every write this process made, else the primary.
+    /// A replica that has every append and close this process made, else the primary.
     Session,
     /// The primary only.
     Primary,

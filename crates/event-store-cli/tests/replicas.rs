@@ -128,37 +128,31 @@ fn reads_go_to_the_replica_and_fall_back_to_the_primary() {
 
 #[test]
 fn replica_flags_are_checked() {
-    let out = Command::new(BIN)
-        .args([
-            "--url",
-            "sqlite://./never.db",
-            "--replica",
-            "postgres://x@127.0.0.1:1/x",
-            "stats",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--replica is a PostgreSQL setting"));
-    let out = Command::new(BIN)
-        .args([
-            "--url",
-            "postgres://x@127.0.0.1:1/x",
-            "--replica",
-            "sqlite://x.db",
-            "stats",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--replica takes PostgreSQL URLs"));
-    let out = Command::new(BIN)
-        .args(["--url", "postgres://x@127.0.0.1:1/x", "replicas"])
-        .env_remove("EVENT_STORE_REPLICAS")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no replicas"));
+    const PG: &str = "postgres://x@127.0.0.1:1/x";
+    for (args, says) in [
+        (
+            ["--url", "sqlite://./never.db", "--replica", PG, "stats"].as_slice(),
+            "--replica is a PostgreSQL setting",
+        ),
+        (
+            &["--url", PG, "--replica", "sqlite://x.db", "stats"],
+            "--replica takes PostgreSQL URLs",
+        ),
+        (
+            &["--url", PG, "--max-replica-lag", "-1", "stats"],
+            "out of range",
+        ),
+        (&["--url", PG, "replicas"], "no replicas"),
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("EVENT_STORE_REPLICAS")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
     assert!(
         !std::path::Path::new("./never.db").exists(),
         "nothing was created"

@@ -32,8 +32,8 @@ pub struct Replicas {
     /// A replica further behind the primary than this is skipped until it catches up (default
     /// 5 s). The lag is time: how long ago the primary's WAL passed the replica's replay point.
     pub max_lag: Duration,
-    /// How long a read with [`Consistency::After`] waits for a replica to have the position
-    /// before the primary serves it (default 500 ms).
+    /// How long a read with [`Consistency::After`] or [`Consistency::Session`] waits for a
+    /// replica to have what it must see before the primary serves it (default 500 ms).
     pub wait: Duration,
     /// How often each replica's health and replay point are checked (default 100 ms). A
     /// replica's advance wakes this process's tails: they need no `LISTEN` on the standby.
@@ -68,8 +68,10 @@ pub enum Consistency {
     /// [`Appended::last_position`](event_store::Appended::last_position)) committed. A replica
     /// is waited for up to [`Replicas::wait`], then the primary serves the read.
     After(Position),
-    /// Read-your-writes for this process: only a node that has every append made through this
-    /// store (any of its handles) before the read. A replica is waited for up to
+    /// Read-your-writes for this process: only a node that has every write made through this
+    /// store (any of its handles) before the read — appends, checked by their transactions, and
+    /// the other writes reads of the log see (closing or reopening a stream, migrations), which
+    /// make the read wait for the primary's WAL position of that moment. A replica is waited for up to
     /// [`Replicas::wait`], then the primary serves the read.
     Session,
     /// The primary only.
@@ -96,7 +98,8 @@ pub struct ReplicaStatus {
     pub healthy: bool,
     /// Whether the last check reached it.
     pub reachable: bool,
-    /// How far behind the primary it was at the last check (`None`: not reached yet).
+    /// How far behind the primary it was at the last check (`None`: not reached, or the
+    /// primary not sampled yet).
     pub lag: Option<Duration>,
     /// Reads it served through this store.
     pub reads: u64,
@@ -121,6 +124,7 @@ impl Node {
             tracing::warn!(replica = %self.name, error = %why, "replica failed; reads go elsewhere until it is healthy");
         }
         self.reachable.store(false, Ordering::Release);
+        self.lag_ms.store(u64::MAX, Ordering::Release);
         // What it had replayed is no longer known: a restarted standby may open further back.
         self.replay.store(0, Ordering::Release);
         event_store::metrics::replica(&self.name, None, false);
@@ -155,7 +159,7 @@ struct Session {
 #[derive(Default, Clone)]
 struct Pending {
     txs: Vec<i64>,
-    /// Counts writes not checked by id (other writes, or appends beyond [`MAX_PENDING`]): while
+    /// Counts writes not checked by id (closes, migrations, or appends beyond [`MAX_PENDING`]): while
     /// it is above `clean`, a session read first raises the floor to the primary's WAL
     /// position, which is past every write that returned.
     dirty: u64,
@@ -373,8 +377,8 @@ impl Set {
         }
     }
 
-    /// Records a write other than an append (a close, a checkpoint, the cache): session reads
-    /// after it wait for the primary's WAL position.
+    /// Records a write other than an append that reads of the log see (a close or reopen, a
+    /// migration): session reads after it wait for the primary's WAL position.
     pub(crate) fn wrote_other(&self) {
         if let Ok(mut p) = self.session.pending.lock() {
             p.txs.clear();
@@ -480,24 +484,21 @@ fn schema_behind(e: &tokio_postgres::Error) -> bool {
     })
 }
 
-/// The result of trying a node.
-enum Tried<T> {
-    Done(T),
-    /// The node failed; try the next one.
+/// The result of trying a replica.
+enum Tried {
+    Done(Answer),
+    /// The replica failed; try the next node.
     Next(String),
-    /// The node has not replayed the schema the statement needs; try the next one.
+    /// The replica has not replayed the schema the statement needs; try the next node.
     Behind,
-    /// The node's replay LSN (given) is short of what the read needs; try the next one.
+    /// The replica's replay LSN (given) is short of what the read needs; try the next node.
     Short(u64),
     /// The statement failed: the caller's error.
     Failed(Error),
 }
 
-/// What a statement's failure on a node means: on the primary, always the statement's error.
-fn failure<T>(e: tokio_postgres::Error, s: &Statement, replica: bool) -> Tried<T> {
-    if !replica {
-        return Tried::Failed(pg(s.what, e));
-    }
+/// What a statement's failure on a replica means.
+fn failure(e: tokio_postgres::Error, s: &Statement) -> Tried {
     if node_failed(&e) {
         Tried::Next(e.to_string())
     } else if schema_behind(&e) {
@@ -507,74 +508,64 @@ fn failure<T>(e: tokio_postgres::Error, s: &Statement, replica: bool) -> Tried<T
     }
 }
 
-/// The primary never answers [`Tried::Behind`] or [`Tried::Short`] (neither is checked there).
-fn unreachable_behind<T>(s: &Statement) -> Result<T> {
-    Err(Error::backend(
-        BACKEND,
-        format!("{}: the schema is missing", s.what),
-    ))
-}
-
-/// What a statement gave on a node: its rows, or its rows as a stream, with their connection.
+/// What a statement gave on a replica: its rows, or its rows as a stream, with their connection.
 enum Answer {
     Rows(deadpool_postgres::Object, Vec<Row>),
     Stream(deadpool_postgres::Object, Pin<Box<RowStream>>),
 }
 
-/// Runs `s` on `pool`, all at once or as a stream. On a replica's pool (`at_least`: the replay
-/// LSN the read needs, 0 for none), its failures send the read elsewhere, and the replica's
-/// replay LSN is checked first on the same connection (the statement's snapshot comes after).
-async fn run_on(pool: &Pool, s: &Statement, at_least: Option<u64>, stream: bool) -> Tried<Answer> {
-    let replica = at_least.is_some();
+/// Runs `s` on a replica's `pool`, all at once or as a stream, after checking on the same
+/// connection that the replica has replayed up to `at_least` (0: no check; the statement's
+/// snapshot comes after the check).
+async fn on_replica(pool: &Pool, s: &Statement, at_least: u64, stream: bool) -> Tried {
     let client = match pool.get().await {
         Ok(c) => c,
-        Err(e) if replica => return Tried::Next(pool_error(s.what, e).to_string()),
-        Err(e) => return Tried::Failed(pool_error(s.what, e)),
+        Err(e) => return Tried::Next(pool_error(s.what, e).to_string()),
     };
     let stmt = match client.prepare_cached(&s.sql).await {
         Ok(stmt) => stmt,
-        Err(e) => return failure(e, s, replica),
+        Err(e) => return failure(e, s),
     };
-    if let Some(lsn) = at_least.filter(|l| *l > 0) {
+    if at_least > 0 {
         match client.query_one(REPLAY_SQL, &[]).await {
-            Ok(row) => match self::lsn(&row, 0) {
-                Ok(at) if at >= lsn => {}
+            Ok(row) => match lsn(&row, 0) {
+                Ok(at) if at >= at_least => {}
                 Ok(at) => return Tried::Short(at),
                 Err(e) => return Tried::Failed(e),
             },
-            Err(e) => return failure(e, s, replica),
+            Err(e) => return failure(e, s),
         }
     }
     let params = s.params.iter().map(as_sql);
     if stream {
         match client.query_raw(&stmt, params).await {
             Ok(rows) => Tried::Done(Answer::Stream(client, Box::pin(rows))),
-            Err(e) => failure(e, s, replica),
+            Err(e) => failure(e, s),
         }
     } else {
         let refs: Vec<_> = params.collect();
         match client.query(&stmt, &refs).await {
             Ok(rows) => Tried::Done(Answer::Rows(client, rows)),
-            Err(e) => failure(e, s, replica),
+            Err(e) => failure(e, s),
         }
     }
 }
 
 impl crate::PgStore {
-    /// A routed statement's answer: from the first replica of the plan that answers, else
-    /// from the primary; with the replica that gave it (`None`: the primary).
-    async fn routed_answer(
+    /// A routed statement's answer from the first replica of the plan that gives one, with
+    /// that replica; `None`: no replica could, the primary serves the read.
+    async fn on_replicas(
         &self,
         set: &Set,
         s: &Statement,
         stream: bool,
-    ) -> Result<(Answer, Option<Arc<Node>>)> {
+    ) -> Result<Option<(Answer, Arc<Node>)>> {
         let (nodes, at_least) = set.plan(self.consistency(), self.pool()).await;
         for node in nodes {
-            match run_on(&node.pool, s, Some(at_least), stream).await {
+            match on_replica(&node.pool, s, at_least, stream).await {
                 Tried::Done(answer) => {
                     node.reads.fetch_add(1, Ordering::Relaxed);
-                    return Ok((answer, Some(node)));
+                    return Ok(Some((answer, node)));
                 }
                 Tried::Next(why) => {
                     node.down(&why);
@@ -589,38 +580,44 @@ impl crate::PgStore {
             }
         }
         set.primary_reads.fetch_add(1, Ordering::Relaxed);
-        match run_on(self.pool(), s, None, stream).await {
-            Tried::Done(answer) => Ok((answer, None)),
-            Tried::Next(why) => Err(Error::backend(BACKEND, format!("{}: {why}", s.what))),
-            Tried::Behind | Tried::Short(_) => unreachable_behind(s),
-            Tried::Failed(e) => Err(e),
-        }
+        Ok(None)
     }
 
-    /// A routed statement's rows (a watermark raises the fence for the reads after it).
+    /// A routed statement's rows, from a replica or the primary (a watermark raises the fence
+    /// for the reads after it).
     pub(crate) async fn routed_rows(&self, set: &Set, s: &Statement) -> Result<Vec<Row>> {
-        match self.routed_answer(set, s, false).await? {
-            (Answer::Rows(client, rows), node) => {
+        match self.on_replicas(set, s, false).await? {
+            Some((Answer::Rows(client, rows), node)) => {
                 if s.routing == Routing::Watermark {
-                    set.raise_fence(&client, node.as_deref()).await?;
+                    set.raise_fence(&client, Some(&node)).await?;
                 }
                 Ok(rows)
             }
-            (Answer::Stream(..), _) => Err(Error::backend(BACKEND, "rows came as a stream")),
+            Some((Answer::Stream(..), _)) => Err(Error::backend(BACKEND, "rows came as a stream")),
+            None => {
+                let refs: Vec<_> = s.params.iter().map(as_sql).collect();
+                let rows = self.rows(s.what, &s.sql, &refs).await?;
+                if s.routing == Routing::Watermark {
+                    let client = self.client(s.what).await?;
+                    set.raise_fence(&client, None).await?;
+                }
+                Ok(rows)
+            }
         }
     }
 
-    /// A routed statement's rows as a stream. (A node failing after the first rows ends the
-    /// stream with its error, as any read's failure does; the caller reads on from where it
-    /// was.)
+    /// A routed statement's rows as a stream, from a replica or the primary. (A node failing
+    /// after the first rows ends the stream with its error, as any read's failure does; the
+    /// caller reads on from where it was.)
     pub(crate) async fn routed_open(
         &self,
         set: &Set,
         s: &Statement,
     ) -> Result<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
-        match self.routed_answer(set, s, true).await? {
-            (Answer::Stream(client, rows), _) => Ok((client, rows)),
-            (Answer::Rows(..), _) => Err(Error::backend(BACKEND, "a stream came as rows")),
+        match self.on_replicas(set, s, true).await? {
+            Some((Answer::Stream(client, rows), _)) => Ok((client, rows)),
+            Some((Answer::Rows(..), _)) => Err(Error::backend(BACKEND, "a stream came as rows")),
+            None => self.open_on_primary(s).await,
         }
     }
 }
@@ -695,7 +692,9 @@ async fn probe(
         let standby: bool = row.try_get(0).unwrap_or(false);
         let replay = lsn(&row, 1).unwrap_or(0);
         node.reachable.store(true, Ordering::Release);
-        if replay > node.replay.fetch_max(replay, Ordering::AcqRel) {
+        // The value seen now, not the highest ever seen: a standby that restarted since may
+        // have opened further back (a lower value only makes reads more careful).
+        if replay > node.replay.swap(replay, Ordering::AcqRel) {
             changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         let lag = lag_of(&samples, replay);

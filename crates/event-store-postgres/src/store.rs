@@ -162,7 +162,7 @@ impl PgStore {
     /// The replicas, when this handle's read may go to one.
     fn routed(&self, s: &Statement) -> Option<&crate::replicas::Set> {
         match (&self.inner.replicas, s.routing, self.consistency()) {
-            (_, event_store_sql::Routing::Primary, _)
+            (_, event_store_sql::Routing::Primary | event_store_sql::Routing::LogChange, _)
             | (_, _, Consistency::Primary)
             | (None, _, _) => None,
             (Some(set), _, _) => Some(set),
@@ -261,9 +261,17 @@ impl PgStore {
         &self,
         s: &Statement,
     ) -> Result<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
-        if let Some(set) = self.routed(s) {
-            return self.routed_open(set, s).await;
+        match self.routed(s) {
+            Some(set) => self.routed_open(set, s).await,
+            None => self.open_on_primary(s).await,
         }
+    }
+
+    /// [`PgStore::open_rows`] on the primary.
+    pub(crate) async fn open_on_primary(
+        &self,
+        s: &Statement,
+    ) -> Result<(deadpool_postgres::Object, Pin<Box<RowStream>>)> {
         let client = self.client(s.what).await?;
         let stmt = client
             .prepare_cached(&s.sql)
@@ -276,7 +284,7 @@ impl PgStore {
         Ok((client, Box::pin(rows)))
     }
 
-    async fn rows(
+    pub(crate) async fn rows(
         &self,
         what: &str,
         sql: &str,
@@ -656,7 +664,8 @@ impl PgStore {
         }
     }
 
-    /// Records a write other than an append for [`Consistency::Session`] reads.
+    /// Records a write other than an append that reads of the log see (a close, a migration),
+    /// for [`Consistency::Session`] reads.
     fn wrote_other(&self) {
         if let Some(set) = &self.inner.replicas {
             set.wrote_other();
@@ -786,7 +795,9 @@ impl Driver for PgStore {
             .execute(&stmt, &refs)
             .await
             .map_err(|e| pg(s.what, e))?;
-        self.wrote_other();
+        if s.routing == event_store_sql::Routing::LogChange {
+            self.wrote_other();
+        }
         Ok(n)
     }
 
@@ -801,7 +812,12 @@ impl Driver for PgStore {
             }
         }
         tx.commit().await.map_err(|e| pg(what, e))?;
-        self.wrote_other();
+        if statements
+            .iter()
+            .any(|s| s.routing == event_store_sql::Routing::LogChange)
+        {
+            self.wrote_other();
+        }
         Ok(true)
     }
 

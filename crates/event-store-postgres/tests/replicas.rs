@@ -302,6 +302,23 @@ async fn caught_up(cluster: &LocalCluster, standbys: &[tokio_postgres::Client]) 
     }
 }
 
+/// Waits (bounded) until the replicas' status is `ok`.
+async fn until(
+    store: &PgStore,
+    what: &str,
+    ok: impl Fn(&[event_store_postgres::ReplicaStatus]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = store.replicas();
+        if ok(&now) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn served(store: &PgStore) -> u64 {
     store.replicas().iter().map(|r| r.reads).sum()
 }
@@ -356,14 +373,10 @@ async fn replica_stopped_mid_tail(cluster: &LocalCluster) {
     let down = store.replicas();
     assert!(!down[0].healthy, "the stopped standby is skipped: {down:?}");
     cluster.start_standby(0).expect("start standby 0");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !store.replicas()[0].healthy {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restarted standby became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&store, "the restarted standby became healthy", |r| {
+        r[0].healthy
+    })
+    .await;
     let before = store.replicas()[0].reads;
     for _ in 0..4 {
         store.read_all(Position::START, 10).await.expect("read");
@@ -377,15 +390,10 @@ async fn replica_stopped_mid_tail(cluster: &LocalCluster) {
 /// Each standby's health and lag are reported; a standby lagging beyond the bound is skipped.
 async fn health_and_lag(cluster: &LocalCluster) {
     let store = store(cluster, Consistency::Eventual).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !store.replicas().iter().all(|r| r.healthy) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "both standbys healthy: {:?}",
-            store.replicas()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&store, "both standbys healthy", |r| {
+        r.iter().all(|r| r.healthy)
+    })
+    .await;
     for r in store.replicas() {
         assert!(r.reachable && r.lag.is_some(), "{r:?}");
         assert!(
@@ -444,14 +452,10 @@ async fn health_and_lag(cluster: &LocalCluster) {
         .batch_execute("SELECT pg_wal_replay_resume()")
         .await
         .expect("resume");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !strict.replicas()[1].healthy {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the standby came back once caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(&strict, "the standby came back once caught up", |r| {
+        r[1].healthy
+    })
+    .await;
 }
 
 /// The case a watermark fence exists for. A transaction with a lower id commits after one with

@@ -53,7 +53,7 @@ pub struct Statement {
 
 /// Where a statement may run on a backend that reads from replicas (PostgreSQL's streaming
 /// standbys): on the primary only (the default: writes, checkpoints, keys, projections' own
-/// state), or on a replica (reads of the log). A driver without replicas runs every statement
+/// state), or on a replica (reads of the log); and which writes reads of the log see. A driver without replicas runs every statement
 /// on its one database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Routing {
@@ -65,6 +65,9 @@ pub enum Routing {
     /// The watermark: on a replica too, but the reads after it must see at least what that
     /// replica had (they go to it, to the primary, or to a replica as far along).
     Watermark,
+    /// A write that reads of the log see, other than an append (closing or reopening a
+    /// stream): on the primary, and a read that must see this process's writes waits for it.
+    LogChange,
 }
 
 impl Statement {
@@ -77,6 +80,13 @@ impl Statement {
             guard: false,
             routing: Routing::Primary,
         }
+    }
+
+    /// The same statement as a write that reads of the log see (see [`Routing::LogChange`]).
+    #[must_use]
+    pub fn changes_log(mut self) -> Self {
+        self.routing = Routing::LogChange;
+        self
     }
 
     /// The same statement as a read of the log, which may run on a replica.

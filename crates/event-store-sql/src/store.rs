@@ -324,7 +324,9 @@ pub async fn close_stream<D: Driver>(d: &D, stream: &StreamId, closed: bool) -> 
         ("reopen stream", D::QUERIES.reopen_stream)
     };
     let params = vec![Param::Text(stream.as_str().to_owned())];
-    Ok(d.execute(Statement::new(what, sql, params)).await? > 0)
+    Ok(d.execute(Statement::new(what, sql, params).changes_log())
+        .await?
+        > 0)
 }
 
 /// [`Store::closed_streams`](event_store::Store::closed_streams).

@@ -19,16 +19,11 @@ pub(crate) async fn run(url: &StoreUrl, args: &ReplicasArgs) -> Result<()> {
     let AnyStore::Postgres(store) = url.open(Access::Read).await? else {
         bail!("--replica needs a PostgreSQL --url");
     };
-    // Every replica is checked within a few probe intervals, or found unreachable.
+    // The probes run from the start: give every replica a few seconds to be found serving
+    // (a replica that is down or lagging is reported as it is then).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let interval = url.replicas.probe_interval;
-    tokio::time::sleep(interval * 2).await;
-    while store
-        .replicas()
-        .iter()
-        .any(|r| r.lag.is_none() && !r.healthy && tokio::time::Instant::now() < deadline)
-    {
-        tokio::time::sleep(interval).await;
+    while tokio::time::Instant::now() < deadline && !store.replicas().iter().all(|r| r.healthy) {
+        tokio::time::sleep(url.replicas.probe_interval).await;
     }
     let status = store.replicas();
     let mut out = stdout();
